@@ -1,0 +1,117 @@
+//! Points: the service's money. One point is one KRW, always a whole number.
+
+use serde::{Deserialize, Serialize};
+
+/// A non-negative whole number of points.
+///
+/// Backed by `i64` because that is what PostgreSQL's `bigint` holds; the
+/// constructor rejects negative values, and arithmetic is checked so an
+/// overflow is an error instead of a wrapped balance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct Points(i64);
+
+/// Why a number is not a valid amount of points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PointsError {
+    #[error("points cannot be negative (got {0})")]
+    Negative(i64),
+    #[error("points arithmetic overflowed")]
+    Overflow,
+}
+
+impl Points {
+    pub const ZERO: Points = Points(0);
+
+    /// Builds an amount of points, refusing negative values.
+    pub fn new(value: i64) -> Result<Self, PointsError> {
+        if value < 0 {
+            Err(PointsError::Negative(value))
+        } else {
+            Ok(Self(value))
+        }
+    }
+
+    pub fn value(self) -> i64 {
+        self.0
+    }
+
+    pub fn checked_add(self, other: Points) -> Result<Points, PointsError> {
+        self.0
+            .checked_add(other.0)
+            .map(Points)
+            .ok_or(PointsError::Overflow)
+    }
+
+    /// `self * factor`, refusing overflow.
+    pub fn checked_mul(self, factor: u32) -> Result<Points, PointsError> {
+        self.0
+            .checked_mul(i64::from(factor))
+            .map(Points)
+            .ok_or(PointsError::Overflow)
+    }
+}
+
+impl TryFrom<i64> for Points {
+    type Error = PointsError;
+
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        Points::new(value)
+    }
+}
+
+impl From<Points> for i64 {
+    fn from(points: Points) -> Self {
+        points.0
+    }
+}
+
+impl std::fmt::Display for Points {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn negative_points_are_rejected() {
+        assert_eq!(Points::new(-1), Err(PointsError::Negative(-1)));
+    }
+
+    #[test]
+    fn overflow_is_an_error_not_a_wrap() {
+        let max = Points::new(i64::MAX).expect("max is valid");
+        assert_eq!(
+            max.checked_add(Points::new(1).expect("1")),
+            Err(PointsError::Overflow)
+        );
+        assert_eq!(max.checked_mul(2), Err(PointsError::Overflow));
+    }
+
+    proptest! {
+        #[test]
+        fn any_non_negative_value_round_trips(v in 0..=i64::MAX) {
+            prop_assert_eq!(Points::new(v).map(Points::value), Ok(v));
+        }
+
+        #[test]
+        fn any_negative_value_is_rejected(v in i64::MIN..0) {
+            prop_assert!(Points::new(v).is_err());
+        }
+
+        #[test]
+        fn checked_mul_matches_wide_arithmetic(v in 0..=i64::MAX, f in any::<u32>()) {
+            let wide = i128::from(v) * i128::from(f);
+            let got = Points::new(v).expect("non-negative").checked_mul(f);
+            if wide > i128::from(i64::MAX) {
+                prop_assert_eq!(got, Err(PointsError::Overflow));
+            } else {
+                prop_assert_eq!(got.map(|p| i128::from(p.value())), Ok(wide));
+            }
+        }
+    }
+}

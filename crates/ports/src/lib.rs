@@ -1,0 +1,15 @@
+//! The traits the application needs from the outside world.
+//!
+//! Each port is a small `Send + Sync` async trait held as `Arc<dyn Port>`.
+//! Adapters (`coffee-postgres`, `coffee-redis`, `coffee-collector`) implement
+//! them and translate their own failures into [`InfraError`], so no
+//! infrastructure type ever reaches the application or the domain. With the
+//! `mock` feature (dev-dependencies only) every port gets a mockall fake.
+
+pub mod error;
+pub mod health;
+pub mod menu;
+
+pub use error::InfraError;
+pub use health::DependencyProbe;
+pub use menu::MenuRepository;

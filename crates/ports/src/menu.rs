@@ -1,0 +1,19 @@
+//! Reading the coffee menu.
+
+use async_trait::async_trait;
+use coffee_domain::Menu;
+
+use crate::InfraError;
+
+/// Where the menu lives.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait MenuRepository: Send + Sync {
+    /// Every menu item, ordered by name (ascending, by the database's collation
+    /// of the name and then by id, so the order is total and stable).
+    ///
+    /// Errors: [`InfraError::Unavailable`] when the store cannot be reached in
+    /// time; [`InfraError::Unexpected`] for anything else, including a stored
+    /// row that no longer satisfies the domain's rules.
+    async fn list(&self) -> Result<Vec<Menu>, InfraError>;
+}

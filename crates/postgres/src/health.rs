@@ -1,0 +1,34 @@
+//! Readiness probe for PostgreSQL.
+
+use async_trait::async_trait;
+use coffee_ports::{DependencyProbe, InfraError};
+use diesel_async::SimpleAsyncConnection;
+
+use crate::error::{self, DEPENDENCY};
+use crate::pool::PgPool;
+
+/// Checks out a connection and runs `SELECT 1`.
+#[derive(Debug, Clone)]
+pub struct PgProbe {
+    pool: PgPool,
+}
+
+impl PgProbe {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[async_trait]
+impl DependencyProbe for PgProbe {
+    fn name(&self) -> &'static str {
+        DEPENDENCY
+    }
+
+    async fn check(&self) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await?;
+        conn.batch_execute("SELECT 1")
+            .await
+            .map_err(error::from_diesel)
+    }
+}

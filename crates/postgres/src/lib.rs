@@ -1,0 +1,19 @@
+//! Outbound PostgreSQL adapter.
+//!
+//! Repositories implement the `coffee-ports` traits with diesel + diesel-async
+//! over a deadpool pool. Every business operation that must be atomic runs as
+//! one database transaction inside this crate; the application never sees a
+//! connection or a transaction. Diesel and pool failures are translated into
+//! [`coffee_ports::InfraError`] here (see [`error`]).
+
+pub mod error;
+pub mod health;
+pub mod menus;
+pub mod migrate;
+pub mod pool;
+pub mod schema;
+
+pub use health::PgProbe;
+pub use menus::PgMenuRepository;
+pub use migrate::run_migrations;
+pub use pool::{PgPool, PgPoolSettings};

@@ -1,0 +1,111 @@
+//! The connection pool, with timeouts so a sick database gives a timely error.
+
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::SimpleAsyncConnection;
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use futures_util::FutureExt;
+use secrecy::{ExposeSecret, SecretString};
+
+use coffee_ports::InfraError;
+
+use crate::error;
+
+/// Error of [`PgPool::get`].
+pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+
+/// A pooled connection.
+pub type PgConnection = Object<AsyncPgConnection>;
+
+/// How the pool talks to PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgPoolSettings {
+    /// `postgres://user:password@host:port/db`; may hold a password.
+    pub url: SecretString,
+    pub max_size: usize,
+    /// How long a request waits for a free connection before `503`.
+    pub acquire_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub connect_timeout: Duration,
+    /// Server-side cap on any one statement (`statement_timeout`).
+    pub statement_timeout: Duration,
+}
+
+impl PgPoolSettings {
+    /// Settings for local development and tests.
+    pub fn local(url: impl Into<String>) -> Self {
+        Self {
+            url: SecretString::from(url.into()),
+            max_size: 16,
+            acquire_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A cloneable handle on the pool.
+#[derive(Clone)]
+pub struct PgPool {
+    inner: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgPool")
+            .field("status", &self.inner.status())
+            .finish()
+    }
+}
+
+impl PgPool {
+    /// Builds the pool. No connection is opened until the first request, so a
+    /// server can start while the database is still down and become ready later.
+    pub fn new(settings: &PgPoolSettings) -> anyhow::Result<Self> {
+        let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        config.custom_setup = Box::new(move |url| {
+            let url = url.to_owned();
+            async move {
+                let mut conn = AsyncPgConnection::establish(&url).await?;
+                conn.batch_execute(&format!(
+                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'"
+                ))
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            settings.url.expose_secret(),
+            config,
+        );
+        let inner = Pool::builder(manager)
+            .max_size(settings.max_size)
+            .runtime(deadpool::Runtime::Tokio1)
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .recycle_timeout(Some(settings.connect_timeout))
+            .build()?;
+        Ok(Self { inner })
+    }
+
+    /// Checks out a connection, or says the database is unavailable.
+    pub async fn get(&self) -> Result<PgConnection, InfraError> {
+        self.inner.get().await.map_err(error::from_pool)
+    }
+
+    /// Connections in use and the pool's size, for metrics.
+    pub fn usage(&self) -> (usize, usize) {
+        let status = self.inner.status();
+        (
+            status.size.saturating_sub(status.available),
+            status.max_size,
+        )
+    }
+}
+
+use diesel_async::AsyncConnection as _;

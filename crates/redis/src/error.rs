@@ -1,0 +1,30 @@
+//! Translation of Redis and pool failures into [`InfraError`].
+
+use coffee_ports::InfraError;
+use deadpool_redis::redis::RedisError;
+
+/// The name under which Redis appears in errors and readiness reports.
+pub const DEPENDENCY: &str = "cache";
+
+/// Any pool failure (timeout, refused connection) means Redis is unreachable.
+pub fn from_pool(error: deadpool_redis::PoolError) -> InfraError {
+    InfraError::unavailable(
+        DEPENDENCY,
+        anyhow::Error::new(error).context("no redis connection"),
+    )
+}
+
+/// I/O, timeouts and dropped connections are `Unavailable`; a reply the adapter
+/// did not expect (wrong type, script error) is `Unexpected`.
+pub fn from_redis(error: RedisError) -> InfraError {
+    if error.is_io_error()
+        || error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_unrecoverable_error()
+    {
+        InfraError::unavailable(DEPENDENCY, error)
+    } else {
+        InfraError::Unexpected(anyhow::Error::new(error).context("redis command failed"))
+    }
+}

@@ -1,0 +1,241 @@
+//! Per-test databases cloned from a migrated template.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use diesel::sql_types::Text;
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use tokio::sync::OnceCell;
+
+/// The template's name for the current migrations; created once per machine
+/// and per change of `migrations/`, shared by every test process.
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+/// A database that exists for one test and is dropped with this value.
+#[derive(Debug)]
+pub struct TestDatabase {
+    name: String,
+    url: String,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database with every migration applied (and the menu seeded).
+    ///
+    /// # Panics
+    /// When PostgreSQL cannot be reached or the migrations fail: a test cannot
+    /// do anything useful without its database, and the message says why.
+    pub async fn create() -> Self {
+        match Self::try_create().await {
+            Ok(db) => db,
+            Err(e) => panic!("could not create a test database: {e:#}"),
+        }
+    }
+
+    async fn try_create() -> anyhow::Result<Self> {
+        let template = TEMPLATE.get_or_try_init(ensure_template).await?.clone();
+        let name = format!("coffee_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = admin_connection().await?;
+        // Concurrent clones of one template can collide while PostgreSQL checks
+        // that nobody else uses it; a short retry covers that window.
+        let mut attempt = 0;
+        loop {
+            let created = admin
+                .batch_execute(&format!(
+                    "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+                ))
+                .await;
+            match created {
+                Ok(()) => break,
+                Err(e)
+                    if attempt < 20 && e.to_string().contains("being accessed by other users") =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e).context("CREATE DATABASE from the template"),
+            }
+        }
+        Ok(Self {
+            url: database_url(&name),
+            name,
+        })
+    }
+
+    /// Connection URL of this database.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A direct connection, for tests that check rows behind an adapter's back.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        match AsyncPgConnection::establish(&self.url).await {
+            Ok(conn) => conn,
+            Err(e) => panic!("could not connect to {}: {e}", self.name),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be shutting down, so
+        // the DROP runs on a thread with a runtime of its own.
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut admin = admin_connection().await?;
+                admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await?;
+                Ok(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("warning: test database {} was not dropped", self.name);
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// The admin URL with its database name replaced by `name`.
+fn database_url(name: &str) -> String {
+    let admin = admin_url();
+    let (base, query) = match admin.split_once('?') {
+        Some((base, query)) => (base.to_owned(), format!("?{query}")),
+        None => (admin.clone(), String::new()),
+    };
+    // Everything up to the first '/' after "scheme://authority".
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let server = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base.as_str(),
+    };
+    format!("{server}/{name}{query}")
+}
+
+async fn admin_connection() -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(&admin_url())
+        .await
+        .with_context(|| "connecting to PostgreSQL as admin (set TEST_DATABASE_URL)".to_owned())
+}
+
+fn migrations_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations")
+}
+
+/// A fingerprint of every file under `migrations/`, so that a changed
+/// migration gets a new template instead of a stale one.
+fn migrations_fingerprint() -> anyhow::Result<u64> {
+    let mut files = Vec::new();
+    collect_files(&migrations_dir(), &mut files)?;
+    files.sort();
+    let mut hasher = DefaultHasher::new();
+    for file in files {
+        file.file_name().hash(&mut hasher);
+        std::fs::read(&file)
+            .with_context(|| format!("reading {}", file.display()))?
+            .hash(&mut hasher);
+    }
+    Ok(hasher.finish())
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct DatabaseName {
+    #[diesel(sql_type = Text)]
+    datname: String,
+}
+
+/// Creates the template for the current migrations unless it exists. Several
+/// test processes may race here; a session advisory lock serialises them.
+async fn ensure_template() -> anyhow::Result<String> {
+    let fingerprint = migrations_fingerprint()?;
+    let template = format!("coffee_tpl_{fingerprint:016x}");
+    let mut admin = admin_connection().await?;
+    admin
+        .batch_execute("SELECT pg_advisory_lock(727274)")
+        .await
+        .context("taking the template lock")?;
+    let result = create_template_if_missing(&mut admin, &template).await;
+    admin
+        .batch_execute("SELECT pg_advisory_unlock(727274)")
+        .await?;
+    result.map(|()| template)
+}
+
+async fn create_template_if_missing(
+    admin: &mut AsyncPgConnection,
+    template: &str,
+) -> anyhow::Result<()> {
+    let existing: Vec<DatabaseName> =
+        sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'coffee\\_tpl\\_%'")
+            .load(admin)
+            .await?;
+    if existing.iter().any(|d| d.datname == template) {
+        return Ok(());
+    }
+    // Templates of older migrations are of no further use.
+    for stale in existing {
+        admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                stale.datname
+            ))
+            .await?;
+    }
+    let building = format!("{template}_building");
+    admin
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+        ))
+        .await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{building}\""))
+        .await?;
+    coffee_postgres::run_migrations(&database_url(&building))
+        .await
+        .context("migrating the template database")?;
+    // Renamed only once complete, so no test ever clones a half-built template.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
+        ))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_url_replaces_only_the_database_name() {
+        let url = database_url("x");
+        assert!(url.ends_with("/x"), "{url}");
+        assert_eq!(url.matches('/').count(), 3, "{url}");
+    }
+}

@@ -1,0 +1,28 @@
+//! Test harness shared by adapter, application-level and end-to-end tests.
+//!
+//! - [`TestDatabase`]: a fresh PostgreSQL database per test, cloned from a
+//!   template that has every migration applied, and dropped when the value is
+//!   dropped. Tests never share a database, so they run in parallel.
+//! - [`redis_url`] and [`unique_key_prefix`]: every test gets its own key
+//!   namespace in the shared Redis.
+//!
+//! The servers come from `TEST_DATABASE_URL` (an admin connection, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and `TEST_REDIS_URL`
+//! (default `redis://127.0.0.1:6379`).
+//!
+//! This crate exchanges only plain strings with the adapters it helps test, so
+//! it can be a dev-dependency of those very adapters.
+
+mod database;
+
+pub use database::TestDatabase;
+
+/// The Redis server tests use.
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A Redis key prefix no other test uses: `coffee-test:<uuid>:`.
+pub fn unique_key_prefix() -> String {
+    format!("coffee-test:{}:", uuid::Uuid::new_v4().simple())
+}

@@ -1,0 +1,3 @@
+DROP TABLE point_transactions;
+DROP TABLE order_items;
+DROP TABLE orders;

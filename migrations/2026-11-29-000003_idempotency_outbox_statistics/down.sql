@@ -1,0 +1,3 @@
+DROP TABLE menu_sales_hourly;
+DROP TABLE outbox_events;
+DROP TABLE idempotency_keys;
