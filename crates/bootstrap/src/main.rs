@@ -1,1 +1,63 @@
-fn main() {}
+//! `coffee`: the coffee order API server and its operator commands.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use coffee_bootstrap::{Application, Config, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "coffee", version, about = "Coffee order API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve,
+    /// Apply pending database migrations, then exit.
+    Migrate,
+}
+
+#[actix_web::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("coffee: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    let result = match cli.command {
+        Command::Serve => serve(&config).await,
+        Command::Migrate => migrate(&config).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "coffee failed");
+            eprintln!("coffee: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let applied = coffee_postgres::run_migrations(config.database_url()).await?;
+    if applied.is_empty() {
+        tracing::info!("the database is up to date");
+    } else {
+        tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
+    }
+    Ok(())
+}

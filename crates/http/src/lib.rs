@@ -1,1 +1,19 @@
+//! Inbound HTTP adapter: the actix-web application.
+//!
+//! - [`build_app`] assembles routes, extractors and middleware; the same
+//!   function serves production (`coffee serve`) and tests.
+//! - [`problem`]: every failure leaves as RFC 9457 `application/problem+json`
+//!   with a stable `code` (SPEC.md section 7), including the ones actix itself
+//!   produces (unknown route, wrong method).
+//! - [`extract`]: JSON, path and query extractors that turn bad input into
+//!   `4xx` problems instead of actix's plain-text errors.
+//! - [`middleware`]: request ids, request spans and the one log line per request.
 
+pub mod app;
+pub mod extract;
+pub mod middleware;
+pub mod problem;
+pub mod routes;
+
+pub use app::{AppState, build_app};
+pub use problem::{ApiError, FieldError, ProblemCode};

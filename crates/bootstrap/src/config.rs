@@ -1,0 +1,231 @@
+//! Typed configuration, read once from the environment (and `.env`).
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// Where the service runs; production refuses development defaults for secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppEnv {
+    Development,
+    Test,
+    Production,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Everything the service reads from its environment. `Debug` never shows a
+/// secret: URLs that may carry passwords and the signing key are redacted.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_env: AppEnv,
+    pub bind_addr: String,
+    pub http_workers: Option<usize>,
+    pub database_url: SecretString,
+    pub database_pool_size: usize,
+    pub database_acquire_timeout: Duration,
+    pub database_statement_timeout: Duration,
+    pub redis_url: SecretString,
+    pub redis_key_prefix: String,
+    pub redis_pool_size: usize,
+    pub redis_timeout: Duration,
+    pub jwt_secret: SecretString,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub collector_url: String,
+    pub log_format: LogFormat,
+    pub shutdown_timeout: Duration,
+}
+
+/// Why the configuration is unusable. The message names the variable.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("{name} must be set when APP_ENV=production")]
+    MissingInProduction { name: &'static str },
+}
+
+/// Only for development and tests: the server refuses it in production.
+const DEV_JWT_SECRET: &str = "dev-only-secret-do-not-use-in-production-0123456789";
+/// The shortest signing key the server accepts (HS256 wants at least 256 bits).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// Reads `.env` when present, then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal; a present one is applied under the real
+        // environment (real variables win).
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let app_env = match get("APP_ENV").as_deref() {
+            None | Some("development") => AppEnv::Development,
+            Some("test") => AppEnv::Test,
+            Some("production") => AppEnv::Production,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "APP_ENV",
+                    reason: format!("{other:?} is not one of development, test, production"),
+                });
+            }
+        };
+        let jwt_secret = match get("JWT_SECRET") {
+            Some(secret) => secret,
+            None if app_env == AppEnv::Production => {
+                return Err(ConfigError::MissingInProduction { name: "JWT_SECRET" });
+            }
+            None => DEV_JWT_SECRET.to_owned(),
+        };
+        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError::Invalid {
+                name: "JWT_SECRET",
+                reason: format!("it must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
+            });
+        }
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("pretty") => LogFormat::Pretty,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "LOG_FORMAT",
+                    reason: format!("{other:?} is not one of pretty, json"),
+                });
+            }
+        };
+        Ok(Self {
+            app_env,
+            bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            http_workers: optional_number(&get, "HTTP_WORKERS")?,
+            database_url: SecretString::from(
+                get("DATABASE_URL")
+                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
+            ),
+            database_pool_size: number(&get, "DATABASE_POOL_SIZE", 16)?,
+            database_acquire_timeout: Duration::from_millis(number(
+                &get,
+                "DATABASE_ACQUIRE_TIMEOUT_MS",
+                3_000,
+            )?),
+            database_statement_timeout: Duration::from_millis(number(
+                &get,
+                "DATABASE_STATEMENT_TIMEOUT_MS",
+                10_000,
+            )?),
+            redis_url: SecretString::from(
+                get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+            ),
+            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
+            redis_pool_size: number(&get, "REDIS_POOL_SIZE", 16)?,
+            redis_timeout: Duration::from_millis(number(&get, "REDIS_TIMEOUT_MS", 2_000)?),
+            jwt_secret: SecretString::from(jwt_secret),
+            access_token_ttl: Duration::from_secs(number(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
+            refresh_token_ttl: Duration::from_secs(number(
+                &get,
+                "REFRESH_TOKEN_TTL_SECS",
+                14 * 24 * 3600,
+            )?),
+            collector_url: get("COLLECTOR_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
+            log_format,
+            shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
+        })
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+fn number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+) -> Result<T, ConfigError> {
+    Ok(optional_number(get, name)?.unwrap_or(default))
+}
+
+fn optional_number<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<T>, ConfigError> {
+    get(name)
+        .map(|raw| {
+            raw.trim().parse::<T>().map_err(|_| ConfigError::Invalid {
+                name,
+                reason: format!("{raw:?} is not a non-negative whole number"),
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn local_defaults_need_no_variables() {
+        let config = config(&[]).expect("defaults");
+        assert_eq!(config.bind_addr, "127.0.0.1:8080");
+        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(
+            config.refresh_token_ttl,
+            Duration::from_secs(14 * 24 * 3600)
+        );
+        assert_eq!(config.log_format, LogFormat::Pretty);
+    }
+
+    #[test]
+    fn production_has_no_default_signing_key() {
+        let err = config(&[("APP_ENV", "production")]).expect_err("must refuse");
+        assert!(err.to_string().contains("JWT_SECRET"), "{err}");
+    }
+
+    #[test]
+    fn a_short_signing_key_is_refused_everywhere() {
+        for env in ["development", "production"] {
+            let err =
+                config(&[("APP_ENV", env), ("JWT_SECRET", "too-short")]).expect_err("must refuse");
+            assert!(err.to_string().contains("at least 32 bytes"), "{err}");
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let secret = "a-very-secret-signing-key-of-more-than-32-bytes";
+        let config = config(&[
+            ("JWT_SECRET", secret),
+            ("DATABASE_URL", "postgres://app:hunter2@db/coffee"),
+            ("REDIS_URL", "redis://:sesame@cache:6379"),
+        ])
+        .expect("valid");
+        let debug = format!("{config:?}");
+        for leaked in [secret, "hunter2", "sesame"] {
+            assert!(!debug.contains(leaked), "{leaked} leaked into {debug}");
+        }
+    }
+
+    #[test]
+    fn bad_numbers_name_their_variable() {
+        let err = config(&[("ACCESS_TOKEN_TTL_SECS", "soon")]).expect_err("must refuse");
+        assert!(err.to_string().contains("ACCESS_TOKEN_TTL_SECS"), "{err}");
+    }
+}

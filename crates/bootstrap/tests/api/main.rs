@@ -1,0 +1,6 @@
+//! The whole application in-process (real PostgreSQL and Redis, port 0),
+//! driven over HTTP with `reqwest`.
+
+mod health;
+mod helpers;
+mod menus;

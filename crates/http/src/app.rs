@@ -1,0 +1,59 @@
+//! The actix-web application: state, routes and middleware.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, web};
+use coffee_application::{CheckReadiness, ListMenus};
+use tracing_actix_web::TracingLogger;
+
+use crate::extract;
+use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
+use crate::problem::{ApiError, ProblemCode};
+use crate::routes::{health, menus};
+
+/// The use cases the routes call, built once by `bootstrap` and shared by
+/// every worker.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub list_menus: ListMenus,
+    pub check_readiness: CheckReadiness,
+}
+
+/// Registers every route. Kept separate from [`build_app`] so tests can see
+/// the whole route table.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("/menus").route(web::get().to(menus::list_menus)))
+        .service(web::resource("/health/live").route(web::get().to(health::live)))
+        .service(web::resource("/health/ready").route(web::get().to(health::ready)));
+}
+
+/// The whole application, as served by `coffee serve` and by tests.
+pub fn build_app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(web::PathConfig::default().error_handler(extract::path_error))
+        .app_data(web::QueryConfig::default().error_handler(extract::query_error))
+        .configure(routes)
+        .default_service(web::to(not_found))
+        .wrap(ErrorHandlers::new().default_handler(problem_fallback))
+        .wrap(TracingLogger::<CoffeeRootSpan>::new())
+        .wrap(from_fn(request_context))
+}
+
+async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ProblemCode::NotFound,
+        "No resource at this path",
+    ))
+}

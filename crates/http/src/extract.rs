@@ -1,0 +1,203 @@
+//! Extractors that answer bad input with problem+json.
+//!
+//! actix-web's own `web::Json` answers with plain text and cannot name the
+//! field at fault, so JSON bodies go through [`ApiJson`]: content type, size
+//! and syntax are checked here, and `serde_path_to_error` turns a type error
+//! deep in the body into `items[0].quantity: invalid type ...`.
+
+use actix_web::dev::Payload;
+use actix_web::error::{PathError, QueryPayloadError};
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::StreamExt as _;
+use futures_util::future::LocalBoxFuture;
+use serde::de::DeserializeOwned;
+
+use crate::problem::{ApiError, FieldError, ProblemCode};
+
+/// The largest request body any route accepts (SPEC.md section 1).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A JSON request body of type `T`, validated for content type, size and shape.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type_ok = is_json_content_type(req);
+        let declared_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            if !content_type_ok {
+                return Err(ApiError::new(
+                    ProblemCode::UnsupportedMediaType,
+                    "This route takes a JSON body: send Content-Type: application/json",
+                ));
+            }
+            if declared_length.is_some_and(|len| len > MAX_BODY_BYTES) {
+                return Err(too_large());
+            }
+            let mut body = web::BytesMut::new();
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|_| {
+                    ApiError::new(
+                        ProblemCode::MalformedRequest,
+                        "The request body could not be read",
+                    )
+                })?;
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            parse_json(&body).map(ApiJson)
+        })
+    }
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        ProblemCode::PayloadTooLarge,
+        format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// `application/json` or any `application/*+json`, with any parameters.
+fn is_json_content_type(req: &HttpRequest) -> bool {
+    let Some(value) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Deserialises a body, telling syntax errors (`MALFORMED_REQUEST`) from
+/// shape errors: missing, unknown or mistyped fields (`VALIDATION_FAILED`).
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    let value: T = serde_path_to_error::deserialize(&mut *deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { "body".to_owned() } else { path };
+                ApiError::validation(vec![FieldError::new(field, without_position(&inner))])
+            }
+            _ => malformed(&inner),
+        }
+    })?;
+    // `deserialize` stops at the end of the value; trailing bytes are an error too.
+    deserializer.end().map_err(|e| malformed(&e))?;
+    Ok(value)
+}
+
+fn malformed(error: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        ProblemCode::MalformedRequest,
+        format!("The body is not valid JSON: {}", without_position(error)),
+    )
+}
+
+/// serde_json appends " at line L column C"; the field path says more.
+fn without_position(error: &serde_json::Error) -> String {
+    let message = error.to_string();
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message,
+    }
+}
+
+/// `web::Path` failures: a path segment of the wrong type (a non-UUID id).
+pub fn path_error(error: PathError, _req: &HttpRequest) -> actix_web::Error {
+    let message = match &error {
+        PathError::Deserialize(e) => e.to_string(),
+        _ => "invalid path parameter".to_owned(),
+    };
+    ApiError::validation(vec![FieldError::new("path", message)]).into()
+}
+
+/// `web::Query` failures: a missing or mistyped query parameter.
+pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let message = match &error {
+        QueryPayloadError::Deserialize(e) => e.to_string(),
+        _ => "invalid query string".to_owned(),
+    };
+    ApiError::validation(vec![FieldError::new("query", message)]).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Order {
+        items: Vec<Item>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Item {
+        menu_id: String,
+        quantity: u32,
+    }
+
+    fn error_of(body: &str) -> ApiError {
+        parse_json::<Order>(body.as_bytes()).expect_err("must be rejected")
+    }
+
+    #[test]
+    fn broken_json_is_malformed() {
+        assert_eq!(
+            error_of("{\"items\": [").code(),
+            ProblemCode::MalformedRequest
+        );
+        assert_eq!(error_of("").code(), ProblemCode::MalformedRequest);
+        assert_eq!(
+            error_of(r#"{"items": []} {}"#).code(),
+            ProblemCode::MalformedRequest
+        );
+    }
+
+    #[test]
+    fn a_mistyped_field_is_named_by_its_path() {
+        let error = error_of(r#"{"items": [{"menuId": "m", "quantity": 1.5}]}"#);
+        assert_eq!(error.code(), ProblemCode::ValidationFailed);
+        assert_eq!(error.body()["errors"][0]["field"], "items[0].quantity");
+    }
+
+    #[test]
+    fn unknown_and_missing_fields_fail_validation() {
+        assert_eq!(
+            error_of(r#"{"items": [], "extra": 1}"#).code(),
+            ProblemCode::ValidationFailed
+        );
+        assert_eq!(error_of(r#"{}"#).code(), ProblemCode::ValidationFailed);
+    }
+
+    #[test]
+    fn messages_carry_no_line_and_column() {
+        let error = error_of(r#"{"items": 3}"#);
+        assert!(!error.detail().contains("line"), "{}", error.detail());
+    }
+}

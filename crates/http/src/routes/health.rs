@@ -1,0 +1,39 @@
+//! `GET /health/live` and `GET /health/ready`.
+
+use actix_web::{HttpResponse, web};
+use serde_json::{Map, Value, json};
+
+use crate::app::AppState;
+use crate::problem::{ApiError, ProblemCode};
+
+/// The process is up and serving HTTP; says nothing about dependencies.
+pub async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "up" }))
+}
+
+/// `200` when PostgreSQL and Redis both answer; otherwise `503` with a problem
+/// body naming what is down. A load balancer should route on this.
+pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = state.check_readiness.execute().await;
+    let dependencies: Map<String, Value> = report
+        .dependencies
+        .iter()
+        .map(|d| {
+            (
+                d.name.to_owned(),
+                Value::from(if d.up { "up" } else { "down" }),
+            )
+        })
+        .collect();
+    if report.is_ready() {
+        return Ok(
+            HttpResponse::Ok().json(json!({ "status": "ready", "dependencies": dependencies }))
+        );
+    }
+    let down: Vec<_> = report.down().collect();
+    Err(ApiError::new(
+        ProblemCode::DependencyUnavailable,
+        format!("Not ready: {} unavailable", down.join(" and ")),
+    )
+    .with_extension("dependencies", Value::Object(dependencies)))
+}

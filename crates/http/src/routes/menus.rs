@@ -1,0 +1,44 @@
+//! `GET /menus`.
+
+use actix_web::{HttpResponse, web};
+use coffee_application::ListMenusError;
+use coffee_domain::Menu;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::problem::ApiError;
+
+/// A menu item as clients see it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MenuBody {
+    pub id: Uuid,
+    pub name: String,
+    pub price: i64,
+}
+
+impl From<Menu> for MenuBody {
+    fn from(menu: Menu) -> Self {
+        Self {
+            id: menu.id.as_uuid(),
+            name: menu.name.into(),
+            price: menu.price.value(),
+        }
+    }
+}
+
+impl From<ListMenusError> for ApiError {
+    fn from(error: ListMenusError) -> Self {
+        match error {
+            ListMenusError::Infra(e) => e.into(),
+        }
+    }
+}
+
+/// Every menu item, ordered by name.
+pub async fn list_menus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let menus = state.list_menus.execute().await?;
+    let body: Vec<MenuBody> = menus.into_iter().map(MenuBody::from).collect();
+    Ok(HttpResponse::Ok().json(body))
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one module per resource. Handlers only translate between
+//! HTTP and use cases: they never touch a database.
+
+pub mod health;
+pub mod menus;
