@@ -55,7 +55,11 @@ impl CheckReadiness {
         let results = join_all(self.probes.iter().map(|probe| async move {
             let result = probe.check().await;
             if let Err(error) = &result {
-                tracing::warn!(dependency = probe.name(), error = %error, cause = ?error, "readiness probe failed");
+                tracing::warn!(
+                    dependency = probe.name(),
+                    error = error.describe(),
+                    "readiness probe failed"
+                );
             }
             DependencyStatus {
                 name: probe.name(),

@@ -16,7 +16,7 @@ struct Cli {
 enum Command {
     /// Run the HTTP API.
     Serve,
-    /// Apply pending database migrations, then exit.
+    /// Create the database if it is missing, apply pending migrations, then exit.
     Migrate,
 }
 
@@ -53,6 +53,9 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
+    if coffee_postgres::ensure_database_exists(config.database_url()).await? {
+        tracing::info!("created the database");
+    }
     let applied = coffee_postgres::run_migrations(config.database_url()).await?;
     if applied.is_empty() {
         tracing::info!("the database is up to date");

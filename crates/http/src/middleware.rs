@@ -112,8 +112,10 @@ impl RootSpanBuilder for CoffeeRootSpan {
         span.record("status", status.as_u16());
         let _entered = span.enter();
         let latency_ms = latency_ms.unwrap_or_default();
-        if status.is_server_error() {
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!(status = status.as_u16(), latency_ms, "request completed");
+        } else if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
         } else {
             tracing::info!(status = status.as_u16(), latency_ms, "request completed");
         }

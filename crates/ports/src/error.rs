@@ -31,4 +31,15 @@ impl InfraError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, Self::Unavailable { .. })
     }
+
+    /// The error and all its causes on one line (`a: b: c`), for logs.
+    pub fn describe(&self) -> String {
+        let mut chain = vec![self.to_string()];
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        chain.join(": ")
+    }
 }

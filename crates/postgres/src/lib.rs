@@ -15,5 +15,5 @@ pub mod schema;
 
 pub use health::PgProbe;
 pub use menus::PgMenuRepository;
-pub use migrate::run_migrations;
+pub use migrate::{ensure_database_exists, run_migrations};
 pub use pool::{PgPool, PgPoolSettings};

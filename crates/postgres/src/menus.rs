@@ -51,7 +51,7 @@ impl TryFrom<MenuRow> for Menu {
 
 #[async_trait]
 impl MenuRepository for PgMenuRepository {
-    #[tracing::instrument(name = "pg.menus.list", skip(self), err(Display))]
+    #[tracing::instrument(name = "pg.menus.list", skip(self))]
     async fn list(&self) -> Result<Vec<Menu>, InfraError> {
         let mut conn = self.pool.get().await?;
         let rows: Vec<MenuRow> = menus::table

@@ -22,3 +22,77 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
     })
     .await?
 }
+
+/// Creates the database named in `url` when it does not exist yet, so a fresh
+/// machine needs nothing but a running server. Returns whether it created it.
+/// Connects to the server's `postgres` database to do so.
+pub async fn ensure_database_exists(url: &str) -> anyhow::Result<bool> {
+    use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
+    let missing = match AsyncPgConnection::establish(url).await {
+        Ok(_) => false,
+        // diesel-async reports this as a database error inside the connection
+        // error; its message is the only stable part across versions.
+        Err(e) if e.to_string().contains("does not exist") => true,
+        Err(e) => return Err(anyhow::Error::new(e).context("connecting to PostgreSQL")),
+    };
+    if !missing {
+        return Ok(false);
+    }
+    let (maintenance_url, name) = split_database(url)?;
+    let mut conn = AsyncPgConnection::establish(&maintenance_url)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("connecting to the maintenance database to create {name:?}: {e}")
+        })?;
+    conn.batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await?;
+    Ok(true)
+}
+
+/// Splits `postgres://host/db?x` into (`postgres://host/postgres?x`, `db`).
+/// Only plain names (letters, digits, `_`, `-`) are accepted, since the name
+/// ends up in a `CREATE DATABASE` statement.
+fn split_database(url: &str) -> anyhow::Result<(String, String)> {
+    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let slash = base[authority_start..]
+        .find('/')
+        .map(|i| authority_start + i)
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?;
+    let name = &base[slash + 1..];
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        anyhow::bail!("database name {name:?} must be letters, digits, '_' or '-'");
+    }
+    let query = if query.is_empty() {
+        String::new()
+    } else {
+        format!("?{query}")
+    };
+    Ok((
+        format!("{}/postgres{query}", &base[..slash]),
+        name.to_owned(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maintenance_url_keeps_server_and_options() {
+        let (url, name) =
+            split_database("postgres://u:p@h:5432/coffee?sslmode=disable").expect("valid");
+        assert_eq!(url, "postgres://u:p@h:5432/postgres?sslmode=disable");
+        assert_eq!(name, "coffee");
+    }
+
+    #[test]
+    fn odd_database_names_are_refused() {
+        assert!(split_database("postgres://h/cof\"fee").is_err());
+        assert!(split_database("postgres://h").is_err());
+    }
+}

@@ -9,6 +9,8 @@ use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use tokio::sync::OnceCell;
 
+use crate::host_port as coffee_url_host_port;
+
 /// The template's name for the current migrations; created once per machine
 /// and per change of `migrations/`, shared by every test process.
 static TEMPLATE: OnceCell<String> = OnceCell::const_new();
@@ -30,6 +32,35 @@ impl TestDatabase {
         match Self::try_create().await {
             Ok(db) => db,
             Err(e) => panic!("could not create a test database: {e:#}"),
+        }
+    }
+
+    /// Creates an empty database with no tables, for testing `coffee migrate`.
+    pub async fn create_empty() -> Self {
+        let name = format!("coffee_test_{}", uuid::Uuid::new_v4().simple());
+        let created = async {
+            admin_connection()
+                .await?
+                .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+                .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = created {
+            panic!("could not create an empty test database: {e:#}");
+        }
+        Self {
+            url: database_url(&name),
+            name,
+        }
+    }
+
+    /// The admin URL's server with another database name, for a test that
+    /// points the application at some other address (a proxy).
+    pub fn url_via(&self, host_port: &str) -> String {
+        match coffee_url_host_port(&self.url) {
+            Some(current) => self.url.replacen(current, host_port, 1),
+            None => self.url.clone(),
         }
     }
 
@@ -70,6 +101,25 @@ impl TestDatabase {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Drops another database on the same server (one a test made through
+    /// the application); returns whether it existed.
+    pub async fn drop_sibling(&self, name: &str) -> bool {
+        let dropped = async {
+            let mut admin = admin_connection().await?;
+            let existing: Vec<DatabaseName> =
+                sql_query("SELECT datname FROM pg_database WHERE datname = $1")
+                    .bind::<Text, _>(name)
+                    .load(&mut admin)
+                    .await?;
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                .await?;
+            anyhow::Ok(!existing.is_empty())
+        }
+        .await;
+        dropped.unwrap_or_else(|e| panic!("dropping {name}: {e:#}"))
     }
 
     /// A direct connection, for tests that check rows behind an adapter's back.

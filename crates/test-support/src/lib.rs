@@ -6,6 +6,9 @@
 //! - [`redis_url`] and [`unique_key_prefix`]: every test gets its own key
 //!   namespace in the shared Redis.
 //!
+//! - [`TcpProxy`]: a TCP proxy the test can cut and restore, to take a
+//!   dependency "down" for one application without touching the shared server.
+//!
 //! The servers come from `TEST_DATABASE_URL` (an admin connection, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `TEST_REDIS_URL`
 //! (default `redis://127.0.0.1:6379`).
@@ -14,8 +17,10 @@
 //! it can be a dev-dependency of those very adapters.
 
 mod database;
+mod proxy;
 
 pub use database::TestDatabase;
+pub use proxy::TcpProxy;
 
 /// The Redis server tests use.
 pub fn redis_url() -> String {
@@ -25,4 +30,11 @@ pub fn redis_url() -> String {
 /// A Redis key prefix no other test uses: `coffee-test:<uuid>:`.
 pub fn unique_key_prefix() -> String {
     format!("coffee-test:{}:", uuid::Uuid::new_v4().simple())
+}
+
+/// `host:port` of an `scheme://[user@]host:port/...` URL.
+pub fn host_port(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    Some(authority.rsplit_once('@').map_or(authority, |(_, hp)| hp))
 }

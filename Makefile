@@ -1,0 +1,53 @@
+# Coffee order API: the two commands are `make run` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+# `make run PROFILE=release` for an optimised server.
+PROFILE ?= dev
+BIN_DIR := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+
+.PHONY: help services run migrate test lint check-architecture unit e2e up down bench stop-local
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+services: ## Make sure PostgreSQL and Redis are reachable (starting them if needed)
+	@scripts/services.sh ensure
+
+run: services ## Run the API (migrations applied) with the mock collector beside it
+	$(CARGO) build --profile $(PROFILE) --bin coffee --bin mock-collector
+	$(BIN_DIR)/coffee migrate
+	@scripts/run.sh $(BIN_DIR)
+
+migrate: services ## Create the database if needed and apply pending migrations
+	$(CARGO) run --profile $(PROFILE) --bin coffee -- migrate
+
+test: services lint ## Everything CI checks: fmt, clippy, architecture, all tests
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+lint: check-architecture ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check-architecture: ## Fail if domain/ports/application depend on infrastructure
+	@scripts/check-architecture.sh
+
+unit: ## Only the tests that need no server (domain, application, http)
+	$(CARGO) test -p coffee-domain -p coffee-application -p coffee-http
+
+e2e: services ## End-to-end tests against the built binaries
+	$(CARGO) build --workspace --bins
+	$(CARGO) test -p coffee-e2e
+
+up: ## Start PostgreSQL, Redis and the mock collector with docker compose
+	docker compose -f docker/compose.yml up -d
+
+down: ## Stop the docker compose services
+	docker compose -f docker/compose.yml down
+
+stop-local: ## Stop throwaway servers that `make services` started under .local/
+	@scripts/services.sh stop-local
+
+bench: services ## Run the benchmarks under bench/ (figures go to bench/RESULTS.md)
+	@bench/run.sh

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The dependency rule (ARCHITECTURE.md section 1): domain, ports and
+# application never depend on infrastructure crates, and the domain has no
+# async at all. Fails with the offending crate named.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+forbidden='^(actix-web|actix-http|actix-rt|diesel|diesel-async|diesel_migrations|redis|deadpool-redis|deadpool|reqwest|hyper|tokio-postgres)$'
+for crate in coffee-domain coffee-ports coffee-application; do
+  leaks=$(cargo tree -q -e normal -p "$crate" --prefix none --format '{p}' | awk '{print $1}' | sort -u | grep -E "$forbidden" || true)
+  if [ -n "$leaks" ]; then
+    echo "architecture: $crate depends on infrastructure: $(echo "$leaks" | tr '\n' ' ')" >&2
+    status=1
+  fi
+done
+async_deps=$(cargo tree -q -e normal -p coffee-domain --prefix none --format '{p}' | awk '{print $1}' | sort -u | grep -E '^(tokio|futures.*|async-trait)$' || true)
+if [ -n "$async_deps" ]; then
+  echo "architecture: coffee-domain depends on async crates: $async_deps" >&2
+  status=1
+fi
+if grep -rnwE 'async|await' crates/domain/src; then
+  echo "architecture: coffee-domain must not contain async code (lines above)" >&2
+  status=1
+fi
+[ $status = 0 ] && echo "architecture: dependency rule holds"
+exit $status
