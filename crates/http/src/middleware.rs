@@ -92,7 +92,6 @@ impl RootSpanBuilder for CoffeeRootSpan {
             route = %route,
             request_id = %request_id,
             user_id = tracing::field::Empty,
-            status = tracing::field::Empty,
         )
     }
 
@@ -109,7 +108,6 @@ impl RootSpanBuilder for CoffeeRootSpan {
             }
             Err(error) => (error.as_response_error().status_code(), None),
         };
-        span.record("status", status.as_u16());
         let _entered = span.enter();
         let latency_ms = latency_ms.unwrap_or_default();
         if status == StatusCode::INTERNAL_SERVER_ERROR {
