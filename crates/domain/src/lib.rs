@@ -1,11 +1,17 @@
 //! Pure business types and rules of the coffee order service.
 //!
 //! Nothing here performs I/O, awaits, or knows about HTTP, SQL or Redis: values
-//! are validated when they are built (`Points::new`, `MenuName::parse`, ...) so
+//! are validated when they are built (`Points::new`, `Email::parse`, ...) so
 //! that every other layer can trust them.
 
+pub mod auth;
 pub mod menu;
 pub mod points;
+pub mod user;
 
+pub use auth::{Principal, SessionId, TOKEN_LEEWAY, TokenClaims, TokenId, TokenKind, TokenPair};
 pub use menu::{Menu, MenuId, MenuName};
 pub use points::{Points, PointsError};
+pub use user::{
+    Email, EmailError, Password, PasswordError, PasswordHash, User, UserId, UserName, UserNameError,
+};

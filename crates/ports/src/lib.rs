@@ -6,10 +6,17 @@
 //! infrastructure type ever reaches the application or the domain. With the
 //! `mock` feature (dev-dependencies only) every port gets a mockall fake.
 
+pub mod auth;
+pub mod clock;
 pub mod error;
 pub mod health;
 pub mod menu;
 
+pub use auth::{
+    CreateUserError, Credentials, LoginAttempt, LoginThrottle, NewSession, NewUser, PasswordHasher,
+    Rotation, SessionStore, TokenCodec, TokenError, UserRepository,
+};
+pub use clock::{Clock, SystemClock};
 pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;

@@ -12,8 +12,10 @@ pub mod menus;
 pub mod migrate;
 pub mod pool;
 pub mod schema;
+pub mod users;
 
 pub use health::PgProbe;
 pub use menus::PgMenuRepository;
 pub use migrate::{ensure_database_exists, run_migrations};
 pub use pool::{PgPool, PgPoolSettings};
+pub use users::PgUserRepository;

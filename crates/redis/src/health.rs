@@ -42,10 +42,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_reachable_redis_is_up() {
-        let settings = crate::RedisSettings::local(
-            coffee_test_support::redis_url(),
-            coffee_test_support::unique_key_prefix(),
-        );
+        let namespace = coffee_test_support::RedisNamespace::new();
+        let settings =
+            crate::RedisSettings::local(coffee_test_support::redis_url(), namespace.prefix());
         let probe = RedisProbe::new(RedisPool::new(&settings).expect("pool"));
         probe.check().await.expect("redis answers PING");
     }

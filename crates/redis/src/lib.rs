@@ -10,6 +10,10 @@
 pub mod error;
 pub mod health;
 pub mod pool;
+pub mod sessions;
+pub mod throttle;
 
 pub use health::RedisProbe;
 pub use pool::{RedisPool, RedisSettings};
+pub use sessions::RedisSessionStore;
+pub use throttle::RedisLoginThrottle;

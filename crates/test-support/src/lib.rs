@@ -3,8 +3,8 @@
 //! - [`TestDatabase`]: a fresh PostgreSQL database per test, cloned from a
 //!   template that has every migration applied, and dropped when the value is
 //!   dropped. Tests never share a database, so they run in parallel.
-//! - [`redis_url`] and [`unique_key_prefix`]: every test gets its own key
-//!   namespace in the shared Redis.
+//! - [`RedisNamespace`]: every test gets its own key prefix in the shared
+//!   Redis, and its keys are deleted when the test ends.
 //!
 //! - [`TcpProxy`]: a TCP proxy the test can cut and restore, to take a
 //!   dependency "down" for one application without touching the shared server.
@@ -18,9 +18,11 @@
 
 mod database;
 mod proxy;
+mod redis;
 
 pub use database::TestDatabase;
 pub use proxy::TcpProxy;
+pub use redis::RedisNamespace;
 
 /// The Redis server tests use.
 pub fn redis_url() -> String {

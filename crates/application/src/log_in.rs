@@ -1,0 +1,325 @@
+//! Use case: exchange email and password for a token pair.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffee_domain::{Email, SessionId, TokenPair};
+use coffee_ports::{
+    InfraError, LoginAttempt, LoginThrottle, NewSession, PasswordHasher, SessionStore,
+    UserRepository,
+};
+use uuid::Uuid;
+
+use crate::token_issuer::TokenIssuer;
+
+/// A login request, as typed. The password is never printed.
+#[derive(Clone)]
+pub struct LogInCommand {
+    pub email: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for LogInCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogInCommand")
+            .field("email", &self.email)
+            .field("password", &"[redacted]")
+            .finish()
+    }
+}
+
+/// Why no tokens were issued.
+#[derive(Debug, thiserror::Error)]
+pub enum LogInError {
+    /// Unknown email or wrong password: deliberately indistinguishable.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error("too many login attempts")]
+    TooManyAttempts { retry_after: Duration },
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+/// Checks the throttle, then the password, then opens a session.
+#[derive(Clone)]
+pub struct LogIn {
+    users: Arc<dyn UserRepository>,
+    hasher: Arc<dyn PasswordHasher>,
+    throttle: Arc<dyn LoginThrottle>,
+    sessions: Arc<dyn SessionStore>,
+    issuer: TokenIssuer,
+}
+
+impl std::fmt::Debug for LogIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogIn").finish_non_exhaustive()
+    }
+}
+
+impl LogIn {
+    pub fn new(
+        users: Arc<dyn UserRepository>,
+        hasher: Arc<dyn PasswordHasher>,
+        throttle: Arc<dyn LoginThrottle>,
+        sessions: Arc<dyn SessionStore>,
+        issuer: TokenIssuer,
+    ) -> Self {
+        Self {
+            users,
+            hasher,
+            throttle,
+            sessions,
+            issuer,
+        }
+    }
+
+    #[tracing::instrument(name = "log_in", skip_all)]
+    pub async fn execute(&self, command: LogInCommand) -> Result<TokenPair, LogInError> {
+        let throttle_key = Email::normalize(&command.email);
+        if let LoginAttempt::Blocked { retry_after } = self.throttle.attempt(&throttle_key).await? {
+            tracing::warn!("login throttled");
+            return Err(LogInError::TooManyAttempts { retry_after });
+        }
+        // An address that cannot be an email is treated like an unknown one.
+        let credentials = match Email::parse(&command.email) {
+            Ok(email) => self.users.find_credentials(&email).await?,
+            Err(_) => None,
+        };
+        let Some(credentials) = credentials else {
+            self.hasher.verify_dummy(&command.password).await?;
+            return Err(LogInError::InvalidCredentials);
+        };
+        if !self
+            .hasher
+            .verify(&command.password, &credentials.password_hash)
+            .await?
+        {
+            return Err(LogInError::InvalidCredentials);
+        }
+        self.throttle.reset(&throttle_key).await?;
+
+        let session = SessionId::from_uuid(Uuid::new_v4());
+        let refresh_id = TokenIssuer::new_token_id();
+        self.sessions
+            .create(NewSession {
+                id: session,
+                user_id: credentials.user_id,
+                refresh_token_id: refresh_id,
+                ttl: self.issuer.refresh_ttl(),
+            })
+            .await?;
+        Ok(self
+            .issuer
+            .issue(credentials.user_id, session, refresh_id)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token_issuer::test_support::{REFRESH_TTL, encoding_codec, issuer};
+    use coffee_domain::{PasswordHash, UserId};
+    use coffee_ports::Credentials;
+    use coffee_ports::auth::{
+        MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository,
+    };
+
+    const USER: Uuid = Uuid::from_u128(7);
+
+    struct Fakes {
+        users: MockUserRepository,
+        hasher: MockPasswordHasher,
+        throttle: MockLoginThrottle,
+        sessions: MockSessionStore,
+    }
+
+    impl Fakes {
+        fn new() -> Self {
+            let mut throttle = MockLoginThrottle::new();
+            throttle
+                .expect_attempt()
+                .returning(|_| Ok(LoginAttempt::Allowed));
+            Self {
+                users: MockUserRepository::new(),
+                hasher: MockPasswordHasher::new(),
+                throttle,
+                sessions: MockSessionStore::new(),
+            }
+        }
+
+        fn with_account(mut self) -> Self {
+            self.users.expect_find_credentials().returning(|_| {
+                Ok(Some(Credentials {
+                    user_id: UserId::from_uuid(USER),
+                    password_hash: PasswordHash::new("$argon2id$stored".to_owned()),
+                }))
+            });
+            self
+        }
+
+        fn use_case(self) -> LogIn {
+            LogIn::new(
+                Arc::new(self.users),
+                Arc::new(self.hasher),
+                Arc::new(self.throttle),
+                Arc::new(self.sessions),
+                issuer(encoding_codec()),
+            )
+        }
+    }
+
+    fn command(email: &str, password: &str) -> LogInCommand {
+        LogInCommand {
+            email: email.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_right_password_opens_a_session_and_resets_the_throttle() {
+        let mut fakes = Fakes::new().with_account();
+        fakes
+            .hasher
+            .expect_verify()
+            .returning(|p, _| Ok(p == "right password"));
+        fakes
+            .throttle
+            .expect_reset()
+            .withf(|e| e == "kim@example.com")
+            .times(1)
+            .returning(|_| Ok(()));
+        fakes
+            .sessions
+            .expect_create()
+            .withf(|s| s.user_id == UserId::from_uuid(USER) && s.ttl == REFRESH_TTL)
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let pair = fakes
+            .use_case()
+            .execute(command(" Kim@Example.com ", "right password"))
+            .await
+            .expect("logged in");
+
+        assert!(pair.access_token.starts_with("access:"));
+        assert!(pair.refresh_token.starts_with("refresh:"));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_is_invalid_credentials_and_opens_nothing() {
+        let mut fakes = Fakes::new().with_account();
+        fakes.hasher.expect_verify().returning(|_, _| Ok(false));
+        fakes.throttle.expect_reset().never();
+        fakes.sessions.expect_create().never();
+
+        let err = fakes
+            .use_case()
+            .execute(command("kim@example.com", "wrong"))
+            .await
+            .expect_err("refused");
+
+        assert!(matches!(err, LogInError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_email_spends_a_dummy_verification_and_looks_the_same() {
+        let mut fakes = Fakes::new();
+        fakes
+            .users
+            .expect_find_credentials()
+            .returning(|_| Ok(None));
+        fakes
+            .hasher
+            .expect_verify_dummy()
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let err = fakes
+            .use_case()
+            .execute(command("nobody@example.com", "whatever"))
+            .await
+            .expect_err("refused");
+
+        assert!(matches!(err, LogInError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_email_is_treated_as_unknown() {
+        let mut fakes = Fakes::new();
+        fakes.users.expect_find_credentials().never();
+        fakes
+            .hasher
+            .expect_verify_dummy()
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let err = fakes
+            .use_case()
+            .execute(command("not an email", "whatever"))
+            .await
+            .expect_err("refused");
+
+        assert!(matches!(err, LogInError::InvalidCredentials));
+    }
+
+    #[tokio::test]
+    async fn a_throttled_account_is_refused_before_the_password_is_checked() {
+        let mut fakes = Fakes::new();
+        fakes.throttle = MockLoginThrottle::new();
+        fakes.throttle.expect_attempt().returning(|_| {
+            Ok(LoginAttempt::Blocked {
+                retry_after: Duration::from_secs(600),
+            })
+        });
+        fakes.users.expect_find_credentials().never();
+        fakes.hasher.expect_verify().never();
+
+        let err = fakes
+            .use_case()
+            .execute(command("kim@example.com", "right password"))
+            .await
+            .expect_err("throttled");
+
+        assert!(
+            matches!(err, LogInError::TooManyAttempts { retry_after } if retry_after == Duration::from_secs(600))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_throttle_fails_closed() {
+        let mut fakes = Fakes::new();
+        fakes.throttle = MockLoginThrottle::new();
+        fakes
+            .throttle
+            .expect_attempt()
+            .returning(|_| Err(InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
+        fakes.users.expect_find_credentials().never();
+
+        let err = fakes
+            .use_case()
+            .execute(command("kim@example.com", "right password"))
+            .await
+            .expect_err("fails closed");
+
+        assert!(matches!(err, LogInError::Infra(ref e) if e.is_unavailable()));
+    }
+
+    #[tokio::test]
+    async fn a_session_store_failure_issues_no_tokens() {
+        let mut fakes = Fakes::new().with_account();
+        fakes.hasher.expect_verify().returning(|_, _| Ok(true));
+        fakes.throttle.expect_reset().returning(|_| Ok(()));
+        fakes
+            .sessions
+            .expect_create()
+            .returning(|_| Err(InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
+
+        let err = fakes
+            .use_case()
+            .execute(command("kim@example.com", "right password"))
+            .await
+            .expect_err("no session");
+
+        assert!(matches!(err, LogInError::Infra(_)));
+    }
+}

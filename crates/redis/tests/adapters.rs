@@ -1,0 +1,323 @@
+//! The Redis adapters against the real Redis, each test in its own key prefix.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use coffee_domain::{SessionId, TokenId, UserId};
+use coffee_ports::{LoginAttempt, LoginThrottle, NewSession, Rotation, SessionStore};
+use coffee_redis::{RedisLoginThrottle, RedisPool, RedisSessionStore, RedisSettings};
+use coffee_test_support::RedisNamespace;
+use deadpool_redis::redis;
+use uuid::Uuid;
+
+/// A pool in a fresh namespace; hold the namespace for the test's length.
+fn pool_in(namespace: &RedisNamespace) -> RedisPool {
+    RedisPool::new(&RedisSettings::local(
+        coffee_test_support::redis_url(),
+        namespace.prefix(),
+    ))
+    .expect("pool")
+}
+
+async fn pttl(pool: &RedisPool, suffix: &str) -> i64 {
+    let mut conn = pool.get().await.expect("connection");
+    redis::cmd("PTTL")
+        .arg(pool.key(suffix))
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL")
+}
+
+async fn keys(pool: &RedisPool) -> Vec<String> {
+    let mut conn = pool.get().await.expect("connection");
+    redis::cmd("KEYS")
+        .arg(format!("{}*", pool.prefix()))
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS")
+}
+
+fn ids() -> (SessionId, TokenId) {
+    (
+        SessionId::from_uuid(Uuid::new_v4()),
+        TokenId::from_uuid(Uuid::new_v4()),
+    )
+}
+
+async fn open_session(store: &RedisSessionStore, ttl: Duration) -> (SessionId, TokenId) {
+    let (session, refresh) = ids();
+    store
+        .create(NewSession {
+            id: session,
+            user_id: UserId::from_uuid(Uuid::new_v4()),
+            refresh_token_id: refresh,
+            ttl,
+        })
+        .await
+        .expect("created");
+    (session, refresh)
+}
+
+#[tokio::test]
+async fn a_session_lives_for_its_ttl_and_keeps_its_tokens_valid() {
+    let ns = RedisNamespace::new();
+    let pool = pool_in(&ns);
+    let store = RedisSessionStore::new(pool.clone());
+    let (session, _) = open_session(&store, Duration::from_secs(3600)).await;
+
+    let ttl = pttl(&pool, &format!("session:{session}")).await;
+    assert!(
+        (3_590_000..=3_600_000).contains(&ttl),
+        "session TTL {ttl} ms"
+    );
+    let access = TokenId::from_uuid(Uuid::new_v4());
+    assert!(!store.is_revoked(access, session).await.expect("checked"));
+}
+
+#[tokio::test]
+async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
+    let ns = RedisNamespace::new();
+    let pool = pool_in(&ns);
+    let store = RedisSessionStore::new(pool.clone());
+    let (session, first) = open_session(&store, Duration::from_secs(60)).await;
+    let second = TokenId::from_uuid(Uuid::new_v4());
+    let third = TokenId::from_uuid(Uuid::new_v4());
+
+    let rotated = store
+        .rotate(session, first, second, Duration::from_secs(7200))
+        .await
+        .expect("rotate");
+    assert_eq!(rotated, Rotation::Rotated);
+    let ttl = pttl(&pool, &format!("session:{session}")).await;
+    assert!(
+        ttl > 7_000_000,
+        "rotation extends the session, TTL {ttl} ms"
+    );
+
+    let replay = store
+        .rotate(session, first, third, Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(replay, Rotation::Reused);
+    assert!(
+        store
+            .is_revoked(TokenId::from_uuid(Uuid::new_v4()), session)
+            .await
+            .expect("checked")
+    );
+
+    let after = store
+        .rotate(session, second, third, Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        after,
+        Rotation::Unknown,
+        "even the current token dies with the session"
+    );
+}
+
+#[tokio::test]
+async fn of_ten_concurrent_refreshes_with_one_token_exactly_one_rotates() {
+    let ns = RedisNamespace::new();
+    let store = Arc::new(RedisSessionStore::new(pool_in(&ns)));
+    let (session, refresh) = open_session(&store, Duration::from_secs(60)).await;
+
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                store
+                    .rotate(
+                        session,
+                        refresh,
+                        TokenId::from_uuid(Uuid::new_v4()),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .expect("rotate")
+            })
+        })
+        .collect();
+    let mut rotated = 0;
+    for attempt in attempts {
+        if attempt.await.expect("joined") == Rotation::Rotated {
+            rotated += 1;
+        }
+    }
+
+    assert_eq!(rotated, 1);
+}
+
+#[tokio::test]
+async fn a_revoked_access_token_stays_revoked_for_the_given_ttl() {
+    let ns = RedisNamespace::new();
+    let pool = pool_in(&ns);
+    let store = RedisSessionStore::new(pool.clone());
+    let (session, _) = open_session(&store, Duration::from_secs(60)).await;
+    let access = TokenId::from_uuid(Uuid::new_v4());
+
+    store
+        .revoke_access_token(access, Duration::from_secs(905))
+        .await
+        .expect("revoked");
+
+    assert!(store.is_revoked(access, session).await.expect("checked"));
+    let other = TokenId::from_uuid(Uuid::new_v4());
+    assert!(
+        !store.is_revoked(other, session).await.expect("checked"),
+        "other tokens of the session still work"
+    );
+    let ttl = pttl(&pool, &format!("revoked-token:{access}")).await;
+    assert!((900_000..=905_000).contains(&ttl), "blacklist TTL {ttl} ms");
+}
+
+#[tokio::test]
+async fn ending_a_session_revokes_its_access_tokens() {
+    let ns = RedisNamespace::new();
+    let store = RedisSessionStore::new(pool_in(&ns));
+    let (session, refresh) = open_session(&store, Duration::from_secs(60)).await;
+
+    store.end(session).await.expect("ended");
+
+    assert!(
+        store
+            .is_revoked(TokenId::from_uuid(Uuid::new_v4()), session)
+            .await
+            .expect("checked")
+    );
+    let rotation = store
+        .rotate(
+            session,
+            refresh,
+            TokenId::from_uuid(Uuid::new_v4()),
+            Duration::from_secs(60),
+        )
+        .await
+        .expect("rotate");
+    assert_eq!(rotation, Rotation::Unknown);
+}
+
+#[tokio::test]
+async fn the_sixth_attempt_in_the_window_is_blocked_until_it_ends() {
+    let ns = RedisNamespace::new();
+    let pool = pool_in(&ns);
+    let throttle = RedisLoginThrottle::new(pool.clone(), 5, Duration::from_secs(900));
+
+    for n in 1..=5 {
+        assert_eq!(
+            throttle.attempt("kim@example.com").await.expect("counted"),
+            LoginAttempt::Allowed,
+            "attempt {n}"
+        );
+    }
+    let blocked = throttle.attempt("kim@example.com").await.expect("counted");
+
+    match blocked {
+        LoginAttempt::Blocked { retry_after } => {
+            assert!(
+                retry_after <= Duration::from_secs(900) && retry_after >= Duration::from_secs(890),
+                "{retry_after:?}"
+            );
+        }
+        LoginAttempt::Allowed => panic!("the sixth attempt must be blocked"),
+    }
+    assert_eq!(
+        throttle.attempt("lee@example.com").await.expect("counted"),
+        LoginAttempt::Allowed,
+        "per account"
+    );
+    let stored = keys(&pool).await;
+    assert!(
+        stored.iter().all(|k| !k.contains("example.com")),
+        "emails are not written to Redis: {stored:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reset_clears_the_count() {
+    let ns = RedisNamespace::new();
+    let throttle = RedisLoginThrottle::new(pool_in(&ns), 2, Duration::from_secs(900));
+    throttle.attempt("kim@example.com").await.expect("counted");
+    throttle.attempt("kim@example.com").await.expect("counted");
+
+    throttle.reset("kim@example.com").await.expect("reset");
+
+    assert_eq!(
+        throttle.attempt("kim@example.com").await.expect("counted"),
+        LoginAttempt::Allowed
+    );
+}
+
+#[tokio::test]
+async fn a_concurrent_burst_gets_exactly_the_allowed_number_of_attempts() {
+    let ns = RedisNamespace::new();
+    let throttle = Arc::new(RedisLoginThrottle::new(
+        pool_in(&ns),
+        5,
+        Duration::from_secs(900),
+    ));
+
+    let attempts: Vec<_> = (0..20)
+        .map(|_| {
+            let throttle = Arc::clone(&throttle);
+            tokio::spawn(async move {
+                throttle
+                    .attempt("burst@example.com")
+                    .await
+                    .expect("counted")
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for attempt in attempts {
+        if attempt.await.expect("joined") == LoginAttempt::Allowed {
+            allowed += 1;
+        }
+    }
+
+    assert_eq!(allowed, 5);
+}
+
+#[tokio::test]
+async fn the_window_expires() {
+    let ns = RedisNamespace::new();
+    let throttle = RedisLoginThrottle::new(pool_in(&ns), 1, Duration::from_millis(300));
+    throttle.attempt("kim@example.com").await.expect("counted");
+    assert!(matches!(
+        throttle.attempt("kim@example.com").await.expect("counted"),
+        LoginAttempt::Blocked { .. }
+    ));
+
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    assert_eq!(
+        throttle.attempt("kim@example.com").await.expect("counted"),
+        LoginAttempt::Allowed
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_is_unavailable() {
+    let mut settings = RedisSettings::local("redis://127.0.0.1:1", "x:");
+    settings.timeout = Duration::from_millis(300);
+    let pool = RedisPool::new(&settings).expect("pool");
+    let store = RedisSessionStore::new(pool.clone());
+    let throttle = RedisLoginThrottle::new(pool, 5, Duration::from_secs(60));
+    let (session, token) = ids();
+
+    assert!(
+        store
+            .is_revoked(token, session)
+            .await
+            .expect_err("down")
+            .is_unavailable()
+    );
+    assert!(
+        throttle
+            .attempt("kim@example.com")
+            .await
+            .expect_err("down")
+            .is_unavailable()
+    );
+}
