@@ -168,6 +168,9 @@ pub fn run_coffee(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(Exit
     Ok((output.status, text))
 }
 
+/// The signing key every e2e instance uses, so tests can forge tokens.
+pub const E2E_JWT_SECRET: &str = "e2e-signing-key-of-at-least-thirty-two-bytes";
+
 /// The environment of one `coffee serve` instance on `port`, against
 /// `database_url` and a Redis key namespace shared by a test's instances.
 pub fn coffee_env(
@@ -186,6 +189,7 @@ pub fn coffee_env(
         ("REDIS_KEY_PREFIX", redis_prefix.to_owned()),
         ("COLLECTOR_URL", collector_url.to_owned()),
         ("LOG_FORMAT", "json".to_owned()),
+        ("JWT_SECRET", E2E_JWT_SECRET.to_owned()),
         ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
     ]
 }
@@ -201,4 +205,190 @@ pub async fn start_mock_collector(env: &[(&str, String)]) -> anyhow::Result<Proc
     let mut all = vec![("MOCK_COLLECTOR_ADDR", format!("127.0.0.1:{port}"))];
     all.extend(env.iter().map(|(k, v)| (*k, v.clone())));
     Process::start("mock-collector", &[], &all, port, "/health").await
+}
+
+/// Several `coffee serve` instances sharing one database and one Redis
+/// namespace, as behind a load balancer.
+#[derive(Debug)]
+pub struct Cluster {
+    pub instances: Vec<Process>,
+    pub namespace: coffee_test_support::RedisNamespace,
+}
+
+impl Cluster {
+    /// Starts `count` instances against `database_url` with `extra` env
+    /// (overriding the defaults of [`coffee_env`]).
+    pub async fn start(
+        count: usize,
+        database_url: &str,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<Self> {
+        let namespace = coffee_test_support::RedisNamespace::new();
+        let mut instances = Vec::new();
+        for _ in 0..count {
+            let port = free_port();
+            let mut env = coffee_env(port, database_url, namespace.prefix(), "http://127.0.0.1:1");
+            for (key, value) in extra {
+                env.retain(|(k, _)| k != key);
+                env.push((key, value.clone()));
+            }
+            instances.push(start_coffee(port, &env).await?);
+        }
+        Ok(Self {
+            instances,
+            namespace,
+        })
+    }
+
+    /// A client for instance `i`.
+    pub fn api(&self, i: usize) -> Api {
+        Api::new(&self.instances[i].base_url)
+    }
+}
+
+/// Typed calls to one instance.
+#[derive(Debug, Clone)]
+pub struct Api {
+    pub base_url: String,
+    pub client: reqwest::Client,
+}
+
+/// Status and JSON body of a response (`Null` when there is no body).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    /// The problem `code`, or "" when there is none.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or_default()
+    }
+
+    pub fn str(&self, field: &str) -> String {
+        self.body[field].as_str().unwrap_or_default().to_owned()
+    }
+}
+
+impl Api {
+    pub fn new(base_url: &str) -> Self {
+        Self {
+            base_url: base_url.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
+        let response = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap_or_default();
+        let body = if bytes.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Reply {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: serde_json::Value) -> Reply {
+        let mut request = self.client.post(self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    pub async fn signup(&self, email: &str, password: &str, name: &str) -> Reply {
+        self.post(
+            "/auth/signup",
+            None,
+            serde_json::json!({"email": email, "password": password, "name": name}),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Reply {
+        self.post(
+            "/auth/login",
+            None,
+            serde_json::json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.post(
+            "/auth/refresh",
+            None,
+            serde_json::json!({"refreshToken": refresh_token}),
+        )
+        .await
+    }
+
+    pub async fn me(&self, access_token: &str) -> Reply {
+        self.get("/auth/me", Some(access_token)).await
+    }
+
+    pub async fn logout(&self, access_token: &str, refresh_token: Option<&str>) -> Reply {
+        let body = match refresh_token {
+            Some(token) => serde_json::json!({"refreshToken": token}),
+            None => serde_json::json!({}),
+        };
+        self.post("/auth/logout", Some(access_token), body).await
+    }
+
+    /// Signs up and logs in a fresh user; returns (user id, access, refresh).
+    pub async fn new_user(&self) -> (String, String, String) {
+        let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
+        let password = "correct horse battery staple";
+        let created = self.signup(&email, password, "Tester").await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        let pair = self.login(&email, password).await;
+        assert_eq!(pair.status, 200, "{:?}", pair.body);
+        (
+            created.str("id"),
+            pair.str("accessToken"),
+            pair.str("refreshToken"),
+        )
+    }
+}
+
+/// Unpadded base64url, for tests that hand-craft tokens.
+pub fn base64url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+        }
+    }
+    out
 }

@@ -35,8 +35,14 @@ pub struct Config {
     pub redis_pool_size: usize,
     pub redis_timeout: Duration,
     pub jwt_secret: SecretString,
+    pub jwt_issuer: String,
+    pub jwt_audience: String,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    pub login_max_attempts: u32,
+    pub login_window: Duration,
+    /// Password hashes computed at once; the rest queue.
+    pub password_hash_concurrency: usize,
     pub collector_url: String,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
@@ -128,12 +134,22 @@ impl Config {
             redis_pool_size: number(&get, "REDIS_POOL_SIZE", 16)?,
             redis_timeout: Duration::from_millis(number(&get, "REDIS_TIMEOUT_MS", 2_000)?),
             jwt_secret: SecretString::from(jwt_secret),
+            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "coffee".to_owned()),
+            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "coffee-api".to_owned()),
             access_token_ttl: Duration::from_secs(number(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
             refresh_token_ttl: Duration::from_secs(number(
                 &get,
                 "REFRESH_TOKEN_TTL_SECS",
                 14 * 24 * 3600,
             )?),
+            login_max_attempts: number(&get, "LOGIN_MAX_ATTEMPTS", 5)?,
+            login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
+            // One core stays free for everything else during a login storm.
+            password_hash_concurrency: number(
+                &get,
+                "PASSWORD_HASH_CONCURRENCY",
+                default_hash_concurrency(),
+            )?,
             collector_url: get("COLLECTOR_URL")
                 .unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
             log_format,
@@ -144,6 +160,10 @@ impl Config {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+}
+
+fn default_hash_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
 }
 
 fn number<T: std::str::FromStr>(

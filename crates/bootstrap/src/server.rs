@@ -8,10 +8,16 @@ use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use coffee_application::{CheckReadiness, ListMenus};
+use coffee_application::{
+    Authenticate, CheckReadiness, GetMe, ListMenus, LogIn, LogOut, RefreshTokens, SignUp,
+    TokenIssuer,
+};
+use coffee_crypto::{Argon2Hasher, JwtCodec, JwtSettings};
+use coffee_domain::TOKEN_LEEWAY;
 use coffee_http::{AppState, build_app};
-use coffee_postgres::{PgMenuRepository, PgPool, PgPoolSettings, PgProbe};
-use coffee_redis::{RedisPool, RedisProbe, RedisSettings};
+use coffee_ports::{Clock, SessionStore, SystemClock, TokenCodec};
+use coffee_postgres::{PgMenuRepository, PgPool, PgPoolSettings, PgProbe, PgUserRepository};
+use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore, RedisSettings};
 
 use crate::config::Config;
 
@@ -51,13 +57,7 @@ impl Application {
         })
         .context("building the Redis pool")?;
 
-        let state = web::Data::new(AppState {
-            list_menus: ListMenus::new(Arc::new(PgMenuRepository::new(pg.clone()))),
-            check_readiness: CheckReadiness::new(vec![
-                Arc::new(PgProbe::new(pg)),
-                Arc::new(RedisProbe::new(redis)),
-            ]),
-        });
+        let state = web::Data::new(build_state(config, &pg, &redis)?);
 
         let listener = TcpListener::bind(&config.bind_addr)
             .with_context(|| format!("binding {}", config.bind_addr))?;
@@ -85,4 +85,51 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// Every use case, wired to its adapters.
+fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Result<AppState> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let codec: Arc<dyn TokenCodec> = Arc::new(
+        JwtCodec::new(&JwtSettings {
+            secret: config.jwt_secret.clone(),
+            issuer: config.jwt_issuer.clone(),
+            audience: config.jwt_audience.clone(),
+            leeway: TOKEN_LEEWAY,
+        })
+        .context("building the token codec")?,
+    );
+    let sessions: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::new(redis.clone()));
+    let users = Arc::new(PgUserRepository::new(pg.clone()));
+    let hasher = Arc::new(Argon2Hasher::new(config.password_hash_concurrency)?);
+    let throttle = Arc::new(RedisLoginThrottle::new(
+        redis.clone(),
+        config.login_max_attempts,
+        config.login_window,
+    ));
+    let issuer = TokenIssuer::new(
+        codec.clone(),
+        clock.clone(),
+        config.access_token_ttl,
+        config.refresh_token_ttl,
+    );
+    Ok(AppState {
+        list_menus: ListMenus::new(Arc::new(PgMenuRepository::new(pg.clone()))),
+        check_readiness: CheckReadiness::new(vec![
+            Arc::new(PgProbe::new(pg.clone())),
+            Arc::new(RedisProbe::new(redis.clone())),
+        ]),
+        sign_up: SignUp::new(users.clone(), hasher.clone()),
+        log_in: LogIn::new(
+            users.clone(),
+            hasher,
+            throttle,
+            sessions.clone(),
+            issuer.clone(),
+        ),
+        log_out: LogOut::new(codec.clone(), sessions.clone(), clock),
+        refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
+        get_me: GetMe::new(users),
+        authenticate: Authenticate::new(codec, sessions),
+    })
 }

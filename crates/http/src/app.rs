@@ -4,13 +4,15 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, web};
-use coffee_application::{CheckReadiness, ListMenus};
+use coffee_application::{
+    Authenticate, CheckReadiness, GetMe, ListMenus, LogIn, LogOut, RefreshTokens, SignUp,
+};
 use tracing_actix_web::TracingLogger;
 
 use crate::extract;
 use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
 use crate::problem::{ApiError, ProblemCode};
-use crate::routes::{health, menus};
+use crate::routes::{auth, health, menus};
 
 /// The use cases the routes call, built once by `bootstrap` and shared by
 /// every worker.
@@ -18,12 +20,23 @@ use crate::routes::{health, menus};
 pub struct AppState {
     pub list_menus: ListMenus,
     pub check_readiness: CheckReadiness,
+    pub sign_up: SignUp,
+    pub log_in: LogIn,
+    pub log_out: LogOut,
+    pub refresh_tokens: RefreshTokens,
+    pub get_me: GetMe,
+    pub authenticate: Authenticate,
 }
 
 /// Registers every route. Kept separate from [`build_app`] so tests can see
 /// the whole route table.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/menus").route(web::get().to(menus::list_menus)))
+    cfg.service(web::resource("/auth/signup").route(web::post().to(auth::sign_up)))
+        .service(web::resource("/auth/login").route(web::post().to(auth::log_in)))
+        .service(web::resource("/auth/logout").route(web::post().to(auth::log_out)))
+        .service(web::resource("/auth/me").route(web::get().to(auth::me)))
+        .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
+        .service(web::resource("/menus").route(web::get().to(menus::list_menus)))
         .service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)));
 }

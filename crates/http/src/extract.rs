@@ -27,39 +27,80 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let content_type_ok = is_json_content_type(req);
-        let declared_length = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let mut payload = payload.take();
+        let body = read_body(req, payload);
         Box::pin(async move {
-            if !content_type_ok {
-                return Err(ApiError::new(
-                    ProblemCode::UnsupportedMediaType,
-                    "This route takes a JSON body: send Content-Type: application/json",
-                ));
+            match body.await? {
+                Some(bytes) => parse_json(&bytes).map(ApiJson),
+                None => Err(ApiError::new(
+                    ProblemCode::MalformedRequest,
+                    "A JSON body is required",
+                )),
             }
-            if declared_length.is_some_and(|len| len > MAX_BODY_BYTES) {
-                return Err(too_large());
-            }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| {
-                    ApiError::new(
-                        ProblemCode::MalformedRequest,
-                        "The request body could not be read",
-                    )
-                })?;
-                if body.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(too_large());
-                }
-                body.extend_from_slice(&chunk);
-            }
-            parse_json(&body).map(ApiJson)
         })
     }
+}
+
+/// A JSON body that may be absent altogether (no bytes at all); when present
+/// it is checked exactly like [`ApiJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let body = read_body(req, payload);
+        Box::pin(async move {
+            match body.await? {
+                Some(bytes) => parse_json(&bytes).map(|v| OptionalJson(Some(v))),
+                None => Ok(OptionalJson(None)),
+            }
+        })
+    }
+}
+
+/// Reads the whole body within [`MAX_BODY_BYTES`]; `None` when there is no
+/// body at all. A non-empty body must be declared as JSON.
+fn read_body(
+    req: &HttpRequest,
+    payload: &mut Payload,
+) -> LocalBoxFuture<'static, Result<Option<web::Bytes>, ApiError>> {
+    let content_type_ok = is_json_content_type(req);
+    let declared_length = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut payload = payload.take();
+    Box::pin(async move {
+        if declared_length.is_some_and(|len| len > MAX_BODY_BYTES) {
+            return Err(too_large());
+        }
+        let mut body = web::BytesMut::new();
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|_| {
+                ApiError::new(
+                    ProblemCode::MalformedRequest,
+                    "The request body could not be read",
+                )
+            })?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if body.is_empty() {
+            return Ok(None);
+        }
+        if !content_type_ok {
+            return Err(ApiError::new(
+                ProblemCode::UnsupportedMediaType,
+                "This route takes a JSON body: send Content-Type: application/json",
+            ));
+        }
+        Ok(Some(body.freeze()))
+    })
 }
 
 fn too_large() -> ApiError {

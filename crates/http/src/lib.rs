@@ -10,7 +10,9 @@
 //! - [`middleware`]: request ids, request spans and the one log line per request.
 
 pub mod app;
+pub mod auth;
 pub mod extract;
+pub mod json_time;
 pub mod middleware;
 pub mod problem;
 pub mod routes;

@@ -1,17 +1,16 @@
 //! The HTTP foundation, through the real router with mocked ports: problem+json
 //! for every failure, request ids, health, and `GET /menus`.
 
-use std::sync::Arc;
+mod common;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{App, HttpResponse, test, web};
-use coffee_application::{CheckReadiness, ListMenus};
 use coffee_domain::{Menu, MenuId, MenuName, Points};
 use coffee_http::extract::ApiJson;
 use coffee_http::{AppState, build_app};
-use coffee_ports::health::MockDependencyProbe;
+use coffee_ports::InfraError;
 use coffee_ports::menu::MockMenuRepository;
-use coffee_ports::{DependencyProbe, InfraError};
+use common::Fakes;
 use serde_json::Value;
 
 fn menu(n: u128, name: &str, price: i64) -> Menu {
@@ -22,27 +21,11 @@ fn menu(n: u128, name: &str, price: i64) -> Menu {
     }
 }
 
-fn probe(name: &'static str, up: bool) -> Arc<dyn DependencyProbe> {
-    let mut probe = MockDependencyProbe::new();
-    probe.expect_name().return_const(name);
-    probe.expect_check().returning(move || {
-        if up {
-            Ok(())
-        } else {
-            Err(InfraError::unavailable(name, anyhow::anyhow!("refused")))
-        }
-    });
-    Arc::new(probe)
-}
-
 fn state(menus: MockMenuRepository, database_up: bool) -> web::Data<AppState> {
-    web::Data::new(AppState {
-        list_menus: ListMenus::new(Arc::new(menus)),
-        check_readiness: CheckReadiness::new(vec![
-            probe("database", database_up),
-            probe("cache", true),
-        ]),
-    })
+    let mut fakes = Fakes::new();
+    fakes.menus = menus;
+    fakes.database_up = database_up;
+    fakes.state()
 }
 
 fn no_menus() -> MockMenuRepository {

@@ -1,0 +1,268 @@
+//! `/auth/*`: signup, login, logout, me, refresh (SPEC.md section 2).
+
+use actix_web::http::header::{HeaderValue, RETRY_AFTER};
+use actix_web::{HttpResponse, web};
+use coffee_application::{
+    GetMeError, LogInCommand, LogInError, LogOutError, RefreshError, SignUpCommand, SignUpError,
+};
+use coffee_domain::{Email, Password, TokenPair, User, UserName};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::extract::{ApiJson, OptionalJson};
+use crate::json_time;
+use crate::problem::{ApiError, FieldError, ProblemCode};
+
+/// Longest email or password login will even look at; anything longer cannot
+/// match an account and is refused before any hashing.
+const MAX_LOGIN_FIELD: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignUpBody {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+}
+
+impl TryFrom<SignUpBody> for SignUpCommand {
+    type Error = ApiError;
+
+    /// Reports every invalid field at once.
+    fn try_from(body: SignUpBody) -> Result<Self, Self::Error> {
+        let email = Email::parse(&body.email);
+        let password = Password::parse(&body.password);
+        let name = UserName::parse(&body.name);
+        match (email, password, name) {
+            (Ok(email), Ok(password), Ok(name)) => Ok(SignUpCommand {
+                email,
+                password,
+                name,
+            }),
+            (email, password, name) => {
+                let mut errors = Vec::new();
+                if let Err(e) = email {
+                    errors.push(FieldError::new("email", e.to_string()));
+                }
+                if let Err(e) = password {
+                    errors.push(FieldError::new("password", e.to_string()));
+                }
+                if let Err(e) = name {
+                    errors.push(FieldError::new("name", e.to_string()));
+                }
+                Err(ApiError::validation(errors))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogInBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LogOutBody {
+    pub refresh_token: Option<String>,
+}
+
+/// An account as clients see it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserBody {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub point: i64,
+    #[serde(serialize_with = "json_time::serialize")]
+    pub created_at: OffsetDateTime,
+    #[serde(serialize_with = "json_time::serialize")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id.as_uuid(),
+            email: user.email.as_str().to_owned(),
+            name: user.name.as_str().to_owned(),
+            point: user.point.value(),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenPairBody {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub refresh_expires_in: u64,
+}
+
+impl From<TokenPair> for TokenPairBody {
+    fn from(pair: TokenPair) -> Self {
+        Self {
+            access_token: pair.access_token,
+            refresh_token: pair.refresh_token,
+            token_type: "Bearer",
+            expires_in: pair.access_expires_in.as_secs(),
+            refresh_expires_in: pair.refresh_expires_in.as_secs(),
+        }
+    }
+}
+
+impl From<SignUpError> for ApiError {
+    fn from(error: SignUpError) -> Self {
+        match error {
+            SignUpError::EmailTaken => ApiError::new(
+                ProblemCode::EmailTaken,
+                "An account with this email already exists",
+            ),
+            SignUpError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<LogInError> for ApiError {
+    fn from(error: LogInError) -> Self {
+        match error {
+            LogInError::InvalidCredentials => ApiError::new(
+                ProblemCode::InvalidCredentials,
+                "The email or password is incorrect",
+            ),
+            LogInError::TooManyAttempts { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                ApiError::new(
+                    ProblemCode::TooManyAttempts,
+                    format!("Too many login attempts for this account; retry in {secs} seconds"),
+                )
+                .with_header(RETRY_AFTER, HeaderValue::from(secs))
+            }
+            LogInError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<RefreshError> for ApiError {
+    fn from(error: RefreshError) -> Self {
+        match error {
+            RefreshError::Expired => {
+                ApiError::new(ProblemCode::TokenExpired, "The refresh token has expired")
+            }
+            RefreshError::Invalid => {
+                ApiError::new(ProblemCode::Unauthorized, "The refresh token is not valid")
+            }
+            RefreshError::Reused => ApiError::new(
+                ProblemCode::RefreshTokenReused,
+                "This refresh token was already used; the session has been revoked, log in again",
+            ),
+            RefreshError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<LogOutError> for ApiError {
+    fn from(error: LogOutError) -> Self {
+        match error {
+            LogOutError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<GetMeError> for ApiError {
+    fn from(error: GetMeError) -> Self {
+        match error {
+            GetMeError::Gone => {
+                ApiError::new(ProblemCode::Unauthorized, "The account no longer exists")
+            }
+            GetMeError::Infra(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /auth/signup` → `201` user.
+pub async fn sign_up(
+    state: web::Data<AppState>,
+    body: ApiJson<SignUpBody>,
+) -> Result<HttpResponse, ApiError> {
+    let command = SignUpCommand::try_from(body.0)?;
+    let user = state.sign_up.execute(command).await?;
+    Ok(HttpResponse::Created().json(UserBody::from(user)))
+}
+
+/// `POST /auth/login` → `200` token pair.
+pub async fn log_in(
+    state: web::Data<AppState>,
+    body: ApiJson<LogInBody>,
+) -> Result<HttpResponse, ApiError> {
+    let LogInBody { email, password } = body.0;
+    let mut errors = Vec::new();
+    if email.len() > MAX_LOGIN_FIELD {
+        errors.push(FieldError::new(
+            "email",
+            format!("at most {MAX_LOGIN_FIELD} bytes"),
+        ));
+    }
+    if password.len() > MAX_LOGIN_FIELD {
+        errors.push(FieldError::new(
+            "password",
+            format!("at most {MAX_LOGIN_FIELD} bytes"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::validation(errors));
+    }
+    let pair = state
+        .log_in
+        .execute(LogInCommand { email, password })
+        .await?;
+    Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
+}
+
+/// `POST /auth/logout` → `204`.
+pub async fn log_out(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    body: OptionalJson<LogOutBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.0.unwrap_or_default();
+    state
+        .log_out
+        .execute(&caller.0, body.refresh_token.as_deref())
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /auth/me` → `200` user.
+pub async fn me(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, ApiError> {
+    let user = state.get_me.execute(&caller.0).await?;
+    Ok(HttpResponse::Ok().json(UserBody::from(user)))
+}
+
+/// `POST /auth/refresh` → `200` token pair.
+pub async fn refresh(
+    state: web::Data<AppState>,
+    body: ApiJson<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    let pair = state.refresh_tokens.execute(&body.0.refresh_token).await?;
+    Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
+}

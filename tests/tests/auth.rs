@@ -1,0 +1,334 @@
+//! Authentication end to end: two `coffee` instances sharing PostgreSQL and
+//! Redis, as behind a load balancer.
+
+use std::time::Duration;
+
+use coffee_e2e::{Api, Cluster, E2E_JWT_SECRET, base64url};
+use coffee_test_support::{TcpProxy, TestDatabase, host_port};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn email() -> String {
+    format!("kim-{}@example.com", uuid::Uuid::new_v4().simple())
+}
+
+#[tokio::test]
+async fn the_whole_life_cycle_holds_across_instances() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let email = email();
+
+    let created = a
+        .signup(&format!("  {}  ", email.to_uppercase()), PASSWORD, " Kim ")
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    assert_eq!(
+        created.str("email"),
+        email,
+        "stored trimmed and lower-cased"
+    );
+    assert_eq!(created.str("name"), "Kim");
+    assert_eq!(created.body["point"], 0);
+    assert!(created.body.get("password").is_none() && !created.body.to_string().contains("argon2"));
+
+    let login = b.login(&email, PASSWORD).await;
+    assert_eq!(login.status, 200, "{:?}", login.body);
+    assert_eq!(login.str("tokenType"), "Bearer");
+    assert_eq!(login.body["expiresIn"], 900);
+    assert_eq!(login.body["refreshExpiresIn"], 1_209_600);
+    let (access1, refresh1) = (login.str("accessToken"), login.str("refreshToken"));
+
+    let me = a.me(&access1).await;
+    assert_eq!(me.status, 200, "{:?}", me.body);
+    assert_eq!(me.str("id"), created.str("id"));
+
+    let refreshed = b.refresh(&refresh1).await;
+    assert_eq!(refreshed.status, 200, "{:?}", refreshed.body);
+    let (access2, refresh2) = (refreshed.str("accessToken"), refreshed.str("refreshToken"));
+    assert_ne!(refresh2, refresh1);
+
+    let logout = a.logout(&access2, Some(&refresh2)).await;
+    assert_eq!(logout.status, 204, "{:?}", logout.body);
+
+    for api in [&a, &b] {
+        for access in [&access1, &access2] {
+            let me = api.me(access).await;
+            assert_eq!(me.status, 401, "a revoked access token on {}", api.base_url);
+            assert!(me.headers.contains_key("www-authenticate"));
+        }
+        assert_eq!(
+            api.refresh(&refresh2).await.status,
+            401,
+            "a revoked refresh token on {}",
+            api.base_url
+        );
+    }
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let (_, access, refresh1) = a.new_user().await;
+
+    let rotated = a.refresh(&refresh1).await;
+    assert_eq!(rotated.status, 200);
+    let (access2, refresh2) = (rotated.str("accessToken"), rotated.str("refreshToken"));
+
+    let replay = b.refresh(&refresh1).await;
+    assert_eq!(replay.status, 401);
+    assert_eq!(replay.code(), "REFRESH_TOKEN_REUSED");
+
+    assert_eq!(
+        a.me(&access).await.status,
+        401,
+        "the session's old access token is revoked"
+    );
+    assert_eq!(
+        b.me(&access2).await.status,
+        401,
+        "so is its newest access token"
+    );
+    assert_eq!(
+        a.refresh(&refresh2).await.status,
+        401,
+        "and its newest refresh token"
+    );
+}
+
+#[tokio::test]
+async fn of_concurrent_refreshes_with_one_token_exactly_one_succeeds() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (_, _, refresh) = cluster.api(0).new_user().await;
+
+    let attempts: Vec<_> = (0..10)
+        .map(|i| {
+            let api = cluster.api(i % 2);
+            let refresh = refresh.clone();
+            tokio::spawn(async move { api.refresh(&refresh).await.status })
+        })
+        .collect();
+    let mut ok = 0;
+    for attempt in attempts {
+        if attempt.await.expect("joined") == 200 {
+            ok += 1;
+        }
+    }
+
+    assert_eq!(ok, 1);
+}
+
+/// Claims like the server's, signed by the test.
+fn token(secret: &str, alg: Algorithm, typ: &str, exp_offset: i64) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let claims = json!({
+        "iss": "coffee", "aud": "coffee-api", "sub": uuid::Uuid::new_v4(), "jti": uuid::Uuid::new_v4(),
+        "sid": uuid::Uuid::new_v4(), "typ": typ, "iat": now, "exp": now + exp_offset,
+    });
+    encode(
+        &Header::new(alg),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()).expect("key"),
+    )
+    .expect("signed")
+}
+
+#[tokio::test]
+async fn forged_expired_unsigned_and_misused_tokens_are_refused() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(1, db.url(), &[]).await.expect("cluster");
+    let api = cluster.api(0);
+    let (_, access, refresh) = api.new_user().await;
+
+    let forged = token(
+        "some-other-secret-that-is-32-bytes-long!!",
+        Algorithm::HS256,
+        "access",
+        600,
+    );
+    let expired = token(E2E_JWT_SECRET, Algorithm::HS256, "access", -60);
+    let hs512 = token(E2E_JWT_SECRET, Algorithm::HS512, "access", 600);
+    let header = base64url(br#"{"alg":"none","typ":"JWT"}"#);
+    let payload = access.split('.').nth(1).expect("payload").to_owned();
+    let unsigned = format!("{header}.{payload}.");
+
+    for (name, bad, code) in [
+        ("forged signature", forged.as_str(), "UNAUTHORIZED"),
+        ("expired", expired.as_str(), "TOKEN_EXPIRED"),
+        ("HS512", hs512.as_str(), "UNAUTHORIZED"),
+        ("alg none", unsigned.as_str(), "UNAUTHORIZED"),
+        (
+            "refresh token as access token",
+            refresh.as_str(),
+            "UNAUTHORIZED",
+        ),
+    ] {
+        let me = api.me(bad).await;
+        assert_eq!(me.status, 401, "{name}");
+        assert_eq!(me.code(), code, "{name}");
+    }
+    let as_refresh = api.refresh(&access).await;
+    assert_eq!(as_refresh.status, 401, "access token as refresh token");
+    assert_eq!(
+        api.me(&access).await.status,
+        200,
+        "the genuine token still works"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_signups_with_one_email_give_exactly_one_account() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let email = email();
+
+    let attempts: Vec<_> = (0..8)
+        .map(|i| {
+            let api = cluster.api(i % 2);
+            let email = email.clone();
+            tokio::spawn(async move { api.signup(&email, PASSWORD, "Racer").await })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        let reply = attempt.await.expect("joined");
+        if reply.status == 409 {
+            assert_eq!(reply.code(), "EMAIL_TAKEN");
+        }
+        statuses.push(reply.status);
+    }
+    statuses.sort_unstable();
+
+    assert_eq!(statuses, [201, 409, 409, 409, 409, 409, 409, 409]);
+}
+
+#[tokio::test]
+async fn five_failed_logins_throttle_the_account_on_every_instance() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let email = email();
+    assert_eq!(a.signup(&email, PASSWORD, "Kim").await.status, 201);
+
+    for i in 0..5 {
+        let api = if i % 2 == 0 { &a } else { &b };
+        let reply = api.login(&email, "wrong password!").await;
+        assert_eq!(reply.status, 401, "attempt {i}");
+        assert_eq!(reply.code(), "INVALID_CREDENTIALS");
+    }
+    for api in [&a, &b] {
+        let reply = api.login(&email, PASSWORD).await;
+        assert_eq!(reply.status, 429, "even the right password waits");
+        assert_eq!(reply.code(), "TOO_MANY_ATTEMPTS");
+        let retry_after: u64 = reply.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=900).contains(&retry_after), "{retry_after}");
+    }
+    let unknown = a.login("nobody@example.com", "wrong password!").await;
+    assert_eq!(unknown.status, 401, "other accounts are not affected");
+}
+
+#[tokio::test]
+async fn a_successful_login_resets_the_failure_count() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(1, db.url(), &[]).await.expect("cluster");
+    let api = cluster.api(0);
+    let email = email();
+    assert_eq!(api.signup(&email, PASSWORD, "Kim").await.status, 201);
+
+    for _ in 0..4 {
+        assert_eq!(api.login(&email, "wrong password!").await.status, 401);
+    }
+    assert_eq!(api.login(&email, PASSWORD).await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(api.login(&email, "wrong password!").await.status, 401);
+    }
+    assert_eq!(
+        api.login(&email, PASSWORD).await.status,
+        200,
+        "the count started over"
+    );
+}
+
+#[tokio::test]
+async fn without_redis_auth_fails_closed_and_recovers_by_itself() {
+    let db = TestDatabase::create().await;
+    let redis = host_port(&coffee_test_support::redis_url())
+        .expect("redis host:port")
+        .to_owned();
+    let proxy = TcpProxy::start(&redis).await.expect("proxy");
+    let cluster = Cluster::start(
+        1,
+        db.url(),
+        &[
+            ("REDIS_URL", format!("redis://{}", proxy.addr())),
+            ("REDIS_TIMEOUT_MS", "500".to_owned()),
+        ],
+    )
+    .await
+    .expect("cluster");
+    let api = cluster.api(0);
+    let (_, access, _) = api.new_user().await;
+
+    proxy.cut();
+    let me = api.me(&access).await;
+    assert_eq!(me.status, 503, "{:?}", me.body);
+    assert_eq!(me.code(), "DEPENDENCY_UNAVAILABLE");
+    let login = api.login("anyone@example.com", PASSWORD).await;
+    assert_eq!(login.status, 503);
+    assert_eq!(
+        api.get("/menus", None).await.status,
+        200,
+        "routes that need no Redis keep working"
+    );
+
+    proxy.restore();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let me = api.me(&access).await;
+        if me.status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not recover: {:?}",
+            me.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn signup_refuses_common_passwords_and_bad_input_with_field_errors() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(1, db.url(), &[]).await.expect("cluster");
+    let api: Api = cluster.api(0);
+
+    let common = api.signup(&email(), "password123", "Kim").await;
+    assert_eq!(common.status, 400);
+    assert_eq!(common.code(), "VALIDATION_FAILED");
+    assert_eq!(common.body["errors"][0]["field"], "password");
+
+    let unknown_field = api
+        .post(
+            "/auth/signup",
+            None,
+            json!({"email": email(), "password": PASSWORD, "name": "K", "admin": true}),
+        )
+        .await;
+    assert_eq!(unknown_field.status, 400);
+
+    let taken = email();
+    assert_eq!(api.signup(&taken, PASSWORD, "Kim").await.status, 201);
+    let again = api.signup(&taken, PASSWORD, "Kim").await;
+    assert_eq!(again.status, 409);
+    assert_eq!(again.code(), "EMAIL_TAKEN");
+}
