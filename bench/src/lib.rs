@@ -37,10 +37,7 @@ impl Latencies {
     }
 
     pub fn max_ms(&self) -> f64 {
-        self.samples
-            .iter()
-            .max()
-            .map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
+        self.samples.iter().max().map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0)
     }
 }
 

@@ -1,20 +1,22 @@
 -- Idempotency records, the order-event outbox, and popular-menu statistics.
 
--- One row per (user, endpoint, key), inserted in the same transaction as the
--- effect it guards, so a concurrent duplicate waits on the primary key and then
--- replays the stored response. Business 4xx outcomes are stored as well; 5xx
--- roll back with everything else so the client may retry.
+-- One row per (user, endpoint, key), inserted first in the same transaction
+-- as the effect it guards, so a concurrent duplicate waits on the primary key
+-- and then replays the stored outcome. Business rejections (4xx) are stored as
+-- well; failures (5xx) roll back with everything else so the client may retry.
+-- `outcome` is the use case's serialised result, from which HTTP renders the
+-- same status and body on every replay.
 CREATE TABLE idempotency_keys (
-    user_id         uuid        NOT NULL REFERENCES users (id),
-    scope           text        NOT NULL CHECK (scope IN ('points.charge', 'orders.place')),
-    key             text        NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
-    -- SHA-256 of the canonical request body.
-    fingerprint     bytea       NOT NULL CHECK (octet_length(fingerprint) = 32),
-    response_status smallint    NOT NULL CHECK (response_status BETWEEN 200 AND 499),
-    response_body   jsonb       NOT NULL,
-    created_at      timestamptz NOT NULL DEFAULT now(),
+    user_id     uuid        NOT NULL REFERENCES users (id),
+    scope       text        NOT NULL CHECK (scope IN ('points.charge', 'orders.place')),
+    key         text        NOT NULL CHECK (char_length(key) BETWEEN 1 AND 255),
+    -- SHA-256 of the canonical request.
+    fingerprint bytea       NOT NULL CHECK (octet_length(fingerprint) = 32),
+    outcome     jsonb       NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, scope, key)
 );
+
 -- The periodic purge of records past their retention.
 CREATE INDEX idempotency_keys_created_idx ON idempotency_keys (created_at);
 

@@ -16,11 +16,7 @@ pub fn binary(name: &str) -> PathBuf {
         Some(dir) => PathBuf::from(dir),
         None => std::env::current_exe()
             .ok()
-            .and_then(|exe| {
-                exe.parent()
-                    .and_then(|deps| deps.parent())
-                    .map(PathBuf::from)
-            })
+            .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("target/debug")),
     };
     let path = dir.join(name);
@@ -71,9 +67,7 @@ impl Process {
         for (key, value) in env {
             command.env(key, value);
         }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {name}"))?;
+        let child = command.spawn().with_context(|| format!("starting {name}"))?;
         let process = Self {
             name,
             child,
@@ -93,11 +87,7 @@ impl Process {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!(
-                    "{} did not answer on {} within 20 s",
-                    self.name,
-                    self.base_url
-                );
+                bail!("{} did not answer on {} within 20 s", self.name, self.base_url);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -218,11 +208,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `count` instances against `database_url` with `extra` env
     /// (overriding the defaults of [`coffee_env`]).
-    pub async fn start(
-        count: usize,
-        database_url: &str,
-        extra: &[(&'static str, String)],
-    ) -> anyhow::Result<Self> {
+    pub async fn start(count: usize, database_url: &str, extra: &[(&'static str, String)]) -> anyhow::Result<Self> {
         let namespace = coffee_test_support::RedisNamespace::new();
         let mut instances = Vec::new();
         for _ in 0..count {
@@ -234,10 +220,7 @@ impl Cluster {
             }
             instances.push(start_coffee(port, &env).await?);
         }
-        Ok(Self {
-            instances,
-            namespace,
-        })
+        Ok(Self { instances, namespace })
     }
 
     /// A client for instance `i`.
@@ -281,25 +264,17 @@ impl Api {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("request failed: {e}"));
+        let response = request.send().await.unwrap_or_else(|e| panic!("request failed: {e}"));
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.bytes().await.unwrap_or_default();
         let body = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
-            })
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        Reply { status, headers, body }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -361,6 +336,19 @@ impl Api {
         self.post("/auth/logout", Some(access_token), body).await
     }
 
+    /// `POST /users/{user}/points/charge` with an optional idempotency key.
+    pub async fn charge(&self, token: &str, user: &str, key: Option<&str>, body: serde_json::Value) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/users/{user}/points/charge")))
+            .bearer_auth(token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
     /// Signs up and logs in a fresh user; returns (user id, access, refresh).
     pub async fn new_user(&self) -> (String, String, String) {
         let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());
@@ -369,11 +357,7 @@ impl Api {
         assert_eq!(created.status, 201, "{:?}", created.body);
         let pair = self.login(&email, password).await;
         assert_eq!(pair.status, 200, "{:?}", pair.body);
-        (
-            created.str("id"),
-            pair.str("accessToken"),
-            pair.str("refreshToken"),
-        )
+        (created.str("id"), pair.str("accessToken"), pair.str("refreshToken"))
     }
 }
 

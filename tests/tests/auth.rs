@@ -25,11 +25,7 @@ async fn the_whole_life_cycle_holds_across_instances() {
         .signup(&format!("  {}  ", email.to_uppercase()), PASSWORD, " Kim ")
         .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
-    assert_eq!(
-        created.str("email"),
-        email,
-        "stored trimmed and lower-cased"
-    );
+    assert_eq!(created.str("email"), email, "stored trimmed and lower-cased");
     assert_eq!(created.str("name"), "Kim");
     assert_eq!(created.body["point"], 0);
     assert!(created.body.get("password").is_none() && !created.body.to_string().contains("argon2"));
@@ -88,16 +84,8 @@ async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
         401,
         "the session's old access token is revoked"
     );
-    assert_eq!(
-        b.me(&access2).await.status,
-        401,
-        "so is its newest access token"
-    );
-    assert_eq!(
-        a.refresh(&refresh2).await.status,
-        401,
-        "and its newest refresh token"
-    );
+    assert_eq!(b.me(&access2).await.status, 401, "so is its newest access token");
+    assert_eq!(a.refresh(&refresh2).await.status, 401, "and its newest refresh token");
 }
 
 #[tokio::test]
@@ -162,11 +150,7 @@ async fn forged_expired_unsigned_and_misused_tokens_are_refused() {
         ("expired", expired.as_str(), "TOKEN_EXPIRED"),
         ("HS512", hs512.as_str(), "UNAUTHORIZED"),
         ("alg none", unsigned.as_str(), "UNAUTHORIZED"),
-        (
-            "refresh token as access token",
-            refresh.as_str(),
-            "UNAUTHORIZED",
-        ),
+        ("refresh token as access token", refresh.as_str(), "UNAUTHORIZED"),
     ] {
         let me = api.me(bad).await;
         assert_eq!(me.status, 401, "{name}");
@@ -174,11 +158,7 @@ async fn forged_expired_unsigned_and_misused_tokens_are_refused() {
     }
     let as_refresh = api.refresh(&access).await;
     assert_eq!(as_refresh.status, 401, "access token as refresh token");
-    assert_eq!(
-        api.me(&access).await.status,
-        200,
-        "the genuine token still works"
-    );
+    assert_eq!(api.me(&access).await.status, 200, "the genuine token still works");
 }
 
 #[tokio::test]
@@ -251,11 +231,7 @@ async fn a_successful_login_resets_the_failure_count() {
     for _ in 0..4 {
         assert_eq!(api.login(&email, "wrong password!").await.status, 401);
     }
-    assert_eq!(
-        api.login(&email, PASSWORD).await.status,
-        200,
-        "the count started over"
-    );
+    assert_eq!(api.login(&email, PASSWORD).await.status, 200, "the count started over");
 }
 
 #[tokio::test]
@@ -297,11 +273,7 @@ async fn without_redis_auth_fails_closed_and_recovers_by_itself() {
         if me.status == 200 {
             break;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "did not recover: {:?}",
-            me.body
-        );
+        assert!(std::time::Instant::now() < deadline, "did not recover: {:?}", me.body);
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

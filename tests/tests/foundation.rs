@@ -11,12 +11,7 @@ use serde_json::Value;
 async fn migrate_creates_a_missing_database() {
     let db = TestDatabase::create_empty().await;
     let missing = db.url().replace(db.name(), &format!("{}_new", db.name()));
-    let env = coffee_env(
-        free_port(),
-        &missing,
-        &unique_key_prefix(),
-        "http://127.0.0.1:1",
-    );
+    let env = coffee_env(free_port(), &missing, &unique_key_prefix(), "http://127.0.0.1:1");
 
     let (status, output) = run_coffee(&["migrate"], &env).expect("coffee migrate runs");
     let dropped = db.drop_sibling(&format!("{}_new", db.name())).await;
@@ -37,10 +32,7 @@ async fn migrate_then_serve_the_menu_from_an_empty_database() {
     assert!(output.contains("migrations applied"), "{output}");
     let (status, output) = run_coffee(&["migrate"], &env).expect("coffee migrate runs again");
     assert!(status.success(), "second coffee migrate failed: {output}");
-    assert!(
-        output.contains("up to date"),
-        "a second run applies nothing: {output}"
-    );
+    assert!(output.contains("up to date"), "a second run applies nothing: {output}");
 
     let server = start_coffee(port, &env).await.expect("coffee serve starts");
     let client = reqwest::Client::new();
@@ -82,10 +74,7 @@ async fn bad_requests_get_problem_json_from_the_binary() {
         .expect("sent");
     assert_eq!(unknown.status(), 404);
     assert_eq!(unknown.headers()["x-request-id"], "e2e-1");
-    assert_eq!(
-        unknown.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(unknown.headers()["content-type"], "application/problem+json");
     let problem: Value = unknown.json().await.expect("problem");
     assert_eq!(problem["code"], "NOT_FOUND");
 
@@ -146,10 +135,7 @@ async fn losing_the_database_turns_ready_into_503_and_back_without_a_crash() {
     proxy.restore();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while ready().await != 200 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ready did not recover"
-        );
+        assert!(std::time::Instant::now() < deadline, "ready did not recover");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(server.is_running());
@@ -167,27 +153,21 @@ async fn sigterm_stops_the_server_cleanly() {
     .expect("coffee serve starts");
 
     server.signal("TERM").expect("signal sent");
-    let status = server
-        .wait_exit(Duration::from_secs(10))
-        .await
-        .expect("exits");
+    let status = server.wait_exit(Duration::from_secs(10)).await.expect("exits");
 
     assert!(status.success(), "exit status {status}");
 }
 
 #[tokio::test]
 async fn the_configuration_refuses_a_short_signing_key() {
-    let (status, output) =
-        run_coffee(&["serve"], &[("JWT_SECRET", "short".to_owned())]).expect("runs");
+    let (status, output) = run_coffee(&["serve"], &[("JWT_SECRET", "short".to_owned())]).expect("runs");
     assert_eq!(status.code(), Some(2), "{output}");
     assert!(output.contains("JWT_SECRET"), "{output}");
 }
 
 #[tokio::test]
 async fn the_mock_collector_binary_deduplicates_and_counts() {
-    let collector = start_mock_collector(&[])
-        .await
-        .expect("mock collector starts");
+    let collector = start_mock_collector(&[]).await.expect("mock collector starts");
     let client = reqwest::Client::new();
     for _ in 0..2 {
         let response = client

@@ -17,17 +17,10 @@ use coffee_bench::Latencies;
 use serde_json::json;
 
 fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-async fn menus_while(
-    client: reqwest::Client,
-    url: String,
-    running: Arc<AtomicBool>,
-) -> anyhow::Result<Latencies> {
+async fn menus_while(client: reqwest::Client, url: String, running: Arc<AtomicBool>) -> anyhow::Result<Latencies> {
     let mut latencies = Latencies::default();
     while running.load(Ordering::Relaxed) {
         let started = Instant::now();
@@ -52,13 +45,7 @@ async fn measure_menus<F: std::future::Future<Output = anyhow::Result<Latencies>
 ) -> anyhow::Result<(Latencies, Latencies)> {
     let running = Arc::new(AtomicBool::new(true));
     let readers: Vec<_> = (0..clients)
-        .map(|_| {
-            tokio::spawn(menus_while(
-                client.clone(),
-                format!("{base}/menus"),
-                running.clone(),
-            ))
-        })
+        .map(|_| tokio::spawn(menus_while(client.clone(), format!("{base}/menus"), running.clone())))
         .collect();
     let work_latencies = work.await?;
     running.store(false, Ordering::Relaxed);
@@ -75,9 +62,7 @@ async fn main() -> anyhow::Result<()> {
     let storm_size: usize = env("STORM_SIZE", 20);
     let rounds: usize = env("ROUNDS", 10);
     let menu_clients: usize = env("MENU_CLIENTS", 2);
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build()?;
     let password = "correct horse battery staple";
 
     let mut emails = Vec::new();
@@ -88,11 +73,7 @@ async fn main() -> anyhow::Result<()> {
             .json(&json!({"email": email, "password": password, "name": "Storm"}))
             .send()
             .await?;
-        anyhow::ensure!(
-            response.status() == 201,
-            "signup answered {}",
-            response.status()
-        );
+        anyhow::ensure!(response.status() == 201, "signup answered {}", response.status());
         emails.push(email);
     }
 
@@ -121,11 +102,7 @@ async fn main() -> anyhow::Result<()> {
                     tokio::spawn(async move {
                         let started = Instant::now();
                         let response = client.post(url).json(&body).send().await?;
-                        anyhow::ensure!(
-                            response.status() == 200,
-                            "login answered {}",
-                            response.status()
-                        );
+                        anyhow::ensure!(response.status() == 200, "login answered {}", response.status());
                         response.bytes().await?;
                         Ok(started.elapsed())
                     })

@@ -45,11 +45,7 @@ impl Authenticate {
                 TokenError::Expired => AuthenticateError::Expired,
                 TokenError::Invalid => AuthenticateError::Invalid,
             })?;
-        if self
-            .sessions
-            .is_revoked(claims.token_id, claims.session_id)
-            .await?
-        {
+        if self.sessions.is_revoked(claims.token_id, claims.session_id).await? {
             return Err(AuthenticateError::Invalid);
         }
         Ok(Principal {
@@ -73,11 +69,7 @@ mod tests {
         let mut codec = MockTokenCodec::new();
         codec.expect_decode().returning(move |_, kind| {
             result?;
-            assert_eq!(
-                kind,
-                TokenKind::Access,
-                "protected routes take access tokens only"
-            );
+            assert_eq!(kind, TokenKind::Access, "protected routes take access tokens only");
             Ok(TokenClaims {
                 user_id: UserId::from_uuid(Uuid::from_u128(1)),
                 session_id: SessionId::from_uuid(Uuid::from_u128(2)),
@@ -92,9 +84,9 @@ mod tests {
 
     fn sessions(revoked: Result<bool, ()>) -> MockSessionStore {
         let mut sessions = MockSessionStore::new();
-        sessions.expect_is_revoked().returning(move |_, _| {
-            revoked.map_err(|()| InfraError::unavailable("cache", anyhow::anyhow!("refused")))
-        });
+        sessions
+            .expect_is_revoked()
+            .returning(move |_, _| revoked.map_err(|()| InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
         sessions
     }
 
@@ -105,10 +97,7 @@ mod tests {
             .await
             .expect("authenticated");
         assert_eq!(principal.user_id, UserId::from_uuid(Uuid::from_u128(1)));
-        assert_eq!(
-            principal.session_id,
-            SessionId::from_uuid(Uuid::from_u128(2))
-        );
+        assert_eq!(principal.session_id, SessionId::from_uuid(Uuid::from_u128(2)));
     }
 
     #[tokio::test]

@@ -14,9 +14,7 @@ pub struct CheckReadiness {
 impl std::fmt::Debug for CheckReadiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<_> = self.probes.iter().map(|p| p.name()).collect();
-        f.debug_struct("CheckReadiness")
-            .field("probes", &names)
-            .finish()
+        f.debug_struct("CheckReadiness").field("probes", &names).finish()
     }
 }
 
@@ -67,9 +65,7 @@ impl CheckReadiness {
             }
         }))
         .await;
-        ReadinessReport {
-            dependencies: results,
-        }
+        ReadinessReport { dependencies: results }
     }
 }
 
@@ -86,10 +82,7 @@ mod tests {
             if up {
                 Ok(())
             } else {
-                Err(InfraError::unavailable(
-                    name,
-                    anyhow::anyhow!("connection refused"),
-                ))
+                Err(InfraError::unavailable(name, anyhow::anyhow!("connection refused")))
             }
         });
         Arc::new(probe)

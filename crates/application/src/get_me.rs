@@ -33,10 +33,7 @@ impl GetMe {
     }
 
     pub async fn execute(&self, principal: &Principal) -> Result<User, GetMeError> {
-        self.users
-            .find_by_id(principal.user_id)
-            .await?
-            .ok_or(GetMeError::Gone)
+        self.users.find_by_id(principal.user_id).await?.ok_or(GetMeError::Gone)
     }
 }
 
@@ -74,10 +71,7 @@ mod tests {
                 }))
             });
 
-        let user = GetMe::new(Arc::new(users))
-            .execute(&principal())
-            .await
-            .expect("found");
+        let user = GetMe::new(Arc::new(users)).execute(&principal()).await.expect("found");
 
         assert_eq!(user.point.value(), 500);
     }

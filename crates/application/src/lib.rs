@@ -6,21 +6,28 @@
 //! `coffee-ports`, so every branch is unit-tested with mockall fakes.
 
 pub mod authenticate;
+pub mod charge_points;
 pub mod check_readiness;
+pub mod fingerprint;
 pub mod get_me;
 pub mod list_menus;
 pub mod log_in;
 pub mod log_out;
+pub mod point_queries;
+pub mod purge_idempotency_keys;
 pub mod refresh_tokens;
 pub mod sign_up;
 pub mod token_issuer;
 
 pub use authenticate::{Authenticate, AuthenticateError};
+pub use charge_points::{ChargeCommand, ChargeError, ChargePoints};
 pub use check_readiness::{CheckReadiness, DependencyStatus, ReadinessReport};
 pub use get_me::{GetMe, GetMeError};
 pub use list_menus::{ListMenus, ListMenusError};
 pub use log_in::{LogIn, LogInCommand, LogInError};
 pub use log_out::{LogOut, LogOutError};
+pub use point_queries::{GetBalance, ListPointTransactions, PointQueryError};
+pub use purge_idempotency_keys::PurgeIdempotencyKeys;
 pub use refresh_tokens::{RefreshError, RefreshTokens};
 pub use sign_up::{SignUp, SignUpCommand, SignUpError};
 pub use token_issuer::TokenIssuer;

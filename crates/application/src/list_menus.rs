@@ -54,14 +54,9 @@ mod tests {
         let expected = vec![menu("Americano", 4_000), menu("Latte", 4_500)];
         let mut repo = MockMenuRepository::new();
         let returned = expected.clone();
-        repo.expect_list()
-            .times(1)
-            .return_once(move || Ok(returned));
+        repo.expect_list().times(1).return_once(move || Ok(returned));
 
-        let menus = ListMenus::new(Arc::new(repo))
-            .execute()
-            .await
-            .expect("listed");
+        let menus = ListMenus::new(Arc::new(repo)).execute().await.expect("listed");
 
         assert_eq!(menus, expected);
     }
@@ -69,17 +64,10 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_store_is_reported_as_unavailable() {
         let mut repo = MockMenuRepository::new();
-        repo.expect_list().return_once(|| {
-            Err(InfraError::unavailable(
-                "database",
-                anyhow::anyhow!("refused"),
-            ))
-        });
+        repo.expect_list()
+            .return_once(|| Err(InfraError::unavailable("database", anyhow::anyhow!("refused"))));
 
-        let err = ListMenus::new(Arc::new(repo))
-            .execute()
-            .await
-            .expect_err("must fail");
+        let err = ListMenus::new(Arc::new(repo)).execute().await.expect_err("must fail");
 
         assert!(matches!(err, ListMenusError::Infra(ref e) if e.is_unavailable()));
     }

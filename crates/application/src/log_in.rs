@@ -4,10 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffee_domain::{Email, SessionId, TokenPair};
-use coffee_ports::{
-    InfraError, LoginAttempt, LoginThrottle, NewSession, PasswordHasher, SessionStore,
-    UserRepository,
-};
+use coffee_ports::{InfraError, LoginAttempt, LoginThrottle, NewSession, PasswordHasher, SessionStore, UserRepository};
 use uuid::Uuid;
 
 use crate::token_issuer::TokenIssuer;
@@ -108,9 +105,7 @@ impl LogIn {
                 ttl: self.issuer.refresh_ttl(),
             })
             .await?;
-        Ok(self
-            .issuer
-            .issue(credentials.user_id, session, refresh_id)?)
+        Ok(self.issuer.issue(credentials.user_id, session, refresh_id)?)
     }
 }
 
@@ -120,9 +115,7 @@ mod tests {
     use crate::token_issuer::test_support::{REFRESH_TTL, encoding_codec, issuer};
     use coffee_domain::{PasswordHash, UserId};
     use coffee_ports::Credentials;
-    use coffee_ports::auth::{
-        MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository,
-    };
+    use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository};
 
     const USER: Uuid = Uuid::from_u128(7);
 
@@ -136,9 +129,7 @@ mod tests {
     impl Fakes {
         fn new() -> Self {
             let mut throttle = MockLoginThrottle::new();
-            throttle
-                .expect_attempt()
-                .returning(|_| Ok(LoginAttempt::Allowed));
+            throttle.expect_attempt().returning(|_| Ok(LoginAttempt::Allowed));
             Self {
                 users: MockUserRepository::new(),
                 hasher: MockPasswordHasher::new(),
@@ -178,10 +169,7 @@ mod tests {
     #[tokio::test]
     async fn the_right_password_opens_a_session_and_resets_the_throttle() {
         let mut fakes = Fakes::new().with_account();
-        fakes
-            .hasher
-            .expect_verify()
-            .returning(|p, _| Ok(p == "right password"));
+        fakes.hasher.expect_verify().returning(|p, _| Ok(p == "right password"));
         fakes
             .throttle
             .expect_reset()
@@ -224,15 +212,8 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_email_spends_a_dummy_verification_and_looks_the_same() {
         let mut fakes = Fakes::new();
-        fakes
-            .users
-            .expect_find_credentials()
-            .returning(|_| Ok(None));
-        fakes
-            .hasher
-            .expect_verify_dummy()
-            .times(1)
-            .returning(|_| Ok(()));
+        fakes.users.expect_find_credentials().returning(|_| Ok(None));
+        fakes.hasher.expect_verify_dummy().times(1).returning(|_| Ok(()));
 
         let err = fakes
             .use_case()
@@ -247,11 +228,7 @@ mod tests {
     async fn a_malformed_email_is_treated_as_unknown() {
         let mut fakes = Fakes::new();
         fakes.users.expect_find_credentials().never();
-        fakes
-            .hasher
-            .expect_verify_dummy()
-            .times(1)
-            .returning(|_| Ok(()));
+        fakes.hasher.expect_verify_dummy().times(1).returning(|_| Ok(()));
 
         let err = fakes
             .use_case()
@@ -280,9 +257,7 @@ mod tests {
             .await
             .expect_err("throttled");
 
-        assert!(
-            matches!(err, LogInError::TooManyAttempts { retry_after } if retry_after == Duration::from_secs(600))
-        );
+        assert!(matches!(err, LogInError::TooManyAttempts { retry_after } if retry_after == Duration::from_secs(600)));
     }
 
     #[tokio::test]

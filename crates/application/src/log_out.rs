@@ -29,38 +29,20 @@ impl std::fmt::Debug for LogOut {
 }
 
 impl LogOut {
-    pub fn new(
-        codec: Arc<dyn TokenCodec>,
-        sessions: Arc<dyn SessionStore>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            codec,
-            sessions,
-            clock,
-        }
+    pub fn new(codec: Arc<dyn TokenCodec>, sessions: Arc<dyn SessionStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { codec, sessions, clock }
     }
 
     /// `refresh_token`, when given and valid for the same user, ends that
     /// token's session too (a client that kept a second login). An invalid
     /// one is ignored: logout succeeds for what the caller proved.
     #[tracing::instrument(name = "log_out", skip_all, fields(user = %principal.user_id))]
-    pub async fn execute(
-        &self,
-        principal: &Principal,
-        refresh_token: Option<&str>,
-    ) -> Result<(), LogOutError> {
-        let remaining = time::Duration::max(
-            principal.expires_at - self.clock.now(),
-            time::Duration::ZERO,
-        );
+    pub async fn execute(&self, principal: &Principal, refresh_token: Option<&str>) -> Result<(), LogOutError> {
+        let remaining = time::Duration::max(principal.expires_at - self.clock.now(), time::Duration::ZERO);
         let ttl = std::time::Duration::try_from(remaining).unwrap_or_default() + TOKEN_LEEWAY;
-        self.sessions
-            .revoke_access_token(principal.token_id, ttl)
-            .await?;
+        self.sessions.revoke_access_token(principal.token_id, ttl).await?;
         self.sessions.end(principal.session_id).await?;
-        if let Some(claims) =
-            refresh_token.and_then(|t| self.codec.decode(t, TokenKind::Refresh).ok())
+        if let Some(claims) = refresh_token.and_then(|t| self.codec.decode(t, TokenKind::Refresh).ok())
             && claims.user_id == principal.user_id
             && claims.session_id != principal.session_id
         {
@@ -108,14 +90,11 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_access_token_is_blacklisted_for_its_remaining_life_plus_leeway_and_the_session_ended()
-     {
+    async fn the_access_token_is_blacklisted_for_its_remaining_life_plus_leeway_and_the_session_ended() {
         let mut sessions = MockSessionStore::new();
         sessions
             .expect_revoke_access_token()
-            .withf(|t, ttl| {
-                t.as_uuid() == Uuid::from_u128(3) && *ttl == Duration::from_secs(600) + TOKEN_LEEWAY
-            })
+            .withf(|t, ttl| t.as_uuid() == Uuid::from_u128(3) && *ttl == Duration::from_secs(600) + TOKEN_LEEWAY)
             .times(1)
             .returning(|_, _| Ok(()));
         sessions
@@ -133,9 +112,7 @@ mod tests {
     #[tokio::test]
     async fn a_refresh_token_of_another_session_of_the_same_user_is_ended_too() {
         let mut sessions = MockSessionStore::new();
-        sessions
-            .expect_revoke_access_token()
-            .returning(|_, _| Ok(()));
+        sessions.expect_revoke_access_token().returning(|_, _| Ok(()));
         sessions.expect_end().times(2).returning(|_| Ok(()));
 
         LogOut::new(Arc::new(codec_for(1, 5)), Arc::new(sessions), clock())
@@ -148,9 +125,7 @@ mod tests {
     async fn another_users_or_an_invalid_refresh_token_is_ignored() {
         for (codec, token) in [(codec_for(99, 5), "refresh"), (codec_for(1, 5), "garbage")] {
             let mut sessions = MockSessionStore::new();
-            sessions
-                .expect_revoke_access_token()
-                .returning(|_, _| Ok(()));
+            sessions.expect_revoke_access_token().returning(|_, _| Ok(()));
             sessions.expect_end().times(1).returning(|_| Ok(()));
 
             LogOut::new(Arc::new(codec), Arc::new(sessions), clock())

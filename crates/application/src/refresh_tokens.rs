@@ -54,12 +54,7 @@ impl RefreshTokens {
         let next = TokenIssuer::new_token_id();
         let rotation = self
             .sessions
-            .rotate(
-                claims.session_id,
-                claims.token_id,
-                next,
-                self.issuer.refresh_ttl(),
-            )
+            .rotate(claims.session_id, claims.token_id, next, self.issuer.refresh_ttl())
             .await?;
         match rotation {
             Rotation::Rotated => Ok(self.issuer.issue(claims.user_id, claims.session_id, next)?),
@@ -87,11 +82,7 @@ mod tests {
         let mut codec = encoding_codec();
         codec.expect_decode().returning(move |_, kind| {
             let token_kind = result?;
-            assert_eq!(
-                kind,
-                TokenKind::Refresh,
-                "refresh must ask for a refresh token"
-            );
+            assert_eq!(kind, TokenKind::Refresh, "refresh must ask for a refresh token");
             Ok(TokenClaims {
                 user_id: UserId::from_uuid(Uuid::from_u128(1)),
                 session_id: SessionId::from_uuid(SESSION),
@@ -160,26 +151,15 @@ mod tests {
 
     #[tokio::test]
     async fn expired_and_invalid_tokens_never_reach_the_store() {
-        for (decoded, expected_expired) in
-            [(TokenError::Expired, true), (TokenError::Invalid, false)]
-        {
+        for (decoded, expected_expired) in [(TokenError::Expired, true), (TokenError::Invalid, false)] {
             let mut sessions = MockSessionStore::new();
             sessions.expect_rotate().never();
-            let use_case =
-                RefreshTokens::new(Arc::new(sessions), issuer(codec_decoding(Err(decoded))));
+            let use_case = RefreshTokens::new(Arc::new(sessions), issuer(codec_decoding(Err(decoded))));
 
             let err = use_case.execute("token").await.expect_err("refused");
 
-            assert_eq!(
-                matches!(err, RefreshError::Expired),
-                expected_expired,
-                "{err:?}"
-            );
-            assert_eq!(
-                matches!(err, RefreshError::Invalid),
-                !expected_expired,
-                "{err:?}"
-            );
+            assert_eq!(matches!(err, RefreshError::Expired), expected_expired, "{err:?}");
+            assert_eq!(matches!(err, RefreshError::Invalid), !expected_expired, "{err:?}");
         }
     }
 
@@ -189,10 +169,7 @@ mod tests {
         sessions
             .expect_rotate()
             .returning(|_, _, _, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("down"))));
-        let use_case = RefreshTokens::new(
-            Arc::new(sessions),
-            issuer(codec_decoding(Ok(TokenKind::Refresh))),
-        );
+        let use_case = RefreshTokens::new(Arc::new(sessions), issuer(codec_decoding(Ok(TokenKind::Refresh))));
 
         let err = use_case.execute("token").await.expect_err("down");
 

@@ -86,10 +86,7 @@ mod tests {
         let mut users = MockUserRepository::new();
         users
             .expect_create()
-            .withf(|u| {
-                u.password_hash.as_str() == "$argon2id$hash"
-                    && u.email.as_str() == "kim@example.com"
-            })
+            .withf(|u| u.password_hash.as_str() == "$argon2id$hash" && u.email.as_str() == "kim@example.com")
             .times(1)
             .returning(|u| {
                 Ok(User {
@@ -114,9 +111,7 @@ mod tests {
     #[tokio::test]
     async fn a_taken_email_is_reported_as_such() {
         let mut users = MockUserRepository::new();
-        users
-            .expect_create()
-            .returning(|_| Err(CreateUserError::EmailTaken));
+        users.expect_create().returning(|_| Err(CreateUserError::EmailTaken));
 
         let err = SignUp::new(Arc::new(users), Arc::new(hasher()))
             .execute(command())

@@ -26,12 +26,7 @@ impl std::fmt::Debug for TokenIssuer {
 }
 
 impl TokenIssuer {
-    pub fn new(
-        codec: Arc<dyn TokenCodec>,
-        clock: Arc<dyn Clock>,
-        access_ttl: Duration,
-        refresh_ttl: Duration,
-    ) -> Self {
+    pub fn new(codec: Arc<dyn TokenCodec>, clock: Arc<dyn Clock>, access_ttl: Duration, refresh_ttl: Duration) -> Self {
         Self {
             codec,
             clock,
@@ -59,12 +54,7 @@ impl TokenIssuer {
 
     /// Signs a pair for `session`; the refresh token gets the id `refresh_id`
     /// (already recorded in the session store by the caller).
-    pub fn issue(
-        &self,
-        user: UserId,
-        session: SessionId,
-        refresh_id: TokenId,
-    ) -> Result<TokenPair, InfraError> {
+    pub fn issue(&self, user: UserId, session: SessionId, refresh_id: TokenId) -> Result<TokenPair, InfraError> {
         let now = self.clock.now();
         let claims = |kind, token_id, ttl| TokenClaims {
             user_id: user,

@@ -43,6 +43,13 @@ pub struct Config {
     pub login_window: Duration,
     /// Password hashes computed at once; the rest queue.
     pub password_hash_concurrency: usize,
+    pub charge_max_amount: i64,
+    pub balance_max: i64,
+    /// How long a request waits for an unfinished one with its idempotency key.
+    pub idempotency_wait: Duration,
+    /// How long idempotency keys are kept (at least 24 hours).
+    pub idempotency_retention: Duration,
+    pub idempotency_purge_interval: Duration,
     pub collector_url: String,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
@@ -113,23 +120,12 @@ impl Config {
             bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
             http_workers: optional_number(&get, "HTTP_WORKERS")?,
             database_url: SecretString::from(
-                get("DATABASE_URL")
-                    .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
+                get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
             ),
             database_pool_size: number(&get, "DATABASE_POOL_SIZE", 16)?,
-            database_acquire_timeout: Duration::from_millis(number(
-                &get,
-                "DATABASE_ACQUIRE_TIMEOUT_MS",
-                3_000,
-            )?),
-            database_statement_timeout: Duration::from_millis(number(
-                &get,
-                "DATABASE_STATEMENT_TIMEOUT_MS",
-                10_000,
-            )?),
-            redis_url: SecretString::from(
-                get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
-            ),
+            database_acquire_timeout: Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?),
+            database_statement_timeout: Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?),
+            redis_url: SecretString::from(get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())),
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
             redis_pool_size: number(&get, "REDIS_POOL_SIZE", 16)?,
             redis_timeout: Duration::from_millis(number(&get, "REDIS_TIMEOUT_MS", 2_000)?),
@@ -137,21 +133,17 @@ impl Config {
             jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "coffee".to_owned()),
             jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "coffee-api".to_owned()),
             access_token_ttl: Duration::from_secs(number(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
-            refresh_token_ttl: Duration::from_secs(number(
-                &get,
-                "REFRESH_TOKEN_TTL_SECS",
-                14 * 24 * 3600,
-            )?),
+            refresh_token_ttl: Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_SECS", 14 * 24 * 3600)?),
             login_max_attempts: number(&get, "LOGIN_MAX_ATTEMPTS", 5)?,
             login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
             // One core stays free for everything else during a login storm.
-            password_hash_concurrency: number(
-                &get,
-                "PASSWORD_HASH_CONCURRENCY",
-                default_hash_concurrency(),
-            )?,
-            collector_url: get("COLLECTOR_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
+            password_hash_concurrency: number(&get, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?,
+            charge_max_amount: number(&get, "CHARGE_MAX_AMOUNT", 1_000_000)?,
+            balance_max: number(&get, "BALANCE_MAX", 100_000_000)?,
+            idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
+            idempotency_retention: Duration::from_secs(number(&get, "IDEMPOTENCY_RETENTION_SECS", 24 * 3600)?),
+            idempotency_purge_interval: Duration::from_secs(number(&get, "IDEMPOTENCY_PURGE_INTERVAL_SECS", 600)?),
+            collector_url: get("COLLECTOR_URL").unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
             log_format,
             shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
         })
@@ -194,10 +186,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
@@ -206,10 +195,7 @@ mod tests {
         let config = config(&[]).expect("defaults");
         assert_eq!(config.bind_addr, "127.0.0.1:8080");
         assert_eq!(config.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(
-            config.refresh_token_ttl,
-            Duration::from_secs(14 * 24 * 3600)
-        );
+        assert_eq!(config.refresh_token_ttl, Duration::from_secs(14 * 24 * 3600));
         assert_eq!(config.log_format, LogFormat::Pretty);
     }
 
@@ -222,8 +208,7 @@ mod tests {
     #[test]
     fn a_short_signing_key_is_refused_everywhere() {
         for env in ["development", "production"] {
-            let err =
-                config(&[("APP_ENV", env), ("JWT_SECRET", "too-short")]).expect_err("must refuse");
+            let err = config(&[("APP_ENV", env), ("JWT_SECRET", "too-short")]).expect_err("must refuse");
             assert!(err.to_string().contains("at least 32 bytes"), "{err}");
         }
     }

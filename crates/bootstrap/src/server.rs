@@ -9,14 +9,16 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use coffee_application::{
-    Authenticate, CheckReadiness, GetMe, ListMenus, LogIn, LogOut, RefreshTokens, SignUp,
-    TokenIssuer,
+    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, ListMenus, ListPointTransactions, LogIn, LogOut,
+    PurgeIdempotencyKeys, RefreshTokens, SignUp, TokenIssuer,
 };
 use coffee_crypto::{Argon2Hasher, JwtCodec, JwtSettings};
-use coffee_domain::TOKEN_LEEWAY;
+use coffee_domain::{ChargeLimits, Points, TOKEN_LEEWAY};
 use coffee_http::{AppState, build_app};
 use coffee_ports::{Clock, SessionStore, SystemClock, TokenCodec};
-use coffee_postgres::{PgMenuRepository, PgPool, PgPoolSettings, PgProbe, PgUserRepository};
+use coffee_postgres::{
+    PgIdempotencyRecords, PgMenuRepository, PgPointStore, PgPool, PgPoolSettings, PgProbe, PgUserRepository,
+};
 use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore, RedisSettings};
 
 use crate::config::Config;
@@ -25,6 +27,8 @@ use crate::config::Config;
 pub struct Application {
     port: u16,
     server: Server,
+    /// Periodic housekeeping, stopped when the server stops.
+    background: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Application {
@@ -58,9 +62,16 @@ impl Application {
         .context("building the Redis pool")?;
 
         let state = web::Data::new(build_state(config, &pg, &redis)?);
+        let purge = PurgeIdempotencyKeys::new(
+            Arc::new(PgIdempotencyRecords::new(pg.clone())),
+            config.idempotency_retention,
+        );
+        let background = vec![tokio::spawn(purge_periodically(
+            purge,
+            config.idempotency_purge_interval,
+        ))];
 
-        let listener = TcpListener::bind(&config.bind_addr)
-            .with_context(|| format!("binding {}", config.bind_addr))?;
+        let listener = TcpListener::bind(&config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || build_app(state.clone()))
             .listen(listener)?
@@ -72,6 +83,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            background,
         })
     }
 
@@ -83,7 +95,23 @@ impl Application {
     /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish
     /// (up to `SHUTDOWN_TIMEOUT_SECS`).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let result = self.server.await;
+        for task in self.background {
+            task.abort();
+        }
+        result
+    }
+}
+
+/// Purges expired idempotency keys every `interval`; a failure is logged and
+/// retried at the next tick.
+async fn purge_periodically(purge: PurgeIdempotencyKeys, interval: std::time::Duration) {
+    let mut ticker = tokio::time::interval(interval.max(std::time::Duration::from_secs(1)));
+    loop {
+        ticker.tick().await;
+        if let Err(e) = purge.execute().await {
+            tracing::warn!(error = e.describe(), "purging idempotency keys failed");
+        }
     }
 }
 
@@ -101,6 +129,7 @@ fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Resul
     );
     let sessions: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::new(redis.clone()));
     let users = Arc::new(PgUserRepository::new(pg.clone()));
+    let points = Arc::new(PgPointStore::new(pg.clone(), config.idempotency_wait));
     let hasher = Arc::new(Argon2Hasher::new(config.password_hash_concurrency)?);
     let throttle = Arc::new(RedisLoginThrottle::new(
         redis.clone(),
@@ -120,16 +149,20 @@ fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Resul
             Arc::new(RedisProbe::new(redis.clone())),
         ]),
         sign_up: SignUp::new(users.clone(), hasher.clone()),
-        log_in: LogIn::new(
-            users.clone(),
-            hasher,
-            throttle,
-            sessions.clone(),
-            issuer.clone(),
-        ),
+        log_in: LogIn::new(users.clone(), hasher, throttle, sessions.clone(), issuer.clone()),
         log_out: LogOut::new(codec.clone(), sessions.clone(), clock),
         refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
         get_me: GetMe::new(users),
         authenticate: Authenticate::new(codec, sessions),
+        charge_points: ChargePoints::new(points.clone(), charge_limits(config)?),
+        get_balance: GetBalance::new(points.clone()),
+        list_point_transactions: ListPointTransactions::new(points),
+    })
+}
+
+fn charge_limits(config: &Config) -> anyhow::Result<ChargeLimits> {
+    Ok(ChargeLimits {
+        max_amount: Points::new(config.charge_max_amount).context("CHARGE_MAX_AMOUNT")?,
+        max_balance: Points::new(config.balance_max).context("BALANCE_MAX")?,
     })
 }

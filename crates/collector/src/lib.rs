@@ -90,9 +90,8 @@ mod tests {
                 web::post().to(move |req: actix_web::HttpRequest| async move {
                     tokio::time::sleep(delay).await;
                     let key = req.headers().get("idempotency-key").cloned();
-                    let mut response = HttpResponse::build(
-                        actix_web::http::StatusCode::from_u16(status).expect("status"),
-                    );
+                    let mut response =
+                        HttpResponse::build(actix_web::http::StatusCode::from_u16(status).expect("status"));
                     if let Some(key) = key {
                         response.insert_header(("x-seen-key", key));
                     }
@@ -125,11 +124,7 @@ mod tests {
     async fn a_2xx_is_delivered() {
         for status in [200, 202, 204] {
             let sink = client(server(status, Duration::ZERO));
-            assert_eq!(
-                sink.send("e-1", &event()).await,
-                Delivery::Delivered,
-                "{status}"
-            );
+            assert_eq!(sink.send("e-1", &event()).await, Delivery::Delivered, "{status}");
         }
     }
 

@@ -34,16 +34,15 @@ impl Argon2Hasher {
     }
 
     /// Runs `work` on the blocking pool once a permit is free.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, InfraError> {
-        let _permit = self.permits.acquire().await.map_err(|e| {
-            InfraError::Unexpected(anyhow::Error::new(e).context("hashing pool closed"))
-        })?;
-        tokio::task::spawn_blocking(work).await.map_err(|e| {
-            InfraError::Unexpected(anyhow::Error::new(e).context("hashing task failed"))
-        })
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, InfraError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("hashing pool closed")))?;
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("hashing task failed")))
     }
 }
 
@@ -113,12 +112,7 @@ mod tests {
                 .await
                 .expect("verified")
         );
-        assert!(
-            !hasher
-                .verify("another passphrase", &hash)
-                .await
-                .expect("verified")
-        );
+        assert!(!hasher.verify("another passphrase", &hash).await.expect("verified"));
     }
 
     #[tokio::test]
@@ -163,9 +157,6 @@ mod tests {
             dummy = dummy.min(started.elapsed());
         }
         let ratio = dummy.as_secs_f64() / real.as_secs_f64();
-        assert!(
-            (0.5..2.0).contains(&ratio),
-            "real {real:?} vs dummy {dummy:?}"
-        );
+        assert!((0.5..2.0).contains(&ratio), "real {real:?} vs dummy {dummy:?}");
     }
 }

@@ -94,19 +94,15 @@ impl TokenCodec for JwtCodec {
     }
 
     fn decode(&self, token: &str, kind: TokenKind) -> Result<TokenClaims, TokenError> {
-        let data =
-            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-                match e.kind() {
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    _ => TokenError::Invalid,
-                }
-            })?;
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            _ => TokenError::Invalid,
+        })?;
         let claims = data.claims;
         if claims.typ != kind.as_str() {
             return Err(TokenError::Invalid);
         }
-        let time =
-            |secs| OffsetDateTime::from_unix_timestamp(secs).map_err(|_| TokenError::Invalid);
+        let time = |secs| OffsetDateTime::from_unix_timestamp(secs).map_err(|_| TokenError::Invalid);
         Ok(TokenClaims {
             user_id: UserId::from_uuid(claims.sub),
             session_id: SessionId::from_uuid(claims.sid),
@@ -140,9 +136,7 @@ mod tests {
     }
 
     fn claims(kind: TokenKind, expires_in: i64) -> TokenClaims {
-        let now = OffsetDateTime::now_utc()
-            .replace_nanosecond(0)
-            .expect("whole second");
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("whole second");
         TokenClaims {
             user_id: UserId::from_uuid(Uuid::new_v4()),
             session_id: SessionId::from_uuid(Uuid::new_v4()),
@@ -159,8 +153,7 @@ mod tests {
 
     /// Unpadded base64url, written out to keep the test free of extra crates.
     fn base64url(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut out = String::new();
         for chunk in bytes.chunks(3) {
             let n = chunk
@@ -183,50 +176,26 @@ mod tests {
 
     #[test]
     fn access_and_refresh_tokens_are_not_interchangeable() {
-        let access = codec()
-            .encode(&claims(TokenKind::Access, 900))
-            .expect("signed");
-        let refresh = codec()
-            .encode(&claims(TokenKind::Refresh, 900))
-            .expect("signed");
-        assert_eq!(
-            codec().decode(&access, TokenKind::Refresh),
-            Err(TokenError::Invalid)
-        );
-        assert_eq!(
-            codec().decode(&refresh, TokenKind::Access),
-            Err(TokenError::Invalid)
-        );
+        let access = codec().encode(&claims(TokenKind::Access, 900)).expect("signed");
+        let refresh = codec().encode(&claims(TokenKind::Refresh, 900)).expect("signed");
+        assert_eq!(codec().decode(&access, TokenKind::Refresh), Err(TokenError::Invalid));
+        assert_eq!(codec().decode(&refresh, TokenKind::Access), Err(TokenError::Invalid));
     }
 
     #[test]
     fn an_expired_token_is_expired_beyond_the_leeway_only() {
-        let expired = codec()
-            .encode(&claims(TokenKind::Access, -60))
-            .expect("signed");
-        let within_leeway = codec()
-            .encode(&claims(TokenKind::Access, -2))
-            .expect("signed");
-        assert_eq!(
-            codec().decode(&expired, TokenKind::Access),
-            Err(TokenError::Expired)
-        );
+        let expired = codec().encode(&claims(TokenKind::Access, -60)).expect("signed");
+        let within_leeway = codec().encode(&claims(TokenKind::Access, -2)).expect("signed");
+        assert_eq!(codec().decode(&expired, TokenKind::Access), Err(TokenError::Expired));
         assert!(codec().decode(&within_leeway, TokenKind::Access).is_ok());
     }
 
     #[test]
     fn a_token_signed_with_another_key_is_invalid() {
-        let forged = codec_with(
-            "another-secret-that-is-also-32-bytes-long!",
-            "coffee",
-            "coffee-api",
-        )
-        .encode(&claims(TokenKind::Access, 900))
-        .expect("signed");
-        assert_eq!(
-            codec().decode(&forged, TokenKind::Access),
-            Err(TokenError::Invalid)
-        );
+        let forged = codec_with("another-secret-that-is-also-32-bytes-long!", "coffee", "coffee-api")
+            .encode(&claims(TokenKind::Access, 900))
+            .expect("signed");
+        assert_eq!(codec().decode(&forged, TokenKind::Access), Err(TokenError::Invalid));
     }
 
     #[test]
@@ -235,13 +204,8 @@ mod tests {
             codec_with(SECRET, "someone-else", "coffee-api"),
             codec_with(SECRET, "coffee", "other-api"),
         ] {
-            let token = other
-                .encode(&claims(TokenKind::Access, 900))
-                .expect("signed");
-            assert_eq!(
-                codec().decode(&token, TokenKind::Access),
-                Err(TokenError::Invalid)
-            );
+            let token = other.encode(&claims(TokenKind::Access, 900)).expect("signed");
+            assert_eq!(codec().decode(&token, TokenKind::Access), Err(TokenError::Invalid));
         }
     }
 
@@ -254,16 +218,8 @@ mod tests {
             "iat": original.issued_at.unix_timestamp(), "exp": original.expires_at.unix_timestamp(),
         });
         for token in [
-            format!(
-                "{}.{}.",
-                b64(&json!({"alg": "none", "typ": "JWT"})),
-                b64(&body)
-            ),
-            format!(
-                "{}.{}",
-                b64(&json!({"alg": "none", "typ": "JWT"})),
-                b64(&body)
-            ),
+            format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&body)),
+            format!("{}.{}", b64(&json!({"alg": "none", "typ": "JWT"})), b64(&body)),
         ] {
             assert_eq!(
                 codec().decode(&token, TokenKind::Access),
@@ -288,19 +244,13 @@ mod tests {
         };
         let key = EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
         let hs512 = encode(&Header::new(Algorithm::HS512), &body, &key).expect("signed");
-        assert_eq!(
-            codec().decode(&hs512, TokenKind::Access),
-            Err(TokenError::Invalid)
-        );
+        assert_eq!(codec().decode(&hs512, TokenKind::Access), Err(TokenError::Invalid));
     }
 
     #[test]
     fn garbage_is_invalid() {
         for token in ["", "abc", "a.b.c", "Bearer x"] {
-            assert_eq!(
-                codec().decode(token, TokenKind::Access),
-                Err(TokenError::Invalid)
-            );
+            assert_eq!(codec().decode(token, TokenKind::Access), Err(TokenError::Invalid));
         }
     }
 }

@@ -111,9 +111,6 @@ mod tests {
             expires_at: now + Duration::from_secs(60),
         };
         assert_eq!(claims.remaining(now), Duration::from_secs(60));
-        assert_eq!(
-            claims.remaining(now + Duration::from_secs(120)),
-            Duration::ZERO
-        );
+        assert_eq!(claims.remaining(now + Duration::from_secs(120)), Duration::ZERO);
     }
 }

@@ -5,13 +5,19 @@
 //! that every other layer can trust them.
 
 pub mod auth;
+pub mod idempotency;
 pub mod menu;
+pub mod page;
 pub mod points;
 pub mod user;
 
 pub use auth::{Principal, SessionId, TOKEN_LEEWAY, TokenClaims, TokenId, TokenKind, TokenPair};
-pub use menu::{Menu, MenuId, MenuName};
-pub use points::{Points, PointsError};
-pub use user::{
-    Email, EmailError, Password, PasswordError, PasswordHash, User, UserId, UserName, UserNameError,
+pub use idempotency::{
+    Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyKeyError, IdempotencyScope, Idempotent,
 };
+pub use menu::{Menu, MenuId, MenuName};
+pub use page::{Cursor, Page, PageSize};
+pub use points::{
+    Charge, ChargeAmount, ChargeLimits, ChargeOutcome, PointTransaction, Points, PointsError, TransactionKind,
+};
+pub use user::{Email, EmailError, Password, PasswordError, PasswordHash, User, UserId, UserName, UserNameError};

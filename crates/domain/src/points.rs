@@ -37,10 +37,7 @@ impl Points {
     }
 
     pub fn checked_add(self, other: Points) -> Result<Points, PointsError> {
-        self.0
-            .checked_add(other.0)
-            .map(Points)
-            .ok_or(PointsError::Overflow)
+        self.0.checked_add(other.0).map(Points).ok_or(PointsError::Overflow)
     }
 
     /// `self * factor`, refusing overflow.
@@ -85,10 +82,7 @@ mod tests {
     #[test]
     fn overflow_is_an_error_not_a_wrap() {
         let max = Points::new(i64::MAX).expect("max is valid");
-        assert_eq!(
-            max.checked_add(Points::new(1).expect("1")),
-            Err(PointsError::Overflow)
-        );
+        assert_eq!(max.checked_add(Points::new(1).expect("1")), Err(PointsError::Overflow));
         assert_eq!(max.checked_mul(2), Err(PointsError::Overflow));
     }
 
@@ -114,4 +108,80 @@ mod tests {
             }
         }
     }
+}
+
+/// Whether a ledger row added or took points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TransactionKind {
+    #[serde(rename = "ADD")]
+    Add,
+    #[serde(rename = "DEDUCT")]
+    Deduct,
+}
+
+impl TransactionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Add => "ADD",
+            Self::Deduct => "DEDUCT",
+        }
+    }
+}
+
+/// One row of a user's points ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointTransaction {
+    pub id: uuid::Uuid,
+    pub kind: TransactionKind,
+    pub amount: Points,
+    pub balance_after: Points,
+    pub order_id: Option<uuid::Uuid>,
+    pub created_at: time::OffsetDateTime,
+}
+
+/// The limits on charging, from configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargeLimits {
+    /// Largest single charge (1,000,000 by default).
+    pub max_amount: Points,
+    /// Largest balance a charge may produce (100,000,000 by default).
+    pub max_balance: Points,
+}
+
+/// A validated charge amount: 1 to the configured maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChargeAmount(Points);
+
+impl ChargeAmount {
+    pub fn new(amount: i64, limits: &ChargeLimits) -> Option<Self> {
+        (1..=limits.max_amount.value())
+            .contains(&amount)
+            .then_some(Self(Points(amount)))
+    }
+
+    pub fn points(self) -> Points {
+        self.0
+    }
+}
+
+/// A completed charge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub user_id: crate::UserId,
+    pub amount: Points,
+    pub balance: Points,
+    pub transaction_id: uuid::Uuid,
+    pub charged_at: time::OffsetDateTime,
+}
+
+/// What a charge request came to. Both are stored for idempotent replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChargeOutcome {
+    Charged(Charge),
+    /// The balance would pass the cap; nothing was changed.
+    BalanceLimitExceeded {
+        balance: Points,
+        amount: Points,
+        max_balance: Points,
+    },
 }

@@ -69,9 +69,7 @@ impl Email {
         let (local, domain) = email.split_once('@').ok_or(EmailError::Implausible)?;
         let local_ok = !local.is_empty()
             && local.len() <= 64
-            && local
-                .chars()
-                .all(|c| !c.is_whitespace() && !c.is_control() && c != '@')
+            && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '@')
             && !local.starts_with('.')
             && !local.ends_with('.')
             && !local.contains("..");
@@ -137,11 +135,8 @@ impl UserName {
 /// The common passwords refused at signup: the 8-or-more-character entries
 /// (11,611 of them) of the frequency list the `zxcvbn` crate ships (MIT, see
 /// `data/common-passwords.LICENSE`); shorter ones fail the length rule anyway.
-static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("../data/common-passwords.txt")
-        .lines()
-        .collect()
-});
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("../data/common-passwords.txt").lines().collect());
 
 /// A new password as typed: 8 to 128 characters and not a common one.
 ///
@@ -268,11 +263,7 @@ mod tests {
 
     #[test]
     fn the_common_password_list_has_at_least_10000_entries() {
-        assert!(
-            COMMON_PASSWORDS.len() >= 10_000,
-            "{}",
-            COMMON_PASSWORDS.len()
-        );
+        assert!(COMMON_PASSWORDS.len() >= 10_000, "{}", COMMON_PASSWORDS.len());
     }
 
     #[test]
@@ -287,14 +278,8 @@ mod tests {
     fn names_are_trimmed_and_bounded() {
         assert_eq!(UserName::parse("  Kim ").map(|n| n.0), Ok("Kim".to_owned()));
         assert_eq!(UserName::parse("   "), Err(UserNameError::Empty));
-        assert_eq!(
-            UserName::parse(&"가".repeat(50)).map(|n| n.0.chars().count()),
-            Ok(50)
-        );
-        assert_eq!(
-            UserName::parse(&"가".repeat(51)),
-            Err(UserNameError::TooLong)
-        );
+        assert_eq!(UserName::parse(&"가".repeat(50)).map(|n| n.0.chars().count()), Ok(50));
+        assert_eq!(UserName::parse(&"가".repeat(51)), Err(UserNameError::TooLong));
     }
 
     proptest! {

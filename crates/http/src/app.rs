@@ -5,14 +5,15 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, web};
 use coffee_application::{
-    Authenticate, CheckReadiness, GetMe, ListMenus, LogIn, LogOut, RefreshTokens, SignUp,
+    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, ListMenus, ListPointTransactions, LogIn, LogOut,
+    RefreshTokens, SignUp,
 };
 use tracing_actix_web::TracingLogger;
 
 use crate::extract;
 use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
 use crate::problem::{ApiError, ProblemCode};
-use crate::routes::{auth, health, menus};
+use crate::routes::{auth, health, menus, points};
 
 /// The use cases the routes call, built once by `bootstrap` and shared by
 /// every worker.
@@ -26,6 +27,9 @@ pub struct AppState {
     pub refresh_tokens: RefreshTokens,
     pub get_me: GetMe,
     pub authenticate: Authenticate,
+    pub charge_points: ChargePoints,
+    pub get_balance: GetBalance,
+    pub list_point_transactions: ListPointTransactions,
 }
 
 /// Registers every route. Kept separate from [`build_app`] so tests can see
@@ -37,6 +41,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/auth/me").route(web::get().to(auth::me)))
         .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
         .service(web::resource("/menus").route(web::get().to(menus::list_menus)))
+        .service(web::resource("/users/{userId}/points/charge").route(web::post().to(points::charge)))
+        .service(web::resource("/users/{userId}/points").route(web::get().to(points::balance)))
+        .service(web::resource("/users/{userId}/points/transactions").route(web::get().to(points::transactions)))
         .service(web::resource("/health/live").route(web::get().to(health::live)))
         .service(web::resource("/health/ready").route(web::get().to(health::ready)));
 }
@@ -65,8 +72,5 @@ pub fn build_app(
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ProblemCode::NotFound,
-        "No resource at this path",
-    ))
+    Err(ApiError::new(ProblemCode::NotFound, "No resource at this path"))
 }

@@ -20,12 +20,8 @@ pub struct Authenticated(pub Principal);
 impl From<AuthenticateError> for ApiError {
     fn from(error: AuthenticateError) -> Self {
         match error {
-            AuthenticateError::Expired => {
-                ApiError::new(ProblemCode::TokenExpired, "The access token has expired")
-            }
-            AuthenticateError::Invalid => {
-                ApiError::new(ProblemCode::Unauthorized, "The access token is not valid")
-            }
+            AuthenticateError::Expired => ApiError::new(ProblemCode::TokenExpired, "The access token has expired"),
+            AuthenticateError::Invalid => ApiError::new(ProblemCode::Unauthorized, "The access token is not valid"),
             AuthenticateError::Infra(e) => e.into(),
         }
     }
@@ -34,16 +30,8 @@ impl From<AuthenticateError> for ApiError {
 /// The token of an `Authorization: Bearer <token>` header (scheme matched
 /// case-insensitively, as RFC 9110 says).
 fn bearer_token(req: &HttpRequest) -> Result<String, ApiError> {
-    let missing = || {
-        ApiError::new(
-            ProblemCode::Unauthorized,
-            "An Authorization: Bearer token is required",
-        )
-    };
-    let value = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(missing)?;
+    let missing = || ApiError::new(ProblemCode::Unauthorized, "An Authorization: Bearer token is required");
+    let value = req.headers().get(header::AUTHORIZATION).ok_or_else(missing)?;
     let value = value.to_str().map_err(|_| missing())?;
     let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
     let token = token.trim();
@@ -62,9 +50,7 @@ impl FromRequest for Authenticated {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         Box::pin(async move {
             let token = token?;
-            let state = state.ok_or_else(|| {
-                ApiError::internal(&anyhow::anyhow!("AppState is not registered"))
-            })?;
+            let state = state.ok_or_else(|| ApiError::internal(&anyhow::anyhow!("AppState is not registered")))?;
             let principal = state.authenticate.execute(&token).await?;
             tracing::Span::current().record("user_id", tracing::field::display(principal.user_id));
             Ok(Authenticated(principal))

@@ -31,10 +31,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
         Box::pin(async move {
             match body.await? {
                 Some(bytes) => parse_json(&bytes).map(ApiJson),
-                None => Err(ApiError::new(
-                    ProblemCode::MalformedRequest,
-                    "A JSON body is required",
-                )),
+                None => Err(ApiError::new(ProblemCode::MalformedRequest, "A JSON body is required")),
             }
         })
     }
@@ -79,12 +76,8 @@ fn read_body(
         }
         let mut body = web::BytesMut::new();
         while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|_| {
-                ApiError::new(
-                    ProblemCode::MalformedRequest,
-                    "The request body could not be read",
-                )
-            })?;
+            let chunk = chunk
+                .map_err(|_| ApiError::new(ProblemCode::MalformedRequest, "The request body could not be read"))?;
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(too_large());
             }
@@ -112,21 +105,11 @@ fn too_large() -> ApiError {
 
 /// `application/json` or any `application/*+json`, with any parameters.
 fn is_json_content_type(req: &HttpRequest) -> bool {
-    let Some(value) = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
+    let Some(value) = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Deserialises a body, telling syntax errors (`MALFORMED_REQUEST`) from
@@ -209,15 +192,9 @@ mod tests {
 
     #[test]
     fn broken_json_is_malformed() {
-        assert_eq!(
-            error_of("{\"items\": [").code(),
-            ProblemCode::MalformedRequest
-        );
+        assert_eq!(error_of("{\"items\": [").code(), ProblemCode::MalformedRequest);
         assert_eq!(error_of("").code(), ProblemCode::MalformedRequest);
-        assert_eq!(
-            error_of(r#"{"items": []} {}"#).code(),
-            ProblemCode::MalformedRequest
-        );
+        assert_eq!(error_of(r#"{"items": []} {}"#).code(), ProblemCode::MalformedRequest);
     }
 
     #[test]

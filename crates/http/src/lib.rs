@@ -12,8 +12,10 @@
 pub mod app;
 pub mod auth;
 pub mod extract;
+pub mod idempotency;
 pub mod json_time;
 pub mod middleware;
+pub mod pagination;
 pub mod problem;
 pub mod routes;
 

@@ -57,8 +57,7 @@ pub async fn request_context(
             ProblemCode::PayloadTooLarge,
             format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
         );
-        req.into_response(problem.error_response())
-            .map_into_right_body()
+        req.into_response(problem.error_response()).map_into_right_body()
     } else {
         // Handlers' and extractors' errors arrive here as responses already
         // (actix converts them where they occur), so they get the header too.
@@ -83,9 +82,7 @@ impl RootSpanBuilder for CoffeeRootSpan {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
-        let route = request
-            .match_pattern()
-            .unwrap_or_else(|| "unmatched".to_owned());
+        let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
         tracing::info_span!(
             "http_request",
             method = %request.method(),
@@ -98,11 +95,7 @@ impl RootSpanBuilder for CoffeeRootSpan {
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         let (status, latency_ms) = match outcome {
             Ok(response) => {
-                let started = response
-                    .request()
-                    .extensions()
-                    .get::<RequestStart>()
-                    .copied();
+                let started = response.request().extensions().get::<RequestStart>().copied();
                 let latency = started.map(|s| s.0.elapsed().as_secs_f64() * 1000.0);
                 (response.status(), latency)
             }
@@ -131,9 +124,7 @@ pub fn problem_fallback<B: MessageBody + 'static>(
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     let Some(code) = code_for(response.status()).filter(|_| !is_problem) else {
-        return Ok(ErrorHandlerResponse::Response(
-            response.map_into_left_body(),
-        ));
+        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
     };
     let detail = match code {
         ProblemCode::NotFound => "No resource at this path".to_owned(),

@@ -65,32 +65,16 @@ impl ProblemCode {
     const fn parts(self) -> (&'static str, u16, &'static str) {
         match self {
             Self::ValidationFailed => ("VALIDATION_FAILED", 400, "The request is not valid"),
-            Self::MalformedRequest => (
-                "MALFORMED_REQUEST",
-                400,
-                "The request body could not be read",
-            ),
-            Self::IdempotencyKeyMissing => (
-                "IDEMPOTENCY_KEY_MISSING",
-                400,
-                "An Idempotency-Key header is required",
-            ),
+            Self::MalformedRequest => ("MALFORMED_REQUEST", 400, "The request body could not be read"),
+            Self::IdempotencyKeyMissing => ("IDEMPOTENCY_KEY_MISSING", 400, "An Idempotency-Key header is required"),
             Self::Unauthorized => ("UNAUTHORIZED", 401, "Authentication is required"),
             Self::InvalidCredentials => ("INVALID_CREDENTIALS", 401, "Invalid email or password"),
             Self::TokenExpired => ("TOKEN_EXPIRED", 401, "The token has expired"),
-            Self::RefreshTokenReused => (
-                "REFRESH_TOKEN_REUSED",
-                401,
-                "The refresh token was already used",
-            ),
+            Self::RefreshTokenReused => ("REFRESH_TOKEN_REUSED", 401, "The refresh token was already used"),
             Self::Forbidden => ("FORBIDDEN", 403, "Access to this resource is forbidden"),
             Self::NotFound => ("NOT_FOUND", 404, "The resource was not found"),
             Self::MenuNotFound => ("MENU_NOT_FOUND", 404, "The menu was not found"),
-            Self::MethodNotAllowed => (
-                "METHOD_NOT_ALLOWED",
-                405,
-                "The method is not allowed on this resource",
-            ),
+            Self::MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, "The method is not allowed on this resource"),
             Self::EmailTaken => ("EMAIL_TAKEN", 409, "The email is already registered"),
             Self::InsufficientPoints => ("INSUFFICIENT_POINTS", 409, "Not enough points"),
             Self::IdempotencyKeyInUse => (
@@ -99,26 +83,16 @@ impl ProblemCode {
                 "A request with this Idempotency-Key is in progress",
             ),
             Self::PayloadTooLarge => ("PAYLOAD_TOO_LARGE", 413, "The request body is too large"),
-            Self::UnsupportedMediaType => (
-                "UNSUPPORTED_MEDIA_TYPE",
-                415,
-                "The content type is not supported",
-            ),
+            Self::UnsupportedMediaType => ("UNSUPPORTED_MEDIA_TYPE", 415, "The content type is not supported"),
             Self::IdempotencyKeyReused => (
                 "IDEMPOTENCY_KEY_REUSED",
                 422,
                 "The Idempotency-Key was used with a different request",
             ),
-            Self::BalanceLimitExceeded => (
-                "BALANCE_LIMIT_EXCEEDED",
-                422,
-                "The balance limit would be exceeded",
-            ),
+            Self::BalanceLimitExceeded => ("BALANCE_LIMIT_EXCEEDED", 422, "The balance limit would be exceeded"),
             Self::TooManyAttempts => ("TOO_MANY_ATTEMPTS", 429, "Too many attempts"),
             Self::Internal => ("INTERNAL", 500, "Internal server error"),
-            Self::DependencyUnavailable => {
-                ("DEPENDENCY_UNAVAILABLE", 503, "A dependency is unavailable")
-            }
+            Self::DependencyUnavailable => ("DEPENDENCY_UNAVAILABLE", 503, "A dependency is unavailable"),
         }
     }
 
@@ -280,11 +254,7 @@ impl From<coffee_ports::InfraError> for ApiError {
     fn from(error: coffee_ports::InfraError) -> Self {
         match error {
             coffee_ports::InfraError::Unavailable { dependency, source } => {
-                tracing::warn!(
-                    dependency,
-                    error = format!("{source:#}"),
-                    "dependency unavailable"
-                );
+                tracing::warn!(dependency, error = format!("{source:#}"), "dependency unavailable");
                 Self::unavailable(dependency)
             }
             coffee_ports::InfraError::Unexpected(source) => Self::internal(&source),
@@ -333,17 +303,11 @@ mod tests {
     fn unauthorized_responses_challenge_for_a_bearer_token() {
         let response = ApiError::new(ProblemCode::Unauthorized, "no token").error_response();
         assert_eq!(
-            response
-                .headers()
-                .get(header::WWW_AUTHENTICATE)
-                .map(|v| v.as_bytes()),
+            response.headers().get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
             Some(&b"Bearer"[..])
         );
         assert_eq!(
-            response
-                .headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.as_bytes()),
+            response.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
             Some(PROBLEM_JSON.as_bytes())
         );
     }

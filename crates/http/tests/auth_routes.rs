@@ -16,10 +16,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 fn post(uri: &str, body: Value) -> actix_http::Request {
-    test::TestRequest::post()
-        .uri(uri)
-        .set_json(body)
-        .to_request()
+    test::TestRequest::post().uri(uri).set_json(body).to_request()
 }
 
 /// A codec that accepts the token "good" as an access token.
@@ -101,10 +98,7 @@ async fn a_throttled_login_is_429_with_retry_after() {
 #[actix_web::test]
 async fn unknown_email_and_wrong_password_get_the_identical_body() {
     let mut fakes = Fakes::new();
-    fakes
-        .throttle
-        .expect_attempt()
-        .returning(|_| Ok(LoginAttempt::Allowed));
+    fakes.throttle.expect_attempt().returning(|_| Ok(LoginAttempt::Allowed));
     fakes.users.expect_find_credentials().returning(|email| {
         if email.as_str() == "kim@example.com" {
             Ok(Some(coffee_ports::Credentials {
@@ -121,18 +115,12 @@ async fn unknown_email_and_wrong_password_get_the_identical_body() {
 
     let wrong = test::call_service(
         &app,
-        post(
-            "/auth/login",
-            json!({"email": "kim@example.com", "password": "x"}),
-        ),
+        post("/auth/login", json!({"email": "kim@example.com", "password": "x"})),
     )
     .await;
     let unknown = test::call_service(
         &app,
-        post(
-            "/auth/login",
-            json!({"email": "lee@example.com", "password": "x"}),
-        ),
+        post("/auth/login", json!({"email": "lee@example.com", "password": "x"})),
     )
     .await;
 
@@ -149,8 +137,7 @@ async fn unknown_email_and_wrong_password_get_the_identical_body() {
 async fn protected_routes_need_a_bearer_token() {
     let app = test::init_service(build_app(Fakes::new().state())).await;
 
-    let response =
-        test::call_service(&app, test::TestRequest::get().uri("/auth/me").to_request()).await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/auth/me").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -167,10 +154,7 @@ async fn protected_routes_need_a_bearer_token() {
 #[actix_web::test]
 async fn an_expired_token_says_so() {
     let mut fakes = Fakes::new();
-    fakes
-        .codec
-        .expect_decode()
-        .returning(|_, _| Err(TokenError::Expired));
+    fakes.codec.expect_decode().returning(|_, _| Err(TokenError::Expired));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let response = test::call_service(
@@ -215,10 +199,7 @@ async fn an_unreachable_session_store_fails_closed_with_503() {
 async fn logout_takes_no_body_or_a_refresh_token_and_answers_204() {
     let mut fakes = Fakes::new();
     accepting_codec(&mut fakes);
-    fakes
-        .sessions
-        .expect_is_revoked()
-        .returning(|_, _| Ok(false));
+    fakes.sessions.expect_is_revoked().returning(|_, _| Ok(false));
     fakes
         .sessions
         .expect_revoke_access_token()
@@ -269,8 +250,7 @@ async fn a_reused_refresh_token_is_refresh_token_reused() {
         .returning(|_, _, _, _| Ok(coffee_ports::Rotation::Reused));
     let app = test::init_service(build_app(fakes.state())).await;
 
-    let response =
-        test::call_service(&app, post("/auth/refresh", json!({"refreshToken": "old"}))).await;
+    let response = test::call_service(&app, post("/auth/refresh", json!({"refreshToken": "old"}))).await;
 
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     let body: Value = test::read_body_json(response).await;

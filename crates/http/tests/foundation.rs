@@ -32,9 +32,7 @@ fn no_menus() -> MockMenuRepository {
     MockMenuRepository::new()
 }
 
-async fn problem_of(
-    response: actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>,
-) -> Value {
+async fn problem_of(response: actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>) -> Value {
     assert_eq!(
         response
             .headers()
@@ -55,8 +53,7 @@ async fn menus_are_listed_with_id_name_and_price() {
         .return_once(|| Ok(vec![menu(1, "Americano", 4000), menu(2, "Latte", 4500)]));
     let app = test::init_service(build_app(state(repo, true))).await;
 
-    let response =
-        test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = test::read_body_json(response).await;
@@ -72,16 +69,11 @@ async fn menus_are_listed_with_id_name_and_price() {
 #[actix_web::test]
 async fn menus_answer_503_when_the_database_is_down() {
     let mut repo = MockMenuRepository::new();
-    repo.expect_list().return_once(|| {
-        Err(InfraError::unavailable(
-            "database",
-            anyhow::anyhow!("refused"),
-        ))
-    });
+    repo.expect_list()
+        .return_once(|| Err(InfraError::unavailable("database", anyhow::anyhow!("refused"))));
     let app = test::init_service(build_app(state(repo, true))).await;
 
-    let response =
-        test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(problem_of(response).await["code"], "DEPENDENCY_UNAVAILABLE");
@@ -97,8 +89,7 @@ async fn an_unexpected_failure_is_an_opaque_500() {
     });
     let app = test::init_service(build_app(state(repo, true))).await;
 
-    let response =
-        test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     let problem = problem_of(response).await;
@@ -113,8 +104,7 @@ async fn an_unexpected_failure_is_an_opaque_500() {
 async fn an_unknown_route_is_a_404_problem() {
     let app = test::init_service(build_app(state(no_menus(), true))).await;
 
-    let response =
-        test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     let problem = problem_of(response).await;
@@ -126,15 +116,11 @@ async fn an_unknown_route_is_a_404_problem() {
 async fn a_wrong_method_is_a_405_problem_with_allow() {
     let app = test::init_service(build_app(state(no_menus(), true))).await;
 
-    let response =
-        test::call_service(&app, test::TestRequest::delete().uri("/menus").to_request()).await;
+    let response = test::call_service(&app, test::TestRequest::delete().uri("/menus").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
-        response
-            .headers()
-            .get(header::ALLOW)
-            .map(|v| v.as_bytes().to_vec()),
+        response.headers().get(header::ALLOW).map(|v| v.as_bytes().to_vec()),
         Some(b"GET".to_vec())
     );
     assert_eq!(problem_of(response).await["code"], "METHOD_NOT_ALLOWED");
@@ -167,8 +153,7 @@ async fn the_request_id_is_echoed_or_generated() {
             .to_request(),
     )
     .await;
-    let generated =
-        test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+    let generated = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
     let junk = test::call_service(
         &app,
         test::TestRequest::get()
@@ -179,10 +164,7 @@ async fn the_request_id_is_echoed_or_generated() {
     .await;
 
     assert_eq!(
-        echoed
-            .headers()
-            .get("x-request-id")
-            .map(|v| v.as_bytes().to_vec()),
+        echoed.headers().get("x-request-id").map(|v| v.as_bytes().to_vec()),
         Some(b"abc-123".to_vec())
     );
     let id = generated
@@ -206,11 +188,7 @@ async fn the_request_id_is_echoed_or_generated() {
 async fn ready_is_200_when_every_dependency_is_up() {
     let app = test::init_service(build_app(state(no_menus(), true))).await;
 
-    let response = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/health/ready").to_request(),
-    )
-    .await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/health/ready").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = test::read_body_json(response).await;
@@ -222,11 +200,7 @@ async fn ready_is_200_when_every_dependency_is_up() {
 async fn ready_is_503_naming_the_dependency_that_is_down() {
     let app = test::init_service(build_app(state(no_menus(), false))).await;
 
-    let response = test::call_service(
-        &app,
-        test::TestRequest::get().uri("/health/ready").to_request(),
-    )
-    .await;
+    let response = test::call_service(&app, test::TestRequest::get().uri("/health/ready").to_request()).await;
 
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let problem = problem_of(response).await;
@@ -252,12 +226,9 @@ async fn json_route() -> impl actix_web::dev::Service<
     Error = actix_web::Error,
 > {
     test::init_service(
-        App::new()
-            .route("/charge", web::post().to(echo_amount))
-            .wrap(
-                actix_web::middleware::ErrorHandlers::new()
-                    .default_handler(coffee_http::middleware::problem_fallback),
-            ),
+        App::new().route("/charge", web::post().to(echo_amount)).wrap(
+            actix_web::middleware::ErrorHandlers::new().default_handler(coffee_http::middleware::problem_fallback),
+        ),
     )
     .await
 }
@@ -274,26 +245,12 @@ fn post_json(body: &'static str, content_type: &'static str) -> actix_http::Requ
 async fn json_bodies_are_checked_for_syntax_shape_and_content_type() {
     let app = json_route().await;
 
-    let ok = test::call_service(
-        &app,
-        post_json(r#"{"amount": 5}"#, "application/json; charset=utf-8"),
-    )
-    .await;
+    let ok = test::call_service(&app, post_json(r#"{"amount": 5}"#, "application/json; charset=utf-8")).await;
     assert_eq!(ok.status(), StatusCode::OK);
 
     let cases = [
-        (
-            r#"{"amount": "#,
-            "application/json",
-            400,
-            "MALFORMED_REQUEST",
-        ),
-        (
-            r#"{"amount": 1.5}"#,
-            "application/json",
-            400,
-            "VALIDATION_FAILED",
-        ),
+        (r#"{"amount": "#, "application/json", 400, "MALFORMED_REQUEST"),
+        (r#"{"amount": 1.5}"#, "application/json", 400, "VALIDATION_FAILED"),
         (
             r#"{"amount": 5, "extra": true}"#,
             "application/json",
@@ -301,25 +258,12 @@ async fn json_bodies_are_checked_for_syntax_shape_and_content_type() {
             "VALIDATION_FAILED",
         ),
         (r#"{}"#, "application/json", 400, "VALIDATION_FAILED"),
-        (
-            r#"{"amount": 5}"#,
-            "text/plain",
-            415,
-            "UNSUPPORTED_MEDIA_TYPE",
-        ),
+        (r#"{"amount": 5}"#, "text/plain", 415, "UNSUPPORTED_MEDIA_TYPE"),
     ];
     for (body, content_type, status, code) in cases {
         let response = test::call_service(&app, post_json(body, content_type)).await;
-        assert_eq!(
-            response.status().as_u16(),
-            status,
-            "{body} as {content_type}"
-        );
-        assert_eq!(
-            problem_of(response).await["code"],
-            code,
-            "{body} as {content_type}"
-        );
+        assert_eq!(response.status().as_u16(), status, "{body} as {content_type}");
+        assert_eq!(problem_of(response).await["code"], code, "{body} as {content_type}");
     }
 }
 

@@ -40,16 +40,15 @@ impl MockConfig {
                 .ok()
                 .filter(|r| (0.0..=1.0).contains(r))
                 .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "MOCK_COLLECTOR_FAIL_RATE must be a number from 0.0 to 1.0, got {raw:?}"
-                    )
+                    anyhow::anyhow!("MOCK_COLLECTOR_FAIL_RATE must be a number from 0.0 to 1.0, got {raw:?}")
                 })?,
             None => 0.0,
         };
         let latency_ms = match var("MOCK_COLLECTOR_LATENCY_MS") {
-            Some(raw) => raw.trim().parse::<u64>().map_err(|_| {
-                anyhow::anyhow!("MOCK_COLLECTOR_LATENCY_MS must be a whole number, got {raw:?}")
-            })?,
+            Some(raw) => raw
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| anyhow::anyhow!("MOCK_COLLECTOR_LATENCY_MS must be a whole number, got {raw:?}"))?,
             None => 0,
         };
         Ok(Self {
@@ -89,9 +88,7 @@ impl Shared {
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         // A panic while holding the lock cannot leave the store half-written
         // (every update is a single insert or increment), so keep serving.
-        self.store
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.store.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -105,23 +102,13 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
     tokio::time::sleep(shared.config.latency).await;
     if shared.config.fail_rate > 0.0 && rand::random::<f64>() < shared.config.fail_rate {
         shared.store().rejected += 1;
-        return problem(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "deliberate failure",
-        );
+        return problem(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, "deliberate failure");
     }
     let Ok(event) = serde_json::from_slice::<Value>(&body) else {
         return problem(actix_web::http::StatusCode::BAD_REQUEST, "body is not JSON");
     };
-    let Some(event_id) = event
-        .get("eventId")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-    else {
-        return problem(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "eventId is missing",
-        );
+    let Some(event_id) = event.get("eventId").and_then(Value::as_str).map(str::to_owned) else {
+        return problem(actix_web::http::StatusCode::BAD_REQUEST, "eventId is missing");
     };
     let idempotency_key = req
         .headers()
@@ -154,11 +141,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
 async fn list(shared: web::Data<Shared>) -> HttpResponse {
     tokio::time::sleep(shared.config.latency).await;
     let store = shared.store();
-    let events: Vec<&Received> = store
-        .order
-        .iter()
-        .filter_map(|id| store.events.get(id))
-        .collect();
+    let events: Vec<&Received> = store.order.iter().filter_map(|id| store.events.get(id)).collect();
     HttpResponse::Ok().json(events)
 }
 

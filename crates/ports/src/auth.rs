@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffee_domain::{
-    Email, Password, PasswordHash, SessionId, TokenClaims, TokenId, TokenKind, User, UserId,
-    UserName,
+    Email, Password, PasswordHash, SessionId, TokenClaims, TokenId, TokenKind, User, UserId, UserName,
 };
 
 use crate::InfraError;

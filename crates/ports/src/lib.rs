@@ -11,12 +11,14 @@ pub mod clock;
 pub mod error;
 pub mod health;
 pub mod menu;
+pub mod points;
 
 pub use auth::{
-    CreateUserError, Credentials, LoginAttempt, LoginThrottle, NewSession, NewUser, PasswordHasher,
-    Rotation, SessionStore, TokenCodec, TokenError, UserRepository,
+    CreateUserError, Credentials, LoginAttempt, LoginThrottle, NewSession, NewUser, PasswordHasher, Rotation,
+    SessionStore, TokenCodec, TokenError, UserRepository,
 };
 pub use clock::{Clock, SystemClock};
 pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;
+pub use points::{IdempotencyError, IdempotencyRecords, PointStore};

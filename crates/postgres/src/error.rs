@@ -11,10 +11,7 @@ pub const DEPENDENCY: &str = "database";
 /// A pool that could not hand out a connection in time, or could not open one,
 /// means the database is unreachable or saturated: retryable, `503`.
 pub fn from_pool(error: PoolError) -> InfraError {
-    InfraError::unavailable(
-        DEPENDENCY,
-        anyhow::Error::new(error).context("no database connection"),
-    )
+    InfraError::unavailable(DEPENDENCY, anyhow::Error::new(error).context("no database connection"))
 }
 
 /// Connection-level failures are `Unavailable`; everything else (constraint

@@ -27,8 +27,6 @@ impl DependencyProbe for PgProbe {
 
     async fn check(&self) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await?;
-        conn.batch_execute("SELECT 1")
-            .await
-            .map_err(error::from_diesel)
+        conn.batch_execute("SELECT 1").await.map_err(error::from_diesel)
     }
 }

@@ -8,14 +8,18 @@
 
 pub mod error;
 pub mod health;
+pub mod idempotency;
 pub mod menus;
 pub mod migrate;
+pub mod points;
 pub mod pool;
 pub mod schema;
 pub mod users;
 
 pub use health::PgProbe;
+pub use idempotency::PgIdempotencyRecords;
 pub use menus::PgMenuRepository;
 pub use migrate::{ensure_database_exists, run_migrations};
+pub use points::PgPointStore;
 pub use pool::{PgPool, PgPoolSettings};
 pub use users::PgUserRepository;

@@ -36,10 +36,7 @@ impl TryFrom<MenuRow> for Menu {
 
     fn try_from(row: MenuRow) -> Result<Self, Self::Error> {
         let invalid = |what: String| {
-            InfraError::Unexpected(anyhow::anyhow!(
-                "menu {} in the database is invalid: {what}",
-                row.id
-            ))
+            InfraError::Unexpected(anyhow::anyhow!("menu {} in the database is invalid: {what}", row.id))
         };
         Ok(Menu {
             id: MenuId::from_uuid(row.id),

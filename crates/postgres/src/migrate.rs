@@ -41,11 +41,8 @@ pub async fn ensure_database_exists(url: &str) -> anyhow::Result<bool> {
     let (maintenance_url, name) = split_database(url)?;
     let mut conn = AsyncPgConnection::establish(&maintenance_url)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!("connecting to the maintenance database to create {name:?}: {e}")
-        })?;
-    conn.batch_execute(&format!("CREATE DATABASE \"{name}\""))
-        .await?;
+        .map_err(|e| anyhow::anyhow!("connecting to the maintenance database to create {name:?}: {e}"))?;
+    conn.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
     Ok(true)
 }
 
@@ -60,11 +57,7 @@ fn split_database(url: &str) -> anyhow::Result<(String, String)> {
         .map(|i| authority_start + i)
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?;
     let name = &base[slash + 1..];
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         anyhow::bail!("database name {name:?} must be letters, digits, '_' or '-'");
     }
     let query = if query.is_empty() {
@@ -72,10 +65,7 @@ fn split_database(url: &str) -> anyhow::Result<(String, String)> {
     } else {
         format!("?{query}")
     };
-    Ok((
-        format!("{}/postgres{query}", &base[..slash]),
-        name.to_owned(),
-    ))
+    Ok((format!("{}/postgres{query}", &base[..slash]), name.to_owned()))
 }
 
 #[cfg(test)]
@@ -84,8 +74,7 @@ mod tests {
 
     #[test]
     fn the_maintenance_url_keeps_server_and_options() {
-        let (url, name) =
-            split_database("postgres://u:p@h:5432/coffee?sslmode=disable").expect("valid");
+        let (url, name) = split_database("postgres://u:p@h:5432/coffee?sslmode=disable").expect("valid");
         assert_eq!(url, "postgres://u:p@h:5432/postgres?sslmode=disable");
         assert_eq!(name, "coffee");
     }

@@ -54,9 +54,7 @@ pub struct PgPool {
 
 impl std::fmt::Debug for PgPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgPool")
-            .field("status", &self.inner.status())
-            .finish()
+        f.debug_struct("PgPool").field("status", &self.inner.status()).finish()
     }
 }
 
@@ -79,10 +77,8 @@ impl PgPool {
             }
             .boxed()
         });
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
-            settings.url.expose_secret(),
-            config,
-        );
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(settings.url.expose_secret(), config);
         let inner = Pool::builder(manager)
             .max_size(settings.max_size)
             .runtime(deadpool::Runtime::Tokio1)
@@ -101,10 +97,7 @@ impl PgPool {
     /// Connections in use and the pool's size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
         let status = self.inner.status();
-        (
-            status.size.saturating_sub(status.available),
-            status.max_size,
-        )
+        (status.size.saturating_sub(status.available), status.max_size)
     }
 }
 

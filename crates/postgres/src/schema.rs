@@ -67,8 +67,7 @@ diesel::table! {
         scope -> Text,
         key -> Text,
         fingerprint -> Bytea,
-        response_status -> Int2,
-        response_body -> Jsonb,
+        outcome -> Jsonb,
         created_at -> Timestamptz,
     }
 }

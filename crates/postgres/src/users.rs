@@ -41,10 +41,7 @@ impl TryFrom<UserRow> for User {
 
     fn try_from(row: UserRow) -> Result<Self, Self::Error> {
         let invalid = |what: String| {
-            InfraError::Unexpected(anyhow::anyhow!(
-                "user {} in the database is invalid: {what}",
-                row.id
-            ))
+            InfraError::Unexpected(anyhow::anyhow!("user {} in the database is invalid: {what}", row.id))
         };
         Ok(User {
             id: UserId::from_uuid(row.id),

@@ -29,9 +29,7 @@ async fn a_new_menu_appears_in_name_order() {
     let db = TestDatabase::create().await;
     db.connect()
         .await
-        .batch_execute(
-            "INSERT INTO menus (id, name, price) VALUES (gen_random_uuid(), 'Affogato', 6000)",
-        )
+        .batch_execute("INSERT INTO menus (id, name, price) VALUES (gen_random_uuid(), 'Affogato', 6000)")
         .await
         .expect("insert");
     let repo = PgMenuRepository::new(PgPool::new(&PgPoolSettings::local(db.url())).expect("pool"));

@@ -26,15 +26,8 @@ async fn a_created_user_starts_at_zero_and_can_be_found() {
     let db = TestDatabase::create().await;
     let repo = repo(&db);
 
-    let user = repo
-        .create(new_user("kim@example.com"))
-        .await
-        .expect("created");
-    let found = repo
-        .find_by_id(user.id)
-        .await
-        .expect("query")
-        .expect("exists");
+    let user = repo.create(new_user("kim@example.com")).await.expect("created");
+    let found = repo.find_by_id(user.id).await.expect("query").expect("exists");
     let credentials = repo
         .find_credentials(&Email::parse("kim@example.com").expect("email"))
         .await
@@ -70,14 +63,9 @@ async fn unknown_users_are_none() {
 async fn a_second_account_with_the_same_email_is_taken() {
     let db = TestDatabase::create().await;
     let repo = repo(&db);
-    repo.create(new_user("kim@example.com"))
-        .await
-        .expect("first");
+    repo.create(new_user("kim@example.com")).await.expect("first");
 
-    let err = repo
-        .create(new_user("kim@example.com"))
-        .await
-        .expect_err("second");
+    let err = repo.create(new_user("kim@example.com")).await.expect_err("second");
 
     assert!(matches!(err, CreateUserError::EmailTaken), "{err:?}");
 }

@@ -8,10 +8,7 @@ pub const DEPENDENCY: &str = "cache";
 
 /// Any pool failure (timeout, refused connection) means Redis is unreachable.
 pub fn from_pool(error: deadpool_redis::PoolError) -> InfraError {
-    InfraError::unavailable(
-        DEPENDENCY,
-        anyhow::Error::new(error).context("no redis connection"),
-    )
+    InfraError::unavailable(DEPENDENCY, anyhow::Error::new(error).context("no redis connection"))
 }
 
 /// I/O, timeouts and dropped connections are `Unavailable`; a reply the adapter

@@ -43,8 +43,7 @@ mod tests {
     #[tokio::test]
     async fn a_reachable_redis_is_up() {
         let namespace = coffee_test_support::RedisNamespace::new();
-        let settings =
-            crate::RedisSettings::local(coffee_test_support::redis_url(), namespace.prefix());
+        let settings = crate::RedisSettings::local(coffee_test_support::redis_url(), namespace.prefix());
         let probe = RedisProbe::new(RedisPool::new(&settings).expect("pool"));
         probe.check().await.expect("redis answers PING");
     }

@@ -100,9 +100,6 @@ impl RedisPool {
     /// Connections in use and the pool's size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
         let status = self.pool.status();
-        (
-            status.size.saturating_sub(status.available),
-            status.max_size,
-        )
+        (status.size.saturating_sub(status.available), status.max_size)
     }
 }

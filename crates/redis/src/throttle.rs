@@ -60,9 +60,7 @@ impl RedisLoginThrottle {
 impl LoginThrottle for RedisLoginThrottle {
     async fn attempt(&self, email: &str) -> Result<LoginAttempt, InfraError> {
         let mut conn = self.pool.get().await?;
-        let window_ms = u64::try_from(self.window.as_millis())
-            .unwrap_or(u64::MAX)
-            .max(1);
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX).max(1);
         let (count, ttl_ms): (u64, u64) = self
             .attempt
             .key(self.key(email))

@@ -38,10 +38,7 @@ async fn keys(pool: &RedisPool) -> Vec<String> {
 }
 
 fn ids() -> (SessionId, TokenId) {
-    (
-        SessionId::from_uuid(Uuid::new_v4()),
-        TokenId::from_uuid(Uuid::new_v4()),
-    )
+    (SessionId::from_uuid(Uuid::new_v4()), TokenId::from_uuid(Uuid::new_v4()))
 }
 
 async fn open_session(store: &RedisSessionStore, ttl: Duration) -> (SessionId, TokenId) {
@@ -66,10 +63,7 @@ async fn a_session_lives_for_its_ttl_and_keeps_its_tokens_valid() {
     let (session, _) = open_session(&store, Duration::from_secs(3600)).await;
 
     let ttl = pttl(&pool, &format!("session:{session}")).await;
-    assert!(
-        (3_590_000..=3_600_000).contains(&ttl),
-        "session TTL {ttl} ms"
-    );
+    assert!((3_590_000..=3_600_000).contains(&ttl), "session TTL {ttl} ms");
     let access = TokenId::from_uuid(Uuid::new_v4());
     assert!(!store.is_revoked(access, session).await.expect("checked"));
 }
@@ -89,10 +83,7 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
         .expect("rotate");
     assert_eq!(rotated, Rotation::Rotated);
     let ttl = pttl(&pool, &format!("session:{session}")).await;
-    assert!(
-        ttl > 7_000_000,
-        "rotation extends the session, TTL {ttl} ms"
-    );
+    assert!(ttl > 7_000_000, "rotation extends the session, TTL {ttl} ms");
 
     let replay = store
         .rotate(session, first, third, Duration::from_secs(60))
@@ -110,11 +101,7 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
         .rotate(session, second, third, Duration::from_secs(60))
         .await
         .expect("rotate");
-    assert_eq!(
-        after,
-        Rotation::Unknown,
-        "even the current token dies with the session"
-    );
+    assert_eq!(after, Rotation::Unknown, "even the current token dies with the session");
 }
 
 #[tokio::test]
@@ -252,21 +239,12 @@ async fn a_reset_clears_the_count() {
 #[tokio::test]
 async fn a_concurrent_burst_gets_exactly_the_allowed_number_of_attempts() {
     let ns = RedisNamespace::new();
-    let throttle = Arc::new(RedisLoginThrottle::new(
-        pool_in(&ns),
-        5,
-        Duration::from_secs(900),
-    ));
+    let throttle = Arc::new(RedisLoginThrottle::new(pool_in(&ns), 5, Duration::from_secs(900)));
 
     let attempts: Vec<_> = (0..20)
         .map(|_| {
             let throttle = Arc::clone(&throttle);
-            tokio::spawn(async move {
-                throttle
-                    .attempt("burst@example.com")
-                    .await
-                    .expect("counted")
-            })
+            tokio::spawn(async move { throttle.attempt("burst@example.com").await.expect("counted") })
         })
         .collect();
     let mut allowed = 0;

@@ -73,15 +73,11 @@ impl TestDatabase {
         let mut attempt = 0;
         loop {
             let created = admin
-                .batch_execute(&format!(
-                    "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-                ))
+                .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""))
                 .await;
             match created {
                 Ok(()) => break,
-                Err(e)
-                    if attempt < 20 && e.to_string().contains("being accessed by other users") =>
-                {
+                Err(e) if attempt < 20 && e.to_string().contains("being accessed by other users") => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
                 }
@@ -108,11 +104,10 @@ impl TestDatabase {
     pub async fn drop_sibling(&self, name: &str) -> bool {
         let dropped = async {
             let mut admin = admin_connection().await?;
-            let existing: Vec<DatabaseName> =
-                sql_query("SELECT datname FROM pg_database WHERE datname = $1")
-                    .bind::<Text, _>(name)
-                    .load(&mut admin)
-                    .await?;
+            let existing: Vec<DatabaseName> = sql_query("SELECT datname FROM pg_database WHERE datname = $1")
+                .bind::<Text, _>(name)
+                .load(&mut admin)
+                .await?;
             admin
                 .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
                 .await?;
@@ -137,9 +132,7 @@ impl Drop for TestDatabase {
         // the DROP runs on a thread with a runtime of its own.
         let name = self.name.clone();
         let dropped = std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let mut admin = admin_connection().await?;
                 admin
@@ -156,8 +149,7 @@ impl Drop for TestDatabase {
 }
 
 fn admin_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 /// The admin URL with its database name replaced by `name`.
@@ -231,16 +223,11 @@ async fn ensure_template() -> anyhow::Result<String> {
         .await
         .context("taking the template lock")?;
     let result = create_template_if_missing(&mut admin, &template).await;
-    admin
-        .batch_execute("SELECT pg_advisory_unlock(727274)")
-        .await?;
+    admin.batch_execute("SELECT pg_advisory_unlock(727274)").await?;
     result.map(|()| template)
 }
 
-async fn create_template_if_missing(
-    admin: &mut AsyncPgConnection,
-    template: &str,
-) -> anyhow::Result<()> {
+async fn create_template_if_missing(admin: &mut AsyncPgConnection, template: &str) -> anyhow::Result<()> {
     let existing: Vec<DatabaseName> =
         sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'coffee\\_tpl\\_%'")
             .load(admin)
@@ -251,29 +238,20 @@ async fn create_template_if_missing(
     // Templates of older migrations are of no further use.
     for stale in existing {
         admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                stale.datname
-            ))
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", stale.datname))
             .await?;
     }
     let building = format!("{template}_building");
     admin
-        .batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
-        ))
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
         .await?;
-    admin
-        .batch_execute(&format!("CREATE DATABASE \"{building}\""))
-        .await?;
+    admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
     coffee_postgres::run_migrations(&database_url(&building))
         .await
         .context("migrating the template database")?;
     // Renamed only once complete, so no test ever clones a half-built template.
     admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{building}\" RENAME TO \"{template}\""
-        ))
+        .batch_execute(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""))
         .await?;
     Ok(())
 }

@@ -17,6 +17,7 @@
 //! it can be a dev-dependency of those very adapters.
 
 mod database;
+mod ledger;
 mod proxy;
 mod redis;
 

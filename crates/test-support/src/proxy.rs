@@ -55,11 +55,7 @@ impl TcpProxy {
                 connections.push(task);
             }
         });
-        Ok(Self {
-            addr,
-            state,
-            acceptor,
-        })
+        Ok(Self { addr, state, acceptor })
     }
 
     /// `127.0.0.1:<port>` of the proxy.

@@ -30,9 +30,7 @@ impl Drop for RedisNamespace {
         // Drop cannot await; a plain synchronous connection does the cleanup.
         let cleaned = std::thread::spawn(move || -> anyhow::Result<()> {
             let client = deadpool_redis::redis::Client::open(crate::redis_url())?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")

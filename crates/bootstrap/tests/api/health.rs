@@ -27,10 +27,7 @@ async fn ready_is_503_and_live_stays_200_without_a_database() {
         "readiness must answer promptly"
     );
     assert_eq!(
-        ready
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok()),
+        ready.headers().get("content-type").and_then(|v| v.to_str().ok()),
         Some("application/problem+json")
     );
     let problem: Value = ready.json().await.expect("problem body");

@@ -35,10 +35,7 @@ fn base_config(overrides: &[(&str, String)]) -> Config {
         ("BIND_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("HTTP_WORKERS".to_owned(), "2".to_owned()),
         ("REDIS_URL".to_owned(), coffee_test_support::redis_url()),
-        (
-            "REDIS_KEY_PREFIX".to_owned(),
-            coffee_test_support::unique_key_prefix(),
-        ),
+        ("REDIS_KEY_PREFIX".to_owned(), coffee_test_support::unique_key_prefix()),
     ]);
     for (name, value) in overrides {
         vars.insert((*name).to_owned(), value.clone());
@@ -47,9 +44,7 @@ fn base_config(overrides: &[(&str, String)]) -> Config {
 }
 
 async fn start(config: Config, db: Option<TestDatabase>) -> TestApp {
-    let app = Application::build(&config)
-        .await
-        .expect("application builds");
+    let app = Application::build(&config).await.expect("application builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -69,10 +64,7 @@ pub async fn spawn_app() -> TestApp {
 /// The application pointed at a PostgreSQL that does not exist.
 pub async fn spawn_app_without_database() -> TestApp {
     let config = base_config(&[
-        (
-            "DATABASE_URL",
-            "postgres://postgres@127.0.0.1:1/none".to_owned(),
-        ),
+        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none".to_owned()),
         ("DATABASE_ACQUIRE_TIMEOUT_MS", "500".to_owned()),
     ]);
     start(config, None).await

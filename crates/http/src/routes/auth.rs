@@ -2,9 +2,7 @@
 
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, web};
-use coffee_application::{
-    GetMeError, LogInCommand, LogInError, LogOutError, RefreshError, SignUpCommand, SignUpError,
-};
+use coffee_application::{GetMeError, LogInCommand, LogInError, LogOutError, RefreshError, SignUpCommand, SignUpError};
 use coffee_domain::{Email, Password, TokenPair, User, UserName};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -37,11 +35,7 @@ impl TryFrom<SignUpBody> for SignUpCommand {
         let password = Password::parse(&body.password);
         let name = UserName::parse(&body.name);
         match (email, password, name) {
-            (Ok(email), Ok(password), Ok(name)) => Ok(SignUpCommand {
-                email,
-                password,
-                name,
-            }),
+            (Ok(email), Ok(password), Ok(name)) => Ok(SignUpCommand { email, password, name }),
             (email, password, name) => {
                 let mut errors = Vec::new();
                 if let Err(e) = email {
@@ -130,10 +124,9 @@ impl From<TokenPair> for TokenPairBody {
 impl From<SignUpError> for ApiError {
     fn from(error: SignUpError) -> Self {
         match error {
-            SignUpError::EmailTaken => ApiError::new(
-                ProblemCode::EmailTaken,
-                "An account with this email already exists",
-            ),
+            SignUpError::EmailTaken => {
+                ApiError::new(ProblemCode::EmailTaken, "An account with this email already exists")
+            }
             SignUpError::Infra(e) => e.into(),
         }
     }
@@ -142,10 +135,9 @@ impl From<SignUpError> for ApiError {
 impl From<LogInError> for ApiError {
     fn from(error: LogInError) -> Self {
         match error {
-            LogInError::InvalidCredentials => ApiError::new(
-                ProblemCode::InvalidCredentials,
-                "The email or password is incorrect",
-            ),
+            LogInError::InvalidCredentials => {
+                ApiError::new(ProblemCode::InvalidCredentials, "The email or password is incorrect")
+            }
             LogInError::TooManyAttempts { retry_after } => {
                 let secs = retry_after.as_secs().max(1);
                 ApiError::new(
@@ -162,12 +154,8 @@ impl From<LogInError> for ApiError {
 impl From<RefreshError> for ApiError {
     fn from(error: RefreshError) -> Self {
         match error {
-            RefreshError::Expired => {
-                ApiError::new(ProblemCode::TokenExpired, "The refresh token has expired")
-            }
-            RefreshError::Invalid => {
-                ApiError::new(ProblemCode::Unauthorized, "The refresh token is not valid")
-            }
+            RefreshError::Expired => ApiError::new(ProblemCode::TokenExpired, "The refresh token has expired"),
+            RefreshError::Invalid => ApiError::new(ProblemCode::Unauthorized, "The refresh token is not valid"),
             RefreshError::Reused => ApiError::new(
                 ProblemCode::RefreshTokenReused,
                 "This refresh token was already used; the session has been revoked, log in again",
@@ -188,50 +176,33 @@ impl From<LogOutError> for ApiError {
 impl From<GetMeError> for ApiError {
     fn from(error: GetMeError) -> Self {
         match error {
-            GetMeError::Gone => {
-                ApiError::new(ProblemCode::Unauthorized, "The account no longer exists")
-            }
+            GetMeError::Gone => ApiError::new(ProblemCode::Unauthorized, "The account no longer exists"),
             GetMeError::Infra(e) => e.into(),
         }
     }
 }
 
 /// `POST /auth/signup` → `201` user.
-pub async fn sign_up(
-    state: web::Data<AppState>,
-    body: ApiJson<SignUpBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> Result<HttpResponse, ApiError> {
     let command = SignUpCommand::try_from(body.0)?;
     let user = state.sign_up.execute(command).await?;
     Ok(HttpResponse::Created().json(UserBody::from(user)))
 }
 
 /// `POST /auth/login` → `200` token pair.
-pub async fn log_in(
-    state: web::Data<AppState>,
-    body: ApiJson<LogInBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Result<HttpResponse, ApiError> {
     let LogInBody { email, password } = body.0;
     let mut errors = Vec::new();
     if email.len() > MAX_LOGIN_FIELD {
-        errors.push(FieldError::new(
-            "email",
-            format!("at most {MAX_LOGIN_FIELD} bytes"),
-        ));
+        errors.push(FieldError::new("email", format!("at most {MAX_LOGIN_FIELD} bytes")));
     }
     if password.len() > MAX_LOGIN_FIELD {
-        errors.push(FieldError::new(
-            "password",
-            format!("at most {MAX_LOGIN_FIELD} bytes"),
-        ));
+        errors.push(FieldError::new("password", format!("at most {MAX_LOGIN_FIELD} bytes")));
     }
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let pair = state
-        .log_in
-        .execute(LogInCommand { email, password })
-        .await?;
+    let pair = state.log_in.execute(LogInCommand { email, password }).await?;
     Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
 }
 
@@ -242,27 +213,18 @@ pub async fn log_out(
     body: OptionalJson<LogOutBody>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0.unwrap_or_default();
-    state
-        .log_out
-        .execute(&caller.0, body.refresh_token.as_deref())
-        .await?;
+    state.log_out.execute(&caller.0, body.refresh_token.as_deref()).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /auth/me` → `200` user.
-pub async fn me(
-    state: web::Data<AppState>,
-    caller: Authenticated,
-) -> Result<HttpResponse, ApiError> {
+pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let user = state.get_me.execute(&caller.0).await?;
     Ok(HttpResponse::Ok().json(UserBody::from(user)))
 }
 
 /// `POST /auth/refresh` → `200` token pair.
-pub async fn refresh(
-    state: web::Data<AppState>,
-    body: ApiJson<RefreshBody>,
-) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(state: web::Data<AppState>, body: ApiJson<RefreshBody>) -> Result<HttpResponse, ApiError> {
     let pair = state.refresh_tokens.execute(&body.0.refresh_token).await?;
     Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
 }

@@ -18,17 +18,10 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
     let dependencies: Map<String, Value> = report
         .dependencies
         .iter()
-        .map(|d| {
-            (
-                d.name.to_owned(),
-                Value::from(if d.up { "up" } else { "down" }),
-            )
-        })
+        .map(|d| (d.name.to_owned(), Value::from(if d.up { "up" } else { "down" })))
         .collect();
     if report.is_ready() {
-        return Ok(
-            HttpResponse::Ok().json(json!({ "status": "ready", "dependencies": dependencies }))
-        );
+        return Ok(HttpResponse::Ok().json(json!({ "status": "ready", "dependencies": dependencies })));
     }
     let down: Vec<_> = report.down().collect();
     Err(ApiError::new(

@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use actix_web::web;
 use coffee_application::{
-    Authenticate, CheckReadiness, GetMe, ListMenus, LogIn, LogOut, RefreshTokens, SignUp,
-    TokenIssuer,
+    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, ListMenus, ListPointTransactions, LogIn, LogOut,
+    RefreshTokens, SignUp, TokenIssuer,
 };
+use coffee_domain::{ChargeLimits, Points};
 use coffee_http::AppState;
 use coffee_ports::DependencyProbe;
-use coffee_ports::auth::{
-    MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockTokenCodec, MockUserRepository,
-};
+use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockTokenCodec, MockUserRepository};
 use coffee_ports::clock::MockClock;
 use coffee_ports::health::MockDependencyProbe;
 use coffee_ports::menu::MockMenuRepository;
+use coffee_ports::points::MockPointStore;
 use coffee_ports::{InfraError, SessionStore, TokenCodec};
 
 /// Every port, as a fake to set expectations on before [`Fakes::state`].
@@ -30,6 +30,7 @@ pub struct Fakes {
     pub throttle: MockLoginThrottle,
     pub sessions: MockSessionStore,
     pub codec: MockTokenCodec,
+    pub points: MockPointStore,
     pub database_up: bool,
 }
 
@@ -61,6 +62,7 @@ impl Fakes {
         let codec: Arc<dyn TokenCodec> = Arc::new(self.codec);
         let sessions: Arc<dyn SessionStore> = Arc::new(self.sessions);
         let users = Arc::new(self.users);
+        let points = Arc::new(self.points);
         let hasher = Arc::new(self.hasher);
         let issuer = TokenIssuer::new(
             codec.clone(),
@@ -70,10 +72,7 @@ impl Fakes {
         );
         web::Data::new(AppState {
             list_menus: ListMenus::new(Arc::new(self.menus)),
-            check_readiness: CheckReadiness::new(vec![
-                probe("database", self.database_up),
-                probe("cache", true),
-            ]),
+            check_readiness: CheckReadiness::new(vec![probe("database", self.database_up), probe("cache", true)]),
             sign_up: SignUp::new(users.clone(), hasher.clone()),
             log_in: LogIn::new(
                 users.clone(),
@@ -86,6 +85,16 @@ impl Fakes {
             refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
             get_me: GetMe::new(users),
             authenticate: Authenticate::new(codec, sessions),
+            charge_points: ChargePoints::new(points.clone(), limits()),
+            get_balance: GetBalance::new(points.clone()),
+            list_point_transactions: ListPointTransactions::new(points),
         })
+    }
+}
+
+pub fn limits() -> ChargeLimits {
+    ChargeLimits {
+        max_amount: Points::new(1_000_000).unwrap_or(Points::ZERO),
+        max_balance: Points::new(100_000_000).unwrap_or(Points::ZERO),
     }
 }

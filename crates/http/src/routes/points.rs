@@ -1,0 +1,196 @@
+//! `/users/{userId}/points*`: charge, balance, ledger (SPEC.md section 4).
+
+use actix_web::http::header::HeaderValue;
+use actix_web::{HttpResponse, web};
+use coffee_application::{ChargeCommand, ChargeError, PointQueryError};
+use coffee_domain::{Charge, ChargeOutcome, PointTransaction, UserId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::extract::ApiJson;
+use crate::idempotency::{IDEMPOTENT_REPLAYED, IdempotencyKeyHeader, mark_replayed};
+use crate::json_time;
+use crate::pagination::{PageQuery, encode_cursor};
+use crate::problem::{ApiError, FieldError, ProblemCode};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChargeBody {
+    /// JSON integers only: `1.5`, `"100"`, `1e9` and `null` fail to parse.
+    pub amount: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChargeResponse {
+    pub user_id: Uuid,
+    pub amount: i64,
+    pub balance: i64,
+    pub transaction_id: Uuid,
+    #[serde(serialize_with = "json_time::serialize")]
+    pub charged_at: OffsetDateTime,
+}
+
+impl From<Charge> for ChargeResponse {
+    fn from(charge: Charge) -> Self {
+        Self {
+            user_id: charge.user_id.as_uuid(),
+            amount: charge.amount.value(),
+            balance: charge.balance.value(),
+            transaction_id: charge.transaction_id,
+            charged_at: charge.charged_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BalanceResponse {
+    pub user_id: Uuid,
+    pub balance: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionBody {
+    pub id: Uuid,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub order_id: Option<Uuid>,
+    #[serde(serialize_with = "json_time::serialize")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<PointTransaction> for TransactionBody {
+    fn from(t: PointTransaction) -> Self {
+        Self {
+            id: t.id,
+            kind: t.kind.as_str(),
+            amount: t.amount.value(),
+            balance_after: t.balance_after.value(),
+            order_id: t.order_id,
+            created_at: t.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransactionPage {
+    pub items: Vec<TransactionBody>,
+    pub next_cursor: Option<String>,
+}
+
+fn forbidden() -> ApiError {
+    ApiError::new(ProblemCode::Forbidden, "You can only access your own points")
+}
+
+impl From<ChargeError> for ApiError {
+    fn from(error: ChargeError) -> Self {
+        match error {
+            ChargeError::Forbidden => forbidden(),
+            ChargeError::InvalidAmount { max } => ApiError::validation(vec![FieldError::new(
+                "amount",
+                format!("must be a whole number from 1 to {max}"),
+            )]),
+            ChargeError::KeyReused => ApiError::new(
+                ProblemCode::IdempotencyKeyReused,
+                "This Idempotency-Key was already used with a different request body",
+            ),
+            ChargeError::KeyInUse => ApiError::new(
+                ProblemCode::IdempotencyKeyInUse,
+                "A request with this Idempotency-Key is still being processed; retry shortly",
+            ),
+            ChargeError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<PointQueryError> for ApiError {
+    fn from(error: PointQueryError) -> Self {
+        match error {
+            PointQueryError::Forbidden => forbidden(),
+            PointQueryError::NotFound => ApiError::new(ProblemCode::NotFound, "No such user"),
+            PointQueryError::Infra(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /users/{userId}/points/charge` → `200`, or a stored `422` on replay too.
+pub async fn charge(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    user_id: web::Path<Uuid>,
+    key: IdempotencyKeyHeader,
+    body: ApiJson<ChargeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let command = ChargeCommand {
+        user_id: UserId::from_uuid(user_id.into_inner()),
+        amount: body.0.amount,
+        key: key.0,
+    };
+    let outcome = state.charge_points.execute(&caller.0, command).await?;
+    let replayed = outcome.is_replayed();
+    match outcome.as_inner() {
+        ChargeOutcome::Charged(charge) => {
+            let mut response = HttpResponse::Ok().json(ChargeResponse::from(charge.clone()));
+            mark_replayed(&outcome, &mut response);
+            Ok(response)
+        }
+        ChargeOutcome::BalanceLimitExceeded {
+            balance,
+            amount,
+            max_balance,
+        } => {
+            let mut problem = ApiError::new(
+                ProblemCode::BalanceLimitExceeded,
+                format!("Charging {amount} would take the balance of {balance} over the limit of {max_balance}"),
+            )
+            .with_extension("balance", balance.value())
+            .with_extension("amount", amount.value())
+            .with_extension("maxBalance", max_balance.value());
+            if replayed {
+                problem = problem.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            }
+            Err(problem)
+        }
+    }
+}
+
+/// `GET /users/{userId}/points` → `200 {userId, balance}`.
+pub async fn balance(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    user_id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let user = UserId::from_uuid(user_id.into_inner());
+    let balance = state.get_balance.execute(&caller.0, user).await?;
+    Ok(HttpResponse::Ok().json(BalanceResponse {
+        user_id: user.as_uuid(),
+        balance: balance.value(),
+    }))
+}
+
+/// `GET /users/{userId}/points/transactions?limit&cursor` → a page, newest first.
+pub async fn transactions(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    user_id: web::Path<Uuid>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (size, cursor) = query.parse()?;
+    let user = UserId::from_uuid(user_id.into_inner());
+    let page = state
+        .list_point_transactions
+        .execute(&caller.0, user, size, cursor)
+        .await?;
+    Ok(HttpResponse::Ok().json(TransactionPage {
+        items: page.items.into_iter().map(TransactionBody::from).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
+}

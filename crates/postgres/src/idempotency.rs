@@ -1,0 +1,173 @@
+//! The idempotency mechanism every idempotent operation shares.
+//!
+//! Inside the operation's own transaction, [`claim`] inserts the
+//! `(user, scope, key)` row first. A concurrent duplicate's insert waits on
+//! the primary key until the first transaction ends: if it committed, the
+//! duplicate finds the stored outcome and replays it (or sees a different
+//! fingerprint: `KeyReused`); if it rolled back (a failure), the duplicate
+//! proceeds as the first. No lock service, no in-process lock: correctness
+//! comes from the database, across any number of instances. The effect then
+//! runs, and [`store`] writes its outcome before the commit.
+
+use std::time::Duration;
+
+use coffee_domain::IdempotencyContext;
+use coffee_ports::{IdempotencyError, IdempotencyRecords, InfraError};
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel::sql_types::{BigInt, Interval};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error;
+use crate::pool::PgPool;
+use crate::schema::idempotency_keys;
+
+/// An error inside an idempotent transaction; rolls it back.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TxError {
+    #[error(transparent)]
+    Diesel(#[from] DieselError),
+    #[error(transparent)]
+    Idempotency(IdempotencyError),
+}
+
+impl From<IdempotencyError> for TxError {
+    fn from(error: IdempotencyError) -> Self {
+        Self::Idempotency(error)
+    }
+}
+
+impl From<InfraError> for TxError {
+    fn from(error: InfraError) -> Self {
+        Self::Idempotency(IdempotencyError::Infra(error))
+    }
+}
+
+impl From<TxError> for IdempotencyError {
+    fn from(error: TxError) -> Self {
+        match error {
+            TxError::Idempotency(e) => e,
+            // The wait for a concurrent duplicate ran out.
+            TxError::Diesel(DieselError::DatabaseError(_, ref info)) if info.message().contains("lock timeout") => {
+                IdempotencyError::InUse
+            }
+            TxError::Diesel(e) => IdempotencyError::Infra(error::from_diesel(e)),
+        }
+    }
+}
+
+/// What claiming a key found.
+pub(crate) enum Claim<T> {
+    /// The key is ours: run the effect, then [`store`] its outcome.
+    Fresh,
+    /// The key was used before with this very request: its outcome.
+    Replay(T),
+}
+
+/// Claims `context`'s key, waiting at most `wait` for a concurrent duplicate.
+pub(crate) async fn claim<T: DeserializeOwned>(
+    conn: &mut AsyncPgConnection,
+    context: &IdempotencyContext,
+    wait: Duration,
+) -> Result<Claim<T>, TxError> {
+    conn.batch_execute(&format!("SET LOCAL lock_timeout = {}", wait.as_millis().max(1)))
+        .await?;
+    let inserted = diesel::insert_into(idempotency_keys::table)
+        .values((
+            idempotency_keys::user_id.eq(context.user_id.as_uuid()),
+            idempotency_keys::scope.eq(context.scope.as_str()),
+            idempotency_keys::key.eq(context.key.as_str()),
+            idempotency_keys::fingerprint.eq(context.fingerprint.as_bytes().as_slice()),
+            // Overwritten by `store` before this transaction commits, so
+            // nobody else ever sees it.
+            idempotency_keys::outcome.eq(serde_json::Value::Null),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    conn.batch_execute("SET LOCAL lock_timeout TO DEFAULT").await?;
+    if inserted == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let stored: Option<(Vec<u8>, serde_json::Value)> = idempotency_keys::table
+        .find((context.user_id.as_uuid(), context.scope.as_str(), context.key.as_str()))
+        .select((idempotency_keys::fingerprint, idempotency_keys::outcome))
+        .first(conn)
+        .await
+        .optional()?;
+    match stored {
+        Some((fingerprint, _)) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
+            Err(IdempotencyError::KeyReused.into())
+        }
+        Some((_, outcome)) => serde_json::from_value(outcome).map(Claim::Replay).map_err(|e| {
+            InfraError::Unexpected(anyhow::Error::new(e).context("stored idempotent outcome is unreadable")).into()
+        }),
+        // Purged between our insert and our read: let the client retry.
+        None => Err(IdempotencyError::InUse.into()),
+    }
+}
+
+/// Stores the outcome of a fresh claim, in the same transaction.
+pub(crate) async fn store<T: Serialize>(
+    conn: &mut AsyncPgConnection,
+    context: &IdempotencyContext,
+    outcome: &T,
+) -> Result<(), TxError> {
+    let outcome = serde_json::to_value(outcome)
+        .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("serialising an idempotent outcome")))?;
+    diesel::update(idempotency_keys::table.find((
+        context.user_id.as_uuid(),
+        context.scope.as_str(),
+        context.key.as_str(),
+    )))
+    .set(idempotency_keys::outcome.eq(outcome))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// [`IdempotencyRecords`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgIdempotencyRecords {
+    pool: PgPool,
+}
+
+impl PgIdempotencyRecords {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(QueryableByName)]
+struct Deleted {
+    #[diesel(sql_type = BigInt)]
+    deleted: i64,
+}
+
+#[async_trait::async_trait]
+impl IdempotencyRecords for PgIdempotencyRecords {
+    /// Deletes in batches of 5,000 so no statement holds many locks for long.
+    async fn purge_older_than(&self, retention: Duration) -> Result<u64, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let interval =
+            diesel::data_types::PgInterval::from_microseconds(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
+        let mut total = 0u64;
+        loop {
+            let batch: Deleted = diesel::sql_query(
+                "WITH gone AS (DELETE FROM idempotency_keys WHERE ctid IN \
+                 (SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1 LIMIT 5000) RETURNING 1) \
+                 SELECT count(*) AS deleted FROM gone",
+            )
+            .bind::<Interval, _>(interval)
+            .get_result(&mut conn)
+            .await
+            .map_err(error::from_diesel)?;
+            total += u64::try_from(batch.deleted).unwrap_or_default();
+            if batch.deleted < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+}

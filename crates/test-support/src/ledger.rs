@@ -1,0 +1,77 @@
+//! The ledger invariant, checked straight in the database.
+
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+
+use crate::TestDatabase;
+
+/// Read through `Debug` in the failure message.
+#[derive(QueryableByName, Debug)]
+#[allow(dead_code)]
+struct Violation {
+    #[diesel(sql_type = Text)]
+    user_id: String,
+    #[diesel(sql_type = BigInt)]
+    point: i64,
+    #[diesel(sql_type = BigInt)]
+    ledger: i64,
+}
+
+impl TestDatabase {
+    /// Panics unless, for every user, `point = sum(ADD) - sum(DEDUCT) >= 0`.
+    pub async fn assert_ledger_consistent(&self) {
+        let mut conn = self.connect().await;
+        let violations: Vec<Violation> = diesel::sql_query(
+            "SELECT u.id::text AS user_id, u.point, \
+                    COALESCE(SUM(CASE WHEN t.type = 'ADD' THEN t.amount ELSE -t.amount END), 0)::bigint AS ledger \
+             FROM users u LEFT JOIN point_transactions t ON t.user_id = u.id \
+             GROUP BY u.id, u.point \
+             HAVING u.point <> COALESCE(SUM(CASE WHEN t.type = 'ADD' THEN t.amount ELSE -t.amount END), 0) \
+                 OR u.point < 0",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("ledger check failed to run: {e}"));
+        assert!(violations.is_empty(), "ledger invariant broken: {violations:?}");
+    }
+
+    /// Inserts a user with `point` and a matching `ADD` row (so the ledger
+    /// stays consistent); returns its id.
+    pub async fn insert_user(&self, point: i64) -> uuid::Uuid {
+        let id = uuid::Uuid::now_v7();
+        let mut conn = self.connect().await;
+        let sql = format!(
+            "INSERT INTO users (id, email, password_hash, name, point) \
+             VALUES ('{id}', 'user-{}@example.com', '$argon2id$x', 'Test', {point}); \
+             INSERT INTO point_transactions (id, user_id, type, amount, balance_after) \
+             SELECT gen_random_uuid(), '{id}', 'ADD', {point}, {point} WHERE {point} > 0;",
+            id.simple()
+        );
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("inserting a user: {e}"));
+        id
+    }
+
+    /// One user's balance.
+    pub async fn balance_of(&self, user: uuid::Uuid) -> i64 {
+        self.count(&format!("SELECT point AS n FROM users WHERE id = '{user}'"))
+            .await
+    }
+
+    /// Runs `SELECT ... AS n` returning one bigint.
+    pub async fn count(&self, sql: &str) -> i64 {
+        #[derive(QueryableByName)]
+        struct N {
+            #[diesel(sql_type = BigInt)]
+            n: i64,
+        }
+        let mut conn = self.connect().await;
+        let row: N = diesel::sql_query(sql)
+            .get_result(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.n
+    }
+}
