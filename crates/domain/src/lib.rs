@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod idempotency;
 pub mod menu;
+pub mod order;
 pub mod page;
 pub mod points;
 pub mod user;
@@ -16,6 +17,10 @@ pub use idempotency::{
     Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyKeyError, IdempotencyScope, Idempotent,
 };
 pub use menu::{Menu, MenuId, MenuName};
+pub use order::{
+    MAX_ORDER_LINES, MAX_QUANTITY, OrderDraft, OrderLine, OrderPlacedEvent, OrderPlacedItem, OrderRequest,
+    OrderRequestError, PlaceOrderOutcome, PlacedOrder, PopularMenu, PricingError,
+};
 pub use page::{Cursor, Page, PageSize};
 pub use points::{
     Charge, ChargeAmount, ChargeLimits, ChargeOutcome, PointTransaction, Points, PointsError, TransactionKind,

@@ -11,6 +11,7 @@ pub mod clock;
 pub mod error;
 pub mod health;
 pub mod menu;
+pub mod orders;
 pub mod points;
 
 pub use auth::{
@@ -21,4 +22,5 @@ pub use clock::{Clock, SystemClock};
 pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;
+pub use orders::{OrderStore, PopularMenus};
 pub use points::{IdempotencyError, IdempotencyRecords, PointStore};

@@ -69,7 +69,7 @@ impl PgPool {
             async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
                 conn.batch_execute(&format!(
-                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'"
+                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'; SET TIME ZONE 'UTC'"
                 ))
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;

@@ -45,6 +45,7 @@ diesel::table! {
         quantity -> Int4,
         unit_price -> Int8,
         total_price -> Int8,
+        created_at -> Timestamptz,
     }
 }
 

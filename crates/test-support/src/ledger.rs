@@ -75,3 +75,32 @@ impl TestDatabase {
         row.n
     }
 }
+
+/// One line of the popular-menu ranking as the ground-truth query sees it.
+#[derive(QueryableByName, Debug, Clone, PartialEq, Eq)]
+pub struct GroundTruthRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub id: uuid::Uuid,
+    #[diesel(sql_type = BigInt)]
+    pub quantity: i64,
+    #[diesel(sql_type = BigInt)]
+    pub order_count: i64,
+}
+
+impl TestDatabase {
+    /// The top 3 menus of `(now - 7 days, now]` counted straight from
+    /// `orders` and `order_items` (no statistics tables), as of `now` or of
+    /// the database's clock when `None`.
+    pub async fn popular_ground_truth(&self, now: Option<time::OffsetDateTime>) -> Vec<GroundTruthRow> {
+        let mut conn = self.connect().await;
+        let sql = "SELECT m.id, SUM(oi.quantity)::bigint AS quantity, COUNT(DISTINCT o.id)::bigint AS order_count \
+                   FROM orders o JOIN order_items oi ON oi.order_id = o.id JOIN menus m ON m.id = oi.menu_id \
+                   WHERE o.created_at > COALESCE($1, now()) - interval '7 days' AND o.created_at <= COALESCE($1, now()) \
+                   GROUP BY m.id, m.name ORDER BY quantity DESC, order_count DESC, m.name ASC, m.id ASC LIMIT 3";
+        diesel::sql_query(sql)
+            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(now)
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("ground truth query: {e}"))
+    }
+}

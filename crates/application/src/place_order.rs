@@ -1,0 +1,218 @@
+//! Use case: order coffee, paid with points, idempotently.
+
+use std::sync::Arc;
+
+use coffee_domain::{
+    IdempotencyContext, IdempotencyKey, IdempotencyScope, Idempotent, MenuId, OrderRequest, OrderRequestError,
+    PlaceOrderOutcome, Principal,
+};
+use coffee_ports::{Clock, IdempotencyError, InfraError, OrderStore};
+
+use crate::fingerprint::fingerprint;
+
+/// An order as the HTTP edge hands it over.
+#[derive(Debug, Clone)]
+pub struct PlaceOrderCommand {
+    /// `(menuId, quantity)` as sent; validated here.
+    pub items: Vec<(MenuId, i64)>,
+    pub key: IdempotencyKey,
+}
+
+/// Why an order was refused before or instead of its outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaceOrderError {
+    #[error(transparent)]
+    Invalid(#[from] OrderRequestError),
+    #[error("the idempotency key was used with a different request")]
+    KeyReused,
+    #[error("a request with this idempotency key is in progress")]
+    KeyInUse,
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+}
+
+impl From<IdempotencyError> for PlaceOrderError {
+    fn from(error: IdempotencyError) -> Self {
+        match error {
+            IdempotencyError::KeyReused => Self::KeyReused,
+            IdempotencyError::InUse => Self::KeyInUse,
+            IdempotencyError::Infra(e) => Self::Infra(e),
+        }
+    }
+}
+
+/// Validates the request in the domain, fingerprints its canonical form and
+/// hands it to the store, which prices and pays for it atomically.
+#[derive(Clone)]
+pub struct PlaceOrder {
+    orders: Arc<dyn OrderStore>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PlaceOrder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaceOrder").finish_non_exhaustive()
+    }
+}
+
+impl PlaceOrder {
+    pub fn new(orders: Arc<dyn OrderStore>, clock: Arc<dyn Clock>) -> Self {
+        Self { orders, clock }
+    }
+
+    #[tracing::instrument(name = "place_order", skip_all, fields(user = %caller.user_id))]
+    pub async fn execute(
+        &self,
+        caller: &Principal,
+        command: PlaceOrderCommand,
+    ) -> Result<Idempotent<PlaceOrderOutcome>, PlaceOrderError> {
+        let request = OrderRequest::new(&command.items)?;
+        let context = IdempotencyContext {
+            user_id: caller.user_id,
+            scope: IdempotencyScope::OrdersPlace,
+            key: command.key,
+            fingerprint: fingerprint(IdempotencyScope::OrdersPlace, &request.canonical()),
+        };
+        Ok(self.orders.place_order(context, request, self.clock.now()).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token_issuer::test_support::{clock, fixed_now};
+    use coffee_domain::{OrderLine, PlacedOrder, Points, SessionId, TokenId, UserId};
+    use coffee_ports::orders::MockOrderStore;
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    fn caller() -> Principal {
+        Principal {
+            user_id: UserId::from_uuid(Uuid::from_u128(1)),
+            session_id: SessionId::from_uuid(Uuid::from_u128(2)),
+            token_id: TokenId::from_uuid(Uuid::from_u128(3)),
+            expires_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn menu(n: u128) -> MenuId {
+        MenuId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn command(items: &[(u128, i64)]) -> PlaceOrderCommand {
+        PlaceOrderCommand {
+            items: items.iter().map(|(m, q)| (menu(*m), *q)).collect(),
+            key: IdempotencyKey::parse("order-1").expect("key"),
+        }
+    }
+
+    fn placed() -> PlaceOrderOutcome {
+        PlaceOrderOutcome::Placed(PlacedOrder {
+            id: Uuid::from_u128(50),
+            user_id: UserId::from_uuid(Uuid::from_u128(1)),
+            lines: vec![OrderLine {
+                menu_id: menu(10),
+                name: "Latte".to_owned(),
+                quantity: 2,
+                unit_price: Points::new(4500).expect("points"),
+                total_price: Points::new(9000).expect("points"),
+            }],
+            total_price: Points::new(9000).expect("points"),
+            balance_after: Points::new(1000).expect("points"),
+            created_at: fixed_now(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_valid_order_reaches_the_store_merged_fingerprinted_and_timed() {
+        let mut store = MockOrderStore::new();
+        store
+            .expect_place_order()
+            .withf(|ctx, request, at| {
+                ctx.scope == IdempotencyScope::OrdersPlace
+                    && ctx.user_id == UserId::from_uuid(Uuid::from_u128(1))
+                    && request.lines() == [(menu(10), 2)]
+                    && ctx.fingerprint == fingerprint(IdempotencyScope::OrdersPlace, &request.canonical())
+                    && *at == fixed_now()
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(Idempotent::Fresh(placed())));
+
+        let outcome = PlaceOrder::new(Arc::new(store), clock())
+            .execute(&caller(), command(&[(10, 1), (10, 1)]))
+            .await
+            .expect("placed");
+
+        assert_eq!(outcome, Idempotent::Fresh(placed()));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_request_never_reaches_the_store() {
+        for items in [
+            vec![],
+            vec![(10, 0)],
+            vec![(10, 101)],
+            (0..21).map(|n| (n, 1)).collect(),
+        ] {
+            let mut store = MockOrderStore::new();
+            store.expect_place_order().never();
+
+            let err = PlaceOrder::new(Arc::new(store), clock())
+                .execute(&caller(), command(&items))
+                .await
+                .expect_err("invalid");
+
+            assert!(matches!(err, PlaceOrderError::Invalid(_)), "{items:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn business_rejections_and_replays_pass_through() {
+        for outcome in [
+            Idempotent::Fresh(PlaceOrderOutcome::InsufficientPoints {
+                balance: Points::new(100).expect("points"),
+                required: Points::new(9000).expect("points"),
+            }),
+            Idempotent::Replayed(PlaceOrderOutcome::MenuNotFound {
+                menu_ids: vec![menu(10)],
+            }),
+            Idempotent::Replayed(placed()),
+        ] {
+            let returned = outcome.clone();
+            let mut store = MockOrderStore::new();
+            store
+                .expect_place_order()
+                .returning(move |_, _, _| Ok(returned.clone()));
+
+            let got = PlaceOrder::new(Arc::new(store), clock())
+                .execute(&caller(), command(&[(10, 2)]))
+                .await
+                .expect("answered");
+
+            assert_eq!(got, outcome);
+        }
+    }
+
+    #[tokio::test]
+    async fn key_conflicts_and_store_failures_are_reported() {
+        let cases: Vec<(fn() -> IdempotencyError, &str)> = vec![
+            (|| IdempotencyError::KeyReused, "KeyReused"),
+            (|| IdempotencyError::InUse, "KeyInUse"),
+            (
+                || IdempotencyError::Infra(InfraError::unavailable("database", anyhow::anyhow!("down"))),
+                "Infra",
+            ),
+        ];
+        for (error, expected) in cases {
+            let mut store = MockOrderStore::new();
+            store.expect_place_order().returning(move |_, _, _| Err(error()));
+
+            let err = PlaceOrder::new(Arc::new(store), clock())
+                .execute(&caller(), command(&[(10, 2)]))
+                .await
+                .expect_err("fails");
+
+            assert!(format!("{err:?}").starts_with(expected), "{err:?}");
+        }
+    }
+}

@@ -1,0 +1,50 @@
+//! Orders and the popular-menu statistics they feed.
+
+use async_trait::async_trait;
+use coffee_domain::{
+    Cursor, IdempotencyContext, Idempotent, OrderRequest, Page, PageSize, PlaceOrderOutcome, PlacedOrder, PopularMenu,
+    UserId,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{IdempotencyError, InfraError};
+
+/// Where orders are placed and kept.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// In one transaction: claims the idempotency key, prices the request at
+    /// the current menu prices, deducts the total only if the balance covers
+    /// it (no read-modify-write), and writes the order, its items, the
+    /// `DEDUCT` ledger row, the popular-menu statistics, the outbox event and
+    /// the idempotency record, all stamped `at`. A missing menu or short
+    /// balance writes nothing but the idempotency record. A repeated context
+    /// replays the first outcome.
+    async fn place_order(
+        &self,
+        context: IdempotencyContext,
+        request: OrderRequest,
+        at: OffsetDateTime,
+    ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError>;
+
+    /// The order if it exists and belongs to `user`.
+    async fn find(&self, user: UserId, order: Uuid) -> Result<Option<PlacedOrder>, InfraError>;
+
+    /// The user's orders, newest first, starting after `after`.
+    async fn list(&self, user: UserId, size: PageSize, after: Option<Cursor>) -> Result<Page<PlacedOrder>, InfraError>;
+}
+
+/// The popular-menu ranking over committed orders.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait PopularMenus: Send + Sync {
+    /// The top `limit` menus by cups ordered in `(now - 7 days, now]`, ties
+    /// broken by order count (descending) then name (ascending); exact, and
+    /// read from the primary so an acknowledged order is always counted.
+    async fn top(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError>;
+
+    /// Merges the write shards of statistics buckets that ended before
+    /// `before` into one row each (counts unchanged); returns rows removed.
+    async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError>;
+}
