@@ -349,6 +349,41 @@ impl Api {
         self.send(request).await
     }
 
+    /// `POST /orders` with an optional idempotency key.
+    pub async fn order(&self, token: &str, key: Option<&str>, items: serde_json::Value) -> Reply {
+        let mut request = self
+            .client
+            .post(self.url("/orders"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "items": items }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    /// A fresh user holding `points` (charged through the API).
+    pub async fn funded_user(&self, points: i64) -> (String, String) {
+        let (user, token, _) = self.new_user().await;
+        let mut left = points;
+        let mut n = 0;
+        while left > 0 {
+            let amount = left.min(1_000_000);
+            let reply = self
+                .charge(
+                    &token,
+                    &user,
+                    Some(&format!("fund-{n}")),
+                    serde_json::json!({ "amount": amount }),
+                )
+                .await;
+            assert_eq!(reply.status, 200, "{:?}", reply.body);
+            left -= amount;
+            n += 1;
+        }
+        (user, token)
+    }
+
     /// Signs up and logs in a fresh user; returns (user id, access, refresh).
     pub async fn new_user(&self) -> (String, String, String) {
         let email = format!("user-{}@example.com", uuid::Uuid::new_v4().simple());

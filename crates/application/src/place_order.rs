@@ -195,7 +195,8 @@ mod tests {
 
     #[tokio::test]
     async fn key_conflicts_and_store_failures_are_reported() {
-        let cases: Vec<(fn() -> IdempotencyError, &str)> = vec![
+        type MakeError = fn() -> IdempotencyError;
+        let cases: Vec<(MakeError, &str)> = vec![
             (|| IdempotencyError::KeyReused, "KeyReused"),
             (|| IdempotencyError::InUse, "KeyInUse"),
             (

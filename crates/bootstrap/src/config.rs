@@ -50,6 +50,8 @@ pub struct Config {
     /// How long idempotency keys are kept (at least 24 hours).
     pub idempotency_retention: Duration,
     pub idempotency_purge_interval: Duration,
+    /// How often each instance merges the shards of closed statistics buckets.
+    pub statistics_compact_interval: Duration,
     pub collector_url: String,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
@@ -143,6 +145,7 @@ impl Config {
             idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
             idempotency_retention: Duration::from_secs(number(&get, "IDEMPOTENCY_RETENTION_SECS", 24 * 3600)?),
             idempotency_purge_interval: Duration::from_secs(number(&get, "IDEMPOTENCY_PURGE_INTERVAL_SECS", 600)?),
+            statistics_compact_interval: Duration::from_secs(number(&get, "STATISTICS_COMPACT_INTERVAL_SECS", 300)?),
             collector_url: get("COLLECTOR_URL").unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
             log_format,
             shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),

@@ -9,15 +9,17 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use coffee_application::{
-    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, ListMenus, ListPointTransactions, LogIn, LogOut,
-    PurgeIdempotencyKeys, RefreshTokens, SignUp, TokenIssuer,
+    Authenticate, ChargePoints, CheckReadiness, CompactSalesStatistics, GetBalance, GetMe, GetOrder, GetPopularMenus,
+    ListMenus, ListOrders, ListPointTransactions, LogIn, LogOut, PlaceOrder, PurgeIdempotencyKeys, RefreshTokens,
+    SignUp, TokenIssuer,
 };
 use coffee_crypto::{Argon2Hasher, JwtCodec, JwtSettings};
 use coffee_domain::{ChargeLimits, Points, TOKEN_LEEWAY};
 use coffee_http::{AppState, build_app};
 use coffee_ports::{Clock, SessionStore, SystemClock, TokenCodec};
 use coffee_postgres::{
-    PgIdempotencyRecords, PgMenuRepository, PgPointStore, PgPool, PgPoolSettings, PgProbe, PgUserRepository,
+    PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgPointStore, PgPool, PgPoolSettings, PgPopularMenus,
+    PgProbe, PgUserRepository,
 };
 use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore, RedisSettings};
 
@@ -62,15 +64,7 @@ impl Application {
         .context("building the Redis pool")?;
 
         let state = web::Data::new(build_state(config, &pg, &redis)?);
-        let purge = PurgeIdempotencyKeys::new(
-            Arc::new(PgIdempotencyRecords::new(pg.clone())),
-            config.idempotency_retention,
-        );
-        let background = vec![tokio::spawn(purge_periodically(
-            purge,
-            config.idempotency_purge_interval,
-        ))];
-
+        let background = maintenance_tasks(config, &pg);
         let listener = TcpListener::bind(&config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || build_app(state.clone()))
@@ -103,14 +97,50 @@ impl Application {
     }
 }
 
-/// Purges expired idempotency keys every `interval`; a failure is logged and
-/// retried at the next tick.
-async fn purge_periodically(purge: PurgeIdempotencyKeys, interval: std::time::Duration) {
+/// Housekeeping every instance runs; each job is safe to run concurrently
+/// on several instances, and a failure is logged and retried next tick.
+fn maintenance_tasks(config: &Config, pg: &PgPool) -> Vec<tokio::task::JoinHandle<()>> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let purge = PurgeIdempotencyKeys::new(
+        Arc::new(PgIdempotencyRecords::new(pg.clone())),
+        config.idempotency_retention,
+    );
+    let compact = CompactSalesStatistics::new(
+        Arc::new(PgPopularMenus::new(pg.clone())),
+        clock,
+        std::time::Duration::from_secs(3600),
+    );
+    vec![
+        tokio::spawn(every(
+            config.idempotency_purge_interval,
+            "purging idempotency keys",
+            move || {
+                let purge = purge.clone();
+                async move { purge.execute().await.map(drop) }
+            },
+        )),
+        tokio::spawn(every(
+            config.statistics_compact_interval,
+            "compacting statistics",
+            move || {
+                let compact = compact.clone();
+                async move { compact.execute().await.map(drop) }
+            },
+        )),
+    ]
+}
+
+/// Runs `job` every `interval` until aborted.
+async fn every<F, Fut>(interval: std::time::Duration, what: &'static str, job: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<(), coffee_ports::InfraError>>,
+{
     let mut ticker = tokio::time::interval(interval.max(std::time::Duration::from_secs(1)));
     loop {
         ticker.tick().await;
-        if let Err(e) = purge.execute().await {
-            tracing::warn!(error = e.describe(), "purging idempotency keys failed");
+        if let Err(e) = job().await {
+            tracing::warn!(error = e.describe(), "{what} failed");
         }
     }
 }
@@ -130,6 +160,7 @@ fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Resul
     let sessions: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::new(redis.clone()));
     let users = Arc::new(PgUserRepository::new(pg.clone()));
     let points = Arc::new(PgPointStore::new(pg.clone(), config.idempotency_wait));
+    let orders = Arc::new(PgOrderStore::new(pg.clone(), config.idempotency_wait));
     let hasher = Arc::new(Argon2Hasher::new(config.password_hash_concurrency)?);
     let throttle = Arc::new(RedisLoginThrottle::new(
         redis.clone(),
@@ -150,13 +181,17 @@ fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Resul
         ]),
         sign_up: SignUp::new(users.clone(), hasher.clone()),
         log_in: LogIn::new(users.clone(), hasher, throttle, sessions.clone(), issuer.clone()),
-        log_out: LogOut::new(codec.clone(), sessions.clone(), clock),
+        log_out: LogOut::new(codec.clone(), sessions.clone(), clock.clone()),
         refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
         get_me: GetMe::new(users),
         authenticate: Authenticate::new(codec, sessions),
         charge_points: ChargePoints::new(points.clone(), charge_limits(config)?),
         get_balance: GetBalance::new(points.clone()),
         list_point_transactions: ListPointTransactions::new(points),
+        place_order: PlaceOrder::new(orders.clone(), clock.clone()),
+        get_order: GetOrder::new(orders.clone()),
+        list_orders: ListOrders::new(orders),
+        get_popular_menus: GetPopularMenus::new(Arc::new(PgPopularMenus::new(pg.clone())), clock.clone()),
     })
 }
 

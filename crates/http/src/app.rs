@@ -5,15 +5,15 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, web};
 use coffee_application::{
-    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, ListMenus, ListPointTransactions, LogIn, LogOut,
-    RefreshTokens, SignUp,
+    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
+    ListPointTransactions, LogIn, LogOut, PlaceOrder, RefreshTokens, SignUp,
 };
 use tracing_actix_web::TracingLogger;
 
 use crate::extract;
 use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
 use crate::problem::{ApiError, ProblemCode};
-use crate::routes::{auth, health, menus, points};
+use crate::routes::{auth, health, menus, orders, points};
 
 /// The use cases the routes call, built once by `bootstrap` and shared by
 /// every worker.
@@ -30,6 +30,10 @@ pub struct AppState {
     pub charge_points: ChargePoints,
     pub get_balance: GetBalance,
     pub list_point_transactions: ListPointTransactions,
+    pub place_order: PlaceOrder,
+    pub get_order: GetOrder,
+    pub list_orders: ListOrders,
+    pub get_popular_menus: GetPopularMenus,
 }
 
 /// Registers every route. Kept separate from [`build_app`] so tests can see
@@ -41,6 +45,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/auth/me").route(web::get().to(auth::me)))
         .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
         .service(web::resource("/menus").route(web::get().to(menus::list_menus)))
+        .service(web::resource("/menus/popular").route(web::get().to(menus::popular)))
+        .service(
+            web::resource("/orders")
+                .route(web::post().to(orders::place))
+                .route(web::get().to(orders::list)),
+        )
+        .service(web::resource("/orders/{orderId}").route(web::get().to(orders::get)))
         .service(web::resource("/users/{userId}/points/charge").route(web::post().to(points::charge)))
         .service(web::resource("/users/{userId}/points").route(web::get().to(points::balance)))
         .service(web::resource("/users/{userId}/points/transactions").route(web::get().to(points::transactions)))

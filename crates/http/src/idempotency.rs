@@ -41,6 +41,15 @@ fn parse(req: &HttpRequest) -> Result<IdempotencyKeyHeader, ApiError> {
         .map_err(|e| invalid(e.to_string()))
 }
 
+/// Marks a replayed business rejection with `Idempotent-Replayed: true`.
+pub fn mark_replayed_problem<T>(outcome: &Idempotent<T>, problem: ApiError) -> ApiError {
+    if outcome.is_replayed() {
+        problem.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))
+    } else {
+        problem
+    }
+}
+
 /// Marks a replayed response with `Idempotent-Replayed: true`.
 pub fn mark_replayed<T>(outcome: &Idempotent<T>, response: &mut HttpResponse) {
     if outcome.is_replayed() {

@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use coffee_application::ListMenusError;
-use coffee_domain::Menu;
+use coffee_domain::{Menu, PopularMenu};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -40,5 +40,37 @@ impl From<ListMenusError> for ApiError {
 pub async fn list_menus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let menus = state.list_menus.execute().await?;
     let body: Vec<MenuBody> = menus.into_iter().map(MenuBody::from).collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// One entry of `GET /menus/popular`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PopularMenuBody {
+    pub rank: u32,
+    pub id: Uuid,
+    pub name: String,
+    pub price: i64,
+    pub quantity: i64,
+    pub order_count: i64,
+}
+
+impl From<PopularMenu> for PopularMenuBody {
+    fn from(p: PopularMenu) -> Self {
+        Self {
+            rank: p.rank,
+            id: p.menu.id.as_uuid(),
+            name: p.menu.name.into(),
+            price: p.menu.price.value(),
+            quantity: p.quantity,
+            order_count: p.order_count,
+        }
+    }
+}
+
+/// The top 3 menus by cups ordered in the last 7 days.
+pub async fn popular(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let ranking = state.get_popular_menus.execute().await?;
+    let body: Vec<PopularMenuBody> = ranking.into_iter().map(PopularMenuBody::from).collect();
     Ok(HttpResponse::Ok().json(body))
 }

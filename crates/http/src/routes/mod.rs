@@ -4,4 +4,5 @@
 pub mod auth;
 pub mod health;
 pub mod menus;
+pub mod orders;
 pub mod points;

@@ -1,6 +1,5 @@
 //! `/users/{userId}/points*`: charge, balance, ledger (SPEC.md section 4).
 
-use actix_web::http::header::HeaderValue;
 use actix_web::{HttpResponse, web};
 use coffee_application::{ChargeCommand, ChargeError, PointQueryError};
 use coffee_domain::{Charge, ChargeOutcome, PointTransaction, UserId};
@@ -11,7 +10,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::Authenticated;
 use crate::extract::ApiJson;
-use crate::idempotency::{IDEMPOTENT_REPLAYED, IdempotencyKeyHeader, mark_replayed};
+use crate::idempotency::{IdempotencyKeyHeader, mark_replayed, mark_replayed_problem};
 use crate::json_time;
 use crate::pagination::{PageQuery, encode_cursor};
 use crate::problem::{ApiError, FieldError, ProblemCode};
@@ -135,7 +134,6 @@ pub async fn charge(
         key: key.0,
     };
     let outcome = state.charge_points.execute(&caller.0, command).await?;
-    let replayed = outcome.is_replayed();
     match outcome.as_inner() {
         ChargeOutcome::Charged(charge) => {
             let mut response = HttpResponse::Ok().json(ChargeResponse::from(charge.clone()));
@@ -147,17 +145,14 @@ pub async fn charge(
             amount,
             max_balance,
         } => {
-            let mut problem = ApiError::new(
+            let problem = ApiError::new(
                 ProblemCode::BalanceLimitExceeded,
                 format!("Charging {amount} would take the balance of {balance} over the limit of {max_balance}"),
             )
             .with_extension("balance", balance.value())
             .with_extension("amount", amount.value())
             .with_extension("maxBalance", max_balance.value());
-            if replayed {
-                problem = problem.with_header(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-            }
-            Err(problem)
+            Err(mark_replayed_problem(&outcome, problem))
         }
     }
 }

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use actix_web::web;
 use coffee_application::{
-    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, ListMenus, ListPointTransactions, LogIn, LogOut,
-    RefreshTokens, SignUp, TokenIssuer,
+    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
+    ListPointTransactions, LogIn, LogOut, PlaceOrder, RefreshTokens, SignUp, TokenIssuer,
 };
 use coffee_domain::{ChargeLimits, Points};
 use coffee_http::AppState;
@@ -18,6 +18,7 @@ use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore
 use coffee_ports::clock::MockClock;
 use coffee_ports::health::MockDependencyProbe;
 use coffee_ports::menu::MockMenuRepository;
+use coffee_ports::orders::{MockOrderStore, MockPopularMenus};
 use coffee_ports::points::MockPointStore;
 use coffee_ports::{InfraError, SessionStore, TokenCodec};
 
@@ -31,6 +32,8 @@ pub struct Fakes {
     pub sessions: MockSessionStore,
     pub codec: MockTokenCodec,
     pub points: MockPointStore,
+    pub orders: MockOrderStore,
+    pub popular: MockPopularMenus,
     pub database_up: bool,
 }
 
@@ -63,6 +66,7 @@ impl Fakes {
         let sessions: Arc<dyn SessionStore> = Arc::new(self.sessions);
         let users = Arc::new(self.users);
         let points = Arc::new(self.points);
+        let orders = Arc::new(self.orders);
         let hasher = Arc::new(self.hasher);
         let issuer = TokenIssuer::new(
             codec.clone(),
@@ -81,13 +85,17 @@ impl Fakes {
                 sessions.clone(),
                 issuer.clone(),
             ),
-            log_out: LogOut::new(codec.clone(), sessions.clone(), clock),
+            log_out: LogOut::new(codec.clone(), sessions.clone(), clock.clone()),
             refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
             get_me: GetMe::new(users),
             authenticate: Authenticate::new(codec, sessions),
             charge_points: ChargePoints::new(points.clone(), limits()),
             get_balance: GetBalance::new(points.clone()),
             list_point_transactions: ListPointTransactions::new(points),
+            place_order: PlaceOrder::new(orders.clone(), clock.clone()),
+            get_order: GetOrder::new(orders.clone()),
+            list_orders: ListOrders::new(orders),
+            get_popular_menus: GetPopularMenus::new(Arc::new(self.popular), clock.clone()),
         })
     }
 }

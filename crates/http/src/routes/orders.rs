@@ -1,0 +1,182 @@
+//! `/orders*` (SPEC.md section 5).
+
+use actix_web::{HttpResponse, web};
+use coffee_application::{OrderQueryError, PlaceOrderCommand, PlaceOrderError};
+use coffee_domain::{MenuId, OrderLine, OrderRequestError, PlaceOrderOutcome, PlacedOrder};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::Authenticated;
+use crate::extract::ApiJson;
+use crate::idempotency::{IdempotencyKeyHeader, mark_replayed, mark_replayed_problem};
+use crate::json_time;
+use crate::pagination::{PageQuery, encode_cursor};
+use crate::problem::{ApiError, FieldError, ProblemCode};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrderBody {
+    pub items: Vec<OrderItemBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct OrderItemBody {
+    pub menu_id: Uuid,
+    /// JSON integers only; the range is checked by the domain.
+    pub quantity: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderLineResponse {
+    pub menu_id: Uuid,
+    pub name: String,
+    pub quantity: u32,
+    pub unit_price: i64,
+    pub total_price: i64,
+}
+
+impl From<OrderLine> for OrderLineResponse {
+    fn from(line: OrderLine) -> Self {
+        Self {
+            menu_id: line.menu_id.as_uuid(),
+            name: line.name,
+            quantity: line.quantity,
+            unit_price: line.unit_price.value(),
+            total_price: line.total_price.value(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderResponse {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub items: Vec<OrderLineResponse>,
+    pub total_price: i64,
+    /// The caller's balance right after this order.
+    pub balance: i64,
+    #[serde(serialize_with = "json_time::serialize")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<PlacedOrder> for OrderResponse {
+    fn from(order: PlacedOrder) -> Self {
+        Self {
+            id: order.id,
+            user_id: order.user_id.as_uuid(),
+            items: order.lines.into_iter().map(OrderLineResponse::from).collect(),
+            total_price: order.total_price.value(),
+            balance: order.balance_after.value(),
+            created_at: order.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    pub items: Vec<OrderResponse>,
+    pub next_cursor: Option<String>,
+}
+
+impl From<PlaceOrderError> for ApiError {
+    fn from(error: PlaceOrderError) -> Self {
+        match error {
+            PlaceOrderError::Invalid(e) => {
+                let field = match &e {
+                    OrderRequestError::Quantity { index } => format!("items[{index}].quantity"),
+                    OrderRequestError::ItemCount | OrderRequestError::MergedQuantity { .. } => "items".to_owned(),
+                };
+                ApiError::validation(vec![FieldError::new(field, e.to_string())])
+            }
+            PlaceOrderError::KeyReused => ApiError::new(
+                ProblemCode::IdempotencyKeyReused,
+                "This Idempotency-Key was already used with a different request body",
+            ),
+            PlaceOrderError::KeyInUse => ApiError::new(
+                ProblemCode::IdempotencyKeyInUse,
+                "A request with this Idempotency-Key is still being processed; retry shortly",
+            ),
+            PlaceOrderError::Infra(e) => e.into(),
+        }
+    }
+}
+
+impl From<OrderQueryError> for ApiError {
+    fn from(error: OrderQueryError) -> Self {
+        match error {
+            OrderQueryError::NotFound => ApiError::new(ProblemCode::NotFound, "No such order"),
+            OrderQueryError::Infra(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /orders` → `201` order, or a stored `404`/`409` (also on replay).
+pub async fn place(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    key: IdempotencyKeyHeader,
+    body: ApiJson<PlaceOrderBody>,
+) -> Result<HttpResponse, ApiError> {
+    let command = PlaceOrderCommand {
+        items: body
+            .0
+            .items
+            .iter()
+            .map(|i| (MenuId::from_uuid(i.menu_id), i.quantity))
+            .collect(),
+        key: key.0,
+    };
+    let outcome = state.place_order.execute(&caller.0, command).await?;
+    match outcome.as_inner() {
+        PlaceOrderOutcome::Placed(order) => {
+            let mut response = HttpResponse::Created().json(OrderResponse::from(order.clone()));
+            mark_replayed(&outcome, &mut response);
+            Ok(response)
+        }
+        PlaceOrderOutcome::InsufficientPoints { balance, required } => {
+            let problem = ApiError::new(
+                ProblemCode::InsufficientPoints,
+                format!("This order costs {required} points; the balance is {balance}"),
+            )
+            .with_extension("balance", balance.value())
+            .with_extension("required", required.value());
+            Err(mark_replayed_problem(&outcome, problem))
+        }
+        PlaceOrderOutcome::MenuNotFound { menu_ids } => {
+            let ids: Vec<String> = menu_ids.iter().map(ToString::to_string).collect();
+            let problem = ApiError::new(ProblemCode::MenuNotFound, format!("No such menu: {}", ids.join(", ")))
+                .with_extension("menuIds", ids);
+            Err(mark_replayed_problem(&outcome, problem))
+        }
+    }
+}
+
+/// `GET /orders?limit&cursor` → the caller's orders, newest first.
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (size, cursor) = query.parse()?;
+    let page = state.list_orders.execute(&caller.0, size, cursor).await?;
+    Ok(HttpResponse::Ok().json(OrderPage {
+        items: page.items.into_iter().map(OrderResponse::from).collect(),
+        next_cursor: page.next.as_ref().map(encode_cursor),
+    }))
+}
+
+/// `GET /orders/{orderId}` → the order if it is the caller's, else `404`.
+pub async fn get(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    order_id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
+    let order = state.get_order.execute(&caller.0, order_id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(OrderResponse::from(order)))
+}
