@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Runs every benchmark script under bench/ (bench/*.bench.sh), each of which
-# writes its figures into bench/RESULTS.md. None exist yet: the load
-# benchmarks arrive with the features they measure.
+# writes its figures into its own section of bench/RESULTS.md.
 set -euo pipefail
 cd "$(dirname "$0")"
 shopt -s nullglob

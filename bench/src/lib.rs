@@ -57,3 +57,80 @@ mod tests {
         assert_eq!(l.max_ms(), 100.0);
     }
 }
+
+/// What a fixed-duration load run measured.
+#[derive(Debug, Clone)]
+pub struct LoadResult {
+    pub latencies: Latencies,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+impl LoadResult {
+    pub fn throughput(&self) -> f64 {
+        self.latencies.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.latencies.len(),
+            "errors": self.errors,
+            "seconds": self.elapsed.as_secs_f64(),
+            "perSecond": self.throughput(),
+            "p50Ms": self.latencies.percentile_ms(50.0),
+            "p99Ms": self.latencies.percentile_ms(99.0),
+            "p999Ms": self.latencies.percentile_ms(99.9),
+            "maxMs": self.latencies.max_ms(),
+        })
+    }
+}
+
+/// Runs `concurrency` closed-loop clients for `duration`; client `c` sends
+/// its `n`-th request with `request(c, n)`. Successful requests are timed;
+/// failed ones counted.
+pub async fn run_load<F, Fut>(concurrency: usize, duration: Duration, request: F) -> LoadResult
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let request = std::sync::Arc::new(request);
+    let started = std::time::Instant::now();
+    let deadline = started + duration;
+    let clients: Vec<_> = (0..concurrency)
+        .map(|c| {
+            let request = std::sync::Arc::clone(&request);
+            tokio::spawn(async move {
+                let mut latencies = Latencies::default();
+                let mut errors = 0u64;
+                let mut n = 0u64;
+                while std::time::Instant::now() < deadline {
+                    let sent = std::time::Instant::now();
+                    match request(c, n).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(_) => errors += 1,
+                    }
+                    n += 1;
+                }
+                (latencies, errors)
+            })
+        })
+        .collect();
+    let mut result = LoadResult {
+        latencies: Latencies::default(),
+        errors: 0,
+        elapsed: Duration::ZERO,
+    };
+    for client in clients {
+        if let Ok((latencies, errors)) = client.await {
+            result.latencies.extend(latencies);
+            result.errors += errors;
+        }
+    }
+    result.elapsed = started.elapsed();
+    result
+}
+
+/// Reads `name` from the environment, or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}

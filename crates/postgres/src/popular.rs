@@ -2,19 +2,28 @@
 //!
 //! The window is `(now - 7 days, now]`. Let `lo = now - 7 days` and
 //! `first_full` the first whole UTC hour after `lo`. Whole hours from
-//! `first_full` on are summed from `menu_sales_hourly` (their shards
-//! included); the partial hour `(lo, first_full)` is counted exactly from
-//! `order_items` through an index-only scan of at most one hour of items.
-//! Buckets after `now` are counted too: only clock skew between instances can
-//! put an order there, and an acknowledged order must never be missed.
+//! `first_full` on are summed from `menu_sales_hourly` (shards included); the
+//! partial hour `(lo, first_full)` is counted exactly from `order_items`.
+//!
+//! Only data that can no longer change is kept in memory. Every write is
+//! stamped with its writer's clock at about the present, and no order
+//! transaction outlives [`SETTLE`], so buckets that ended more than `SETTLE`
+//! ago, and the order items of the hour at the window's old edge (a week
+//! old), are final. Those sums are read once per hour; each request then
+//! reads only the few live buckets of the last hour or two, in one query with
+//! the current menu names and prices. Buckets after `now` are counted too:
+//! only clock skew between instances can put an order there, and an
+//! acknowledged order must never be missed.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffee_domain::{Menu, MenuId, MenuName, Points, PopularMenu};
 use coffee_ports::{InfraError, PopularMenus};
 use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -26,17 +35,29 @@ use crate::pool::PgPool;
 /// The ranking's window.
 pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 
-const TOP: &str = "
-WITH counts AS (
-    SELECT menu_id, quantity, order_count FROM menu_sales_hourly WHERE bucket_start >= $2
-    UNION ALL
-    SELECT menu_id, quantity::bigint, 1::bigint FROM order_items WHERE created_at > $1 AND created_at < $2
-)
-SELECT m.id, m.name, m.price, SUM(c.quantity)::bigint AS quantity, SUM(c.order_count)::bigint AS order_count
-FROM counts c JOIN menus m ON m.id = c.menu_id
-GROUP BY m.id, m.name, m.price
-ORDER BY quantity DESC, order_count DESC, m.name ASC, m.id ASC
-LIMIT $3";
+/// How long after its end a bucket can still receive an order: the longest an
+/// order transaction can take (lock waits and statement timeouts included)
+/// plus clock skew between instances, with a wide margin.
+pub const SETTLE: Duration = Duration::from_secs(5 * 60);
+
+/// Every menu with its sums over buckets from `$1` on (the live part).
+const LIVE: &str = "
+SELECT m.id, m.name, m.price,
+       COALESCE(l.quantity, 0)::bigint AS quantity, COALESCE(l.order_count, 0)::bigint AS order_count
+FROM menus m
+LEFT JOIN (
+    SELECT menu_id, SUM(quantity) AS quantity, SUM(order_count) AS order_count
+    FROM menu_sales_hourly WHERE bucket_start >= $1 GROUP BY menu_id
+) l ON l.menu_id = m.id";
+
+/// Per-menu sums over buckets in `[$1, $2)` (a settled range).
+const SETTLED: &str = "
+SELECT menu_id, SUM(quantity)::bigint AS quantity, SUM(order_count)::bigint AS order_count
+FROM menu_sales_hourly WHERE bucket_start >= $1 AND bucket_start < $2 GROUP BY menu_id";
+
+/// The items of `[$1, $2)`: the hour at the window's old edge.
+const EDGE: &str = "
+SELECT created_at, menu_id, quantity FROM order_items WHERE created_at >= $1 AND created_at < $2";
 
 /// One statement, so readers see the shards either all before or all after.
 const COMPACT: &str = "
@@ -60,16 +81,37 @@ SELECT (SELECT count(*) FROM moved)::bigint AS n";
 #[derive(Debug, Clone)]
 pub struct PgPopularMenus {
     pool: PgPool,
+    settled: Arc<RwLock<Option<SettledSums>>>,
+    edge: Arc<RwLock<Option<EdgeItems>>>,
+}
+
+/// Sums of a settled bucket range `[from, to)`.
+#[derive(Debug)]
+struct SettledSums {
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+    sums: HashMap<Uuid, (i64, i64)>,
+}
+
+/// The items of the hour starting at `hour`.
+#[derive(Debug)]
+struct EdgeItems {
+    hour: OffsetDateTime,
+    items: Vec<(OffsetDateTime, Uuid, i64)>,
 }
 
 impl PgPopularMenus {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            settled: Arc::default(),
+            edge: Arc::default(),
+        }
     }
 }
 
 #[derive(QueryableByName)]
-struct Ranked {
+struct LiveRow {
     #[diesel(sql_type = SqlUuid)]
     id: Uuid,
     #[diesel(sql_type = Text)]
@@ -80,6 +122,26 @@ struct Ranked {
     quantity: i64,
     #[diesel(sql_type = BigInt)]
     order_count: i64,
+}
+
+#[derive(QueryableByName)]
+struct SumRow {
+    #[diesel(sql_type = SqlUuid)]
+    menu_id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    quantity: i64,
+    #[diesel(sql_type = BigInt)]
+    order_count: i64,
+}
+
+#[derive(QueryableByName)]
+struct EdgeRow {
+    #[diesel(sql_type = Timestamptz)]
+    created_at: OffsetDateTime,
+    #[diesel(sql_type = SqlUuid)]
+    menu_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    quantity: i32,
 }
 
 #[derive(QueryableByName)]
@@ -94,35 +156,126 @@ pub fn window_bounds(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
     (lo, hour_of(lo) + Duration::from_secs(3600))
 }
 
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PgPopularMenus {
+    async fn settled_sums(
+        &self,
+        conn: &mut crate::pool::PgConnection,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<HashMap<Uuid, (i64, i64)>, InfraError> {
+        if let Some(cached) = read(&self.settled).as_ref().filter(|c| c.from == from && c.to == to) {
+            return Ok(cached.sums.clone());
+        }
+        let rows: Vec<SumRow> = diesel::sql_query(SETTLED)
+            .bind::<Timestamptz, _>(from)
+            .bind::<Timestamptz, _>(to)
+            .load(conn)
+            .await
+            .map_err(error::from_diesel)?;
+        let sums: HashMap<Uuid, (i64, i64)> = rows
+            .into_iter()
+            .map(|r| (r.menu_id, (r.quantity, r.order_count)))
+            .collect();
+        *write(&self.settled) = Some(SettledSums {
+            from,
+            to,
+            sums: sums.clone(),
+        });
+        Ok(sums)
+    }
+
+    /// Adds the edge hour's items after `lo` into `totals`.
+    async fn add_edge(
+        &self,
+        conn: &mut crate::pool::PgConnection,
+        lo: OffsetDateTime,
+        first_full: OffsetDateTime,
+        totals: &mut HashMap<Uuid, (i64, i64)>,
+    ) -> Result<(), InfraError> {
+        let hour = hour_of(lo);
+        let cached = read(&self.edge).as_ref().is_some_and(|e| e.hour == hour);
+        if !cached {
+            let rows: Vec<EdgeRow> = diesel::sql_query(EDGE)
+                .bind::<Timestamptz, _>(hour)
+                .bind::<Timestamptz, _>(first_full)
+                .load(conn)
+                .await
+                .map_err(error::from_diesel)?;
+            let items = rows
+                .into_iter()
+                .map(|r| (r.created_at, r.menu_id, i64::from(r.quantity)))
+                .collect();
+            *write(&self.edge) = Some(EdgeItems { hour, items });
+        }
+        if let Some(edge) = read(&self.edge).as_ref().filter(|e| e.hour == hour) {
+            for (created_at, menu_id, quantity) in &edge.items {
+                if *created_at > lo {
+                    let entry = totals.entry(*menu_id).or_default();
+                    entry.0 += quantity;
+                    entry.1 += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl PopularMenus for PgPopularMenus {
     #[tracing::instrument(name = "pg.popular.top", skip(self))]
     async fn top(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
         let (lo, first_full) = window_bounds(now);
+        let settled_end = hour_of(now - SETTLE).max(first_full);
         let mut conn = self.pool.get().await?;
-        let rows: Vec<Ranked> = diesel::sql_query(TOP)
-            .bind::<Timestamptz, _>(lo)
-            .bind::<Timestamptz, _>(first_full)
-            .bind::<BigInt, _>(i64::from(limit))
+        let mut totals = self.settled_sums(&mut conn, first_full, settled_end).await?;
+        self.add_edge(&mut conn, lo, first_full, &mut totals).await?;
+        let live: Vec<LiveRow> = diesel::sql_query(LIVE)
+            .bind::<Timestamptz, _>(settled_end)
             .load(&mut conn)
             .await
             .map_err(error::from_diesel)?;
-        rows.into_iter()
+
+        let mut ranked = Vec::new();
+        for row in live {
+            let (quantity, order_count) = totals.get(&row.id).copied().unwrap_or_default();
+            let (quantity, order_count) = (quantity + row.quantity, order_count + row.order_count);
+            if quantity == 0 {
+                continue;
+            }
+            let invalid = |e: String| InfraError::Unexpected(anyhow::anyhow!("menu {} is invalid: {e}", row.id));
+            let menu = Menu {
+                id: MenuId::from_uuid(row.id),
+                name: MenuName::parse(&row.name).map_err(|e| invalid(e.to_string()))?,
+                price: Points::new(row.price).map_err(|e| invalid(e.to_string()))?,
+            };
+            ranked.push((menu, quantity, order_count));
+        }
+        // Cups, then orders (both descending), then name (by bytes), then id.
+        ranked.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then(b.2.cmp(&a.2))
+                .then_with(|| a.0.name.as_str().cmp(b.0.name.as_str()))
+                .then(a.0.id.cmp(&b.0.id))
+        });
+        Ok(ranked
+            .into_iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .zip(1..)
-            .map(|(row, rank)| {
-                let invalid = |e: String| InfraError::Unexpected(anyhow::anyhow!("menu {} is invalid: {e}", row.id));
-                Ok(PopularMenu {
-                    rank,
-                    menu: Menu {
-                        id: MenuId::from_uuid(row.id),
-                        name: MenuName::parse(&row.name).map_err(|e| invalid(e.to_string()))?,
-                        price: Points::new(row.price).map_err(|e| invalid(e.to_string()))?,
-                    },
-                    quantity: row.quantity,
-                    order_count: row.order_count,
-                })
+            .map(|((menu, quantity, order_count), rank)| PopularMenu {
+                rank,
+                menu,
+                quantity,
+                order_count,
             })
-            .collect()
+            .collect())
     }
 
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError> {

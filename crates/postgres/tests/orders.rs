@@ -438,3 +438,56 @@ async fn orders_are_listed_newest_first_and_only_to_their_owner() {
             .is_empty()
     );
 }
+
+#[tokio::test]
+async fn a_warm_ranking_still_counts_every_new_order_at_once() {
+    let db = TestDatabase::create().await;
+    let pool = pool(&db);
+    let store = PgOrderStore::new(pool.clone(), Duration::from_secs(5));
+    let popular = PgPopularMenus::new(pool);
+    let user = db.insert_user(10_000_000).await;
+    // History a day old (settled) and at the window's old edge.
+    let now = OffsetDateTime::now_utc();
+    order(&store, user, "old", &[(LATTE, 5)], now - Duration::from_secs(24 * 3600)).await;
+    order(
+        &store,
+        user,
+        "edge",
+        &[(AMERICANO, 3)],
+        now - Duration::from_secs(7 * 24 * 3600 - 30),
+    )
+    .await;
+
+    let before = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+    for i in 0..5 {
+        order(
+            &store,
+            user,
+            &format!("new{i}"),
+            &[(AMERICANO, 1)],
+            OffsetDateTime::now_utc(),
+        )
+        .await;
+        let after = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+        let americano = after
+            .iter()
+            .find(|r| r.menu.id.as_uuid() == Uuid::from_u128(AMERICANO))
+            .expect("ranked");
+        assert_eq!(
+            americano.quantity,
+            3 + i + 1,
+            "order {i} counted by the very next query"
+        );
+    }
+
+    assert_eq!(before.len(), 2);
+    assert_eq!(before[0].menu.id.as_uuid(), Uuid::from_u128(LATTE));
+    let truth = db.popular_ground_truth(None).await;
+    let now_ranking = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+    let got: Vec<_> = now_ranking
+        .iter()
+        .map(|r| (r.menu.id.as_uuid(), r.quantity, r.order_count))
+        .collect();
+    let want: Vec<_> = truth.iter().map(|r| (r.id, r.quantity, r.order_count)).collect();
+    assert_eq!(got, want);
+}

@@ -96,7 +96,7 @@ impl TestDatabase {
         let sql = "SELECT m.id, SUM(oi.quantity)::bigint AS quantity, COUNT(DISTINCT o.id)::bigint AS order_count \
                    FROM orders o JOIN order_items oi ON oi.order_id = o.id JOIN menus m ON m.id = oi.menu_id \
                    WHERE o.created_at > COALESCE($1, now()) - interval '7 days' AND o.created_at <= COALESCE($1, now()) \
-                   GROUP BY m.id, m.name ORDER BY quantity DESC, order_count DESC, m.name ASC, m.id ASC LIMIT 3";
+                   GROUP BY m.id, m.name ORDER BY quantity DESC, order_count DESC, m.name COLLATE \"C\" ASC, m.id ASC LIMIT 3";
         diesel::sql_query(sql)
             .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(now)
             .load(&mut conn)
