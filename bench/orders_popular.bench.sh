@@ -31,13 +31,14 @@ in_window=$(bench_psql -Atc "SELECT count(*) FROM orders WHERE created_at > now(
 echo "bench: GET /menus/popular, 32 clients"
 popular=$(BASE_URL=$base CLIENTS=32 SECONDS=20 target/release/popular_load)
 echo "$popular"
+# The statement each request runs (the settled hours and the edge hour are
+# read once per hour and kept in memory; see crates/postgres/src/popular.rs).
 plan=$(bench_psql -Atc "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING OFF, SUMMARY ON)
-WITH counts AS (
-    SELECT menu_id, quantity, order_count FROM menu_sales_hourly WHERE bucket_start >= date_trunc('hour', now() - interval '7 days') + interval '1 hour'
-    UNION ALL
-    SELECT menu_id, quantity::bigint, 1::bigint FROM order_items WHERE created_at > now() - interval '7 days' AND created_at < date_trunc('hour', now() - interval '7 days') + interval '1 hour'
-)
-SELECT m.id, SUM(c.quantity), SUM(c.order_count) FROM counts c JOIN menus m ON m.id = c.menu_id GROUP BY m.id, m.name ORDER BY 2 DESC, 3 DESC, m.name LIMIT 3" | grep -E "Execution Time|Index Only Scan|Seq Scan" | sed 's/^ *//' | head -6)
+SELECT m.id, m.name, m.price, COALESCE(l.quantity, 0)::bigint, COALESCE(l.order_count, 0)::bigint
+FROM menus m LEFT JOIN (
+    SELECT menu_id, SUM(quantity) AS quantity, SUM(order_count) AS order_count
+    FROM menu_sales_hourly WHERE bucket_start >= date_trunc('hour', now() - interval '5 minutes') GROUP BY menu_id
+) l ON l.menu_id = m.id" | grep -E "Execution Time|Index|Seq Scan" | sed 's/^ *//' | head -6)
 
 out=$(mktemp)
 python3 - "$orders" "$popular" "$(bench_machine)" "$ORDERS" "$in_window" "$seed_secs" "$plan" > "$out" <<'PY'
@@ -71,7 +72,9 @@ hot menu spreads its writes over 16 rows.
 |---:|---:|---:|---:|---:|---:|---:|
 | {popular['requests']} | {popular['errors']} | {popular['perSecond']:.0f} | {popular['p50Ms']:.2f} | {popular['p99Ms']:.2f} | {popular['p999Ms']:.2f} | {popular['maxMs']:.2f} |
 
-Target: p99 under 20 ms. The query's plan (`EXPLAIN ANALYZE`, abridged):
+Target: p99 under 20 ms. Sums of hours that ended more than 5 minutes ago, and the items of the
+week-old edge hour, cannot change any more and are read once per hour; each request runs one
+statement over the live buckets and the menu rows. Its plan (`EXPLAIN ANALYZE`, abridged):
 
 ```
 {plan}
