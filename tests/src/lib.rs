@@ -191,7 +191,11 @@ pub async fn start_coffee(port: u16, env: &[(&str, String)]) -> anyhow::Result<P
 
 /// Starts `mock-collector` on a free port with extra `env`.
 pub async fn start_mock_collector(env: &[(&str, String)]) -> anyhow::Result<Process> {
-    let port = free_port();
+    start_mock_collector_on(free_port(), env).await
+}
+
+/// Starts `mock-collector` on `port` with extra `env`.
+pub async fn start_mock_collector_on(port: u16, env: &[(&str, String)]) -> anyhow::Result<Process> {
     let mut all = vec![("MOCK_COLLECTOR_ADDR", format!("127.0.0.1:{port}"))];
     all.extend(env.iter().map(|(k, v)| (*k, v.clone())));
     Process::start("mock-collector", &[], &all, port, "/health").await
@@ -209,18 +213,30 @@ impl Cluster {
     /// Starts `count` instances against `database_url` with `extra` env
     /// (overriding the defaults of [`coffee_env`]).
     pub async fn start(count: usize, database_url: &str, extra: &[(&'static str, String)]) -> anyhow::Result<Self> {
-        let namespace = coffee_test_support::RedisNamespace::new();
-        let mut instances = Vec::new();
+        let mut cluster = Self {
+            instances: Vec::new(),
+            namespace: coffee_test_support::RedisNamespace::new(),
+        };
         for _ in 0..count {
-            let port = free_port();
-            let mut env = coffee_env(port, database_url, namespace.prefix(), "http://127.0.0.1:1");
-            for (key, value) in extra {
-                env.retain(|(k, _)| k != key);
-                env.push((key, value.clone()));
-            }
-            instances.push(start_coffee(port, &env).await?);
+            cluster.add_instance(database_url, extra).await?;
         }
-        Ok(Self { instances, namespace })
+        Ok(cluster)
+    }
+
+    /// Starts one more instance sharing the cluster's database and Redis.
+    pub async fn add_instance(
+        &mut self,
+        database_url: &str,
+        extra: &[(&'static str, String)],
+    ) -> anyhow::Result<usize> {
+        let port = free_port();
+        let mut env = coffee_env(port, database_url, self.namespace.prefix(), "http://127.0.0.1:1");
+        for (key, value) in extra {
+            env.retain(|(k, _)| k != key);
+            env.push((key, value.clone()));
+        }
+        self.instances.push(start_coffee(port, &env).await?);
+        Ok(self.instances.len() - 1)
     }
 
     /// A client for instance `i`.

@@ -53,6 +53,15 @@ pub struct Config {
     /// How often each instance merges the shards of closed statistics buckets.
     pub statistics_compact_interval: Duration,
     pub collector_url: String,
+    pub collector_connect_timeout: Duration,
+    pub collector_timeout: Duration,
+    pub outbox_batch_size: u32,
+    /// How long a relay's claim holds before another relay may take it over.
+    pub outbox_lease: Duration,
+    pub outbox_retry: coffee_domain::RetryPolicy,
+    /// The longest pause between polls when there is nothing to send.
+    pub outbox_idle_poll_max: Duration,
+    pub outbox_delivered_retention: Duration,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
 }
@@ -147,6 +156,21 @@ impl Config {
             idempotency_purge_interval: Duration::from_secs(number(&get, "IDEMPOTENCY_PURGE_INTERVAL_SECS", 600)?),
             statistics_compact_interval: Duration::from_secs(number(&get, "STATISTICS_COMPACT_INTERVAL_SECS", 300)?),
             collector_url: get("COLLECTOR_URL").unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
+            collector_connect_timeout: Duration::from_millis(number(&get, "COLLECTOR_CONNECT_TIMEOUT_MS", 2_000)?),
+            collector_timeout: Duration::from_millis(number(&get, "COLLECTOR_TIMEOUT_MS", 5_000)?),
+            outbox_batch_size: number(&get, "OUTBOX_BATCH_SIZE", 50)?,
+            outbox_lease: Duration::from_millis(number(&get, "OUTBOX_LEASE_MS", 30_000)?),
+            outbox_retry: coffee_domain::RetryPolicy {
+                base: Duration::from_millis(number(&get, "OUTBOX_RETRY_BASE_MS", 1_000)?),
+                cap: Duration::from_millis(number(&get, "OUTBOX_RETRY_CAP_MS", 300_000)?),
+                max_attempts: number(&get, "OUTBOX_MAX_ATTEMPTS", 20)?,
+            },
+            outbox_idle_poll_max: Duration::from_millis(number(&get, "OUTBOX_IDLE_POLL_MAX_MS", 500)?),
+            outbox_delivered_retention: Duration::from_secs(number(
+                &get,
+                "OUTBOX_DELIVERED_RETENTION_SECS",
+                7 * 24 * 3600,
+            )?),
             log_format,
             shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
         })

@@ -18,6 +18,17 @@ enum Command {
     Serve,
     /// Create the database if it is missing, apply pending migrations, then exit.
     Migrate,
+    /// Operate the order-event outbox.
+    #[command(subcommand)]
+    Outbox(OutboxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum OutboxCommand {
+    /// Print pending / in-flight / delivered / dead counts.
+    Stats,
+    /// Put every dead-lettered event back in the queue.
+    RequeueDead,
 }
 
 #[actix_web::main]
@@ -34,6 +45,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve => serve(&config).await,
         Command::Migrate => migrate(&config).await,
+        Command::Outbox(command) => outbox(&config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -61,6 +73,26 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         tracing::info!("the database is up to date");
     } else {
         tracing::info!(count = applied.len(), versions = ?applied, "migrations applied");
+    }
+    Ok(())
+}
+
+/// Prints to stdout: the output of an operator command.
+#[allow(clippy::print_stdout)]
+async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<()> {
+    let admin = coffee_bootstrap::server::outbox_admin(config)?;
+    match command {
+        OutboxCommand::Stats => {
+            let stats = admin.stats().await?;
+            println!(
+                "pending {}\nin_flight {}\ndelivered {}\ndead {}",
+                stats.pending, stats.in_flight, stats.delivered, stats.dead
+            );
+        }
+        OutboxCommand::RequeueDead => {
+            let requeued = admin.requeue_dead().await?;
+            println!("requeued {requeued}");
+        }
     }
     Ok(())
 }

@@ -10,16 +10,17 @@ use secrecy::ExposeSecret;
 
 use coffee_application::{
     Authenticate, ChargePoints, CheckReadiness, CompactSalesStatistics, GetBalance, GetMe, GetOrder, GetPopularMenus,
-    ListMenus, ListOrders, ListPointTransactions, LogIn, LogOut, PlaceOrder, PurgeIdempotencyKeys, RefreshTokens,
-    SignUp, TokenIssuer,
+    ListMenus, ListOrders, ListPointTransactions, LogIn, LogOut, OutboxAdmin, PlaceOrder, PurgeIdempotencyKeys,
+    RefreshTokens, RelayCounters, RelayOutbox, RelaySettings, SignUp, TokenIssuer,
 };
+use coffee_collector::{CollectorClient, CollectorSettings};
 use coffee_crypto::{Argon2Hasher, JwtCodec, JwtSettings};
 use coffee_domain::{ChargeLimits, Points, TOKEN_LEEWAY};
 use coffee_http::{AppState, build_app};
 use coffee_ports::{Clock, SessionStore, SystemClock, TokenCodec};
 use coffee_postgres::{
-    PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgPointStore, PgPool, PgPoolSettings, PgPopularMenus,
-    PgProbe, PgUserRepository,
+    PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
+    PgPopularMenus, PgProbe, PgUserRepository,
 };
 use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore, RedisSettings};
 
@@ -31,6 +32,15 @@ pub struct Application {
     server: Server,
     /// Periodic housekeeping, stopped when the server stops.
     background: Vec<tokio::task::JoinHandle<()>>,
+    relay: RelayHandle,
+    shutdown_timeout: std::time::Duration,
+}
+
+/// The outbox relay task and the switch that stops it.
+struct RelayHandle {
+    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
+    counters: Arc<RelayCounters>,
 }
 
 impl std::fmt::Debug for Application {
@@ -65,6 +75,7 @@ impl Application {
 
         let state = web::Data::new(build_state(config, &pg, &redis)?);
         let background = maintenance_tasks(config, &pg);
+        let relay = start_relay(config, &pg)?;
         let listener = TcpListener::bind(&config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || build_app(state.clone()))
@@ -78,6 +89,8 @@ impl Application {
             port,
             server: server.run(),
             background,
+            relay,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -93,7 +106,89 @@ impl Application {
         for task in self.background {
             task.abort();
         }
+        // The relay finishes its current batch, gives back any claim it still
+        // holds, and stops; unsent events stay in the outbox for the others.
+        let _ = self.relay.stop.send(true);
+        if tokio::time::timeout(self.shutdown_timeout, self.relay.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the outbox relay did not stop in time; its leases will expire");
+        }
         result
+    }
+
+    /// The relay's delivered / retried / dead counters.
+    pub fn relay_counters(&self) -> Arc<RelayCounters> {
+        Arc::clone(&self.relay.counters)
+    }
+}
+
+/// The outbox's operator commands, on their own small pool.
+pub fn outbox_admin(config: &Config) -> anyhow::Result<OutboxAdmin> {
+    let pg = PgPool::new(&PgPoolSettings {
+        url: config.database_url.clone(),
+        max_size: 2,
+        acquire_timeout: config.database_acquire_timeout,
+        connect_timeout: config.database_acquire_timeout,
+        statement_timeout: config.database_statement_timeout,
+    })?;
+    Ok(OutboxAdmin::new(Arc::new(PgOutboxStore::new(pg))))
+}
+
+/// Starts this instance's outbox relay.
+fn start_relay(config: &Config, pg: &PgPool) -> anyhow::Result<RelayHandle> {
+    let collector = CollectorClient::new(&CollectorSettings {
+        base_url: config.collector_url.clone(),
+        connect_timeout: config.collector_connect_timeout,
+        request_timeout: config.collector_timeout,
+    })
+    .context("building the collector client")?;
+    let relay = RelayOutbox::new(
+        Arc::new(PgOutboxStore::new(pg.clone())),
+        Arc::new(collector),
+        RelaySettings {
+            owner: format!("coffee-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+            batch_size: config.outbox_batch_size,
+            lease: config.outbox_lease,
+            retry: config.outbox_retry,
+        },
+        Arc::new(rand::random::<f64>),
+    );
+    let counters = relay.counters();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(relay_loop(relay, stopped, config.outbox_idle_poll_max));
+    Ok(RelayHandle { task, stop, counters })
+}
+
+/// Delivers batches back to back while there is work; when there is none,
+/// waits 50 ms, doubling up to `idle_max`, so an idle outbox costs a few
+/// cheap queries per second and a new event goes out within `idle_max`.
+async fn relay_loop(relay: RelayOutbox, mut stop: tokio::sync::watch::Receiver<bool>, idle_max: std::time::Duration) {
+    const BUSY: std::time::Duration = std::time::Duration::from_millis(50);
+    let mut idle = BUSY;
+    while !*stop.borrow() {
+        match relay.run_once().await {
+            Ok(claimed) if claimed > 0 => {
+                idle = BUSY;
+                continue;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = e.describe(), "outbox relay round failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(idle) => {}
+            _ = stop.changed() => {}
+        }
+        idle = (idle * 2).min(idle_max.max(BUSY));
+    }
+    match relay.release().await {
+        Ok(0) => {}
+        Ok(released) => tracing::info!(released, "outbox claims released"),
+        Err(e) => tracing::warn!(
+            error = e.describe(),
+            "releasing outbox claims failed; their leases will expire"
+        ),
     }
 }
 

@@ -7,6 +7,9 @@
 
 use std::time::Duration;
 
+use coffee_ports::EventSink;
+use uuid::Uuid;
+
 /// How the client reaches the collector.
 #[derive(Debug, Clone)]
 pub struct CollectorSettings {
@@ -57,19 +60,30 @@ impl CollectorClient {
         })
     }
 
-    /// Sends one event body with `Idempotency-Key: <event_id>` so the collector
-    /// can deduplicate retries.
-    pub async fn send(&self, event_id: &str, body: &serde_json::Value) -> Delivery {
+    /// Sends one event body (JSON text) with `Idempotency-Key: <event_id>` so
+    /// the collector can deduplicate retries.
+    pub async fn send(&self, event_id: &str, body: &str) -> Delivery {
         let result = self
             .http
             .post(&self.events_url)
             .header("Idempotency-Key", event_id)
-            .json(body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_owned())
             .send()
             .await;
         match result {
             Ok(response) => classify(Ok(response.status())),
             Err(e) => classify(Err(&e)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl EventSink for CollectorClient {
+    async fn send(&self, event_id: Uuid, payload: &str) -> Result<(), String> {
+        match CollectorClient::send(self, &event_id.to_string(), payload).await {
+            Delivery::Delivered => Ok(()),
+            Delivery::Failed(reason) => Err(reason),
         }
     }
 }
@@ -116,15 +130,19 @@ mod tests {
         .expect("client")
     }
 
-    fn event() -> serde_json::Value {
-        serde_json::json!({ "eventId": "e-1", "type": "ORDER_PLACED" })
+    fn event() -> String {
+        serde_json::json!({ "eventId": "e-1", "type": "ORDER_PLACED" }).to_string()
     }
 
     #[tokio::test]
     async fn a_2xx_is_delivered() {
         for status in [200, 202, 204] {
             let sink = client(server(status, Duration::ZERO));
-            assert_eq!(sink.send("e-1", &event()).await, Delivery::Delivered, "{status}");
+            assert_eq!(
+                CollectorClient::send(&sink, "e-1", &event()).await,
+                Delivery::Delivered,
+                "{status}"
+            );
         }
     }
 
@@ -133,7 +151,7 @@ mod tests {
         for status in [400, 409, 500, 503] {
             let sink = client(server(status, Duration::ZERO));
             assert!(
-                matches!(sink.send("e-1", &event()).await, Delivery::Failed(_)),
+                matches!(CollectorClient::send(&sink, "e-1", &event()).await, Delivery::Failed(_)),
                 "{status}"
             );
         }
@@ -143,7 +161,7 @@ mod tests {
     async fn a_slow_collector_times_out() {
         let sink = client(server(200, Duration::from_secs(3)));
         assert_eq!(
-            sink.send("e-1", &event()).await,
+            CollectorClient::send(&sink, "e-1", &event()).await,
             Delivery::Failed("collector timed out".to_owned())
         );
     }
@@ -152,7 +170,7 @@ mod tests {
     async fn a_refused_connection_is_a_failure() {
         let sink = client("http://127.0.0.1:1".to_owned());
         assert_eq!(
-            sink.send("e-1", &event()).await,
+            CollectorClient::send(&sink, "e-1", &event()).await,
             Delivery::Failed("collector unreachable".to_owned())
         );
     }

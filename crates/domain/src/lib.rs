@@ -8,6 +8,7 @@ pub mod auth;
 pub mod idempotency;
 pub mod menu;
 pub mod order;
+pub mod outbox;
 pub mod page;
 pub mod points;
 pub mod user;
@@ -21,6 +22,7 @@ pub use order::{
     MAX_ORDER_LINES, MAX_QUANTITY, OrderDraft, OrderLine, OrderPlacedEvent, OrderPlacedItem, OrderRequest,
     OrderRequestError, PlaceOrderOutcome, PlacedOrder, PopularMenu, PricingError,
 };
+pub use outbox::{DeliveryResult, OutboxMessage, OutboxStats, RetryPolicy};
 pub use page::{Cursor, Page, PageSize};
 pub use points::{
     Charge, ChargeAmount, ChargeLimits, ChargeOutcome, PointTransaction, Points, PointsError, TransactionKind,

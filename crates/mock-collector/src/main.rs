@@ -7,7 +7,13 @@ use coffee_mock_collector::{MockConfig, run};
 
 #[actix_web::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt().compact().init();
+    tracing_subscriber::fmt()
+        .compact()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
     let config = match MockConfig::from_env() {
         Ok(config) => config,
         Err(e) => {

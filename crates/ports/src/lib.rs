@@ -12,6 +12,7 @@ pub mod error;
 pub mod health;
 pub mod menu;
 pub mod orders;
+pub mod outbox;
 pub mod points;
 
 pub use auth::{
@@ -23,4 +24,5 @@ pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;
 pub use orders::{OrderStore, PopularMenus};
+pub use outbox::{EventSink, OutboxStore};
 pub use points::{IdempotencyError, IdempotencyRecords, PointStore};

@@ -1,0 +1,44 @@
+//! The transactional outbox and the data-collection platform it feeds.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffee_domain::{DeliveryResult, OutboxMessage, OutboxStats};
+use uuid::Uuid;
+
+use crate::InfraError;
+
+/// Outbox rows, written by the order transaction (see `OrderStore`) and
+/// delivered by the relay in every instance.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    /// Claims up to `limit` due events for `lease` under the name `owner`,
+    /// skipping rows other relays hold (`FOR UPDATE SKIP LOCKED`) and taking
+    /// over claims whose lease has run out (a killed instance's).
+    async fn claim(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, InfraError>;
+
+    /// Records an attempt's result, if `owner` still holds the claim.
+    async fn record(&self, owner: &str, id: Uuid, result: DeliveryResult) -> Result<(), InfraError>;
+
+    /// Gives back every claim `owner` still holds (graceful shutdown).
+    async fn release(&self, owner: &str) -> Result<u64, InfraError>;
+
+    /// Puts every dead-lettered event back in the queue; returns how many.
+    async fn requeue_dead(&self) -> Result<u64, InfraError>;
+
+    async fn stats(&self) -> Result<OutboxStats, InfraError>;
+
+    /// Deletes delivered events older than `retention`; returns how many.
+    async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError>;
+}
+
+/// The data-collection platform.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventSink: Send + Sync {
+    /// Sends one event with `Idempotency-Key: <event_id>`. `Err` carries why
+    /// it was not accepted (timeout, connection, non-2xx status); the relay
+    /// retries.
+    async fn send(&self, event_id: Uuid, payload: &str) -> Result<(), String>;
+}

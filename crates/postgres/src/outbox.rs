@@ -1,0 +1,209 @@
+//! The order-event outbox in `outbox_events`.
+//!
+//! A claim is a lease: `locked_until` and `locked_by` are set by one
+//! `UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED)`, so relays on
+//! several instances never take the same row, and a killed relay's rows
+//! become claimable again when its lease runs out. Results are recorded only
+//! by the relay that still holds the claim.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use coffee_domain::{DeliveryResult, OutboxMessage, OutboxStats};
+use coffee_ports::{InfraError, OutboxStore};
+use diesel::QueryableByName;
+use diesel::data_types::PgInterval;
+use diesel::sql_types::{BigInt, Integer, Interval, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
+use uuid::Uuid;
+
+use crate::error;
+use crate::pool::PgPool;
+
+/// [`OutboxStore`] on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgOutboxStore {
+    pool: PgPool,
+}
+
+impl PgOutboxStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn interval(d: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = Text)]
+    payload: String,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+#[derive(QueryableByName)]
+struct StatsRow {
+    #[diesel(sql_type = BigInt)]
+    pending: i64,
+    #[diesel(sql_type = BigInt)]
+    in_flight: i64,
+    #[diesel(sql_type = BigInt)]
+    delivered: i64,
+    #[diesel(sql_type = BigInt)]
+    dead: i64,
+}
+
+const CLAIM: &str = "
+UPDATE outbox_events SET locked_until = now() + $3, locked_by = $1
+WHERE id IN (
+    SELECT id FROM outbox_events
+    WHERE status = 'PENDING' AND next_attempt_at <= now() AND (locked_until IS NULL OR locked_until < now())
+    ORDER BY next_attempt_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, event_type, payload::text AS payload, attempts";
+
+fn count(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or_default()
+}
+
+#[async_trait]
+impl OutboxStore for PgOutboxStore {
+    async fn claim(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let rows: Vec<Claimed> = diesel::sql_query(CLAIM)
+            .bind::<Text, _>(owner)
+            .bind::<BigInt, _>(i64::from(limit))
+            .bind::<Interval, _>(interval(lease))
+            .load(&mut conn)
+            .await
+            .map_err(error::from_diesel)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| OutboxMessage {
+                id: r.id,
+                event_type: r.event_type,
+                payload: r.payload,
+                attempts: u32::try_from(r.attempts).unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn record(&self, owner: &str, id: Uuid, result: DeliveryResult) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await?;
+        let recorded =
+            match result {
+                DeliveryResult::Delivered => {
+                    diesel::sql_query(
+                        "UPDATE outbox_events SET status = 'DELIVERED', delivered_at = now(), attempts = attempts + 1, \
+                     locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $1 AND locked_by = $2",
+                    )
+                    .bind::<SqlUuid, _>(id)
+                    .bind::<Text, _>(owner)
+                    .execute(&mut conn)
+                    .await
+                }
+                DeliveryResult::Retry { retry_in, error } => diesel::sql_query(
+                    "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = now() + $3, last_error = $4, \
+                     locked_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2",
+                )
+                .bind::<SqlUuid, _>(id)
+                .bind::<Text, _>(owner)
+                .bind::<Interval, _>(interval(retry_in))
+                .bind::<Text, _>(error)
+                .execute(&mut conn)
+                .await,
+                DeliveryResult::Dead { error } => {
+                    diesel::sql_query(
+                        "UPDATE outbox_events SET status = 'DEAD', attempts = attempts + 1, last_error = $3, \
+                     locked_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2",
+                    )
+                    .bind::<SqlUuid, _>(id)
+                    .bind::<Text, _>(owner)
+                    .bind::<Text, _>(error)
+                    .execute(&mut conn)
+                    .await
+                }
+            };
+        recorded.map_err(error::from_diesel)?;
+        Ok(())
+    }
+
+    async fn release(&self, owner: &str) -> Result<u64, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let released = diesel::sql_query(
+            "UPDATE outbox_events SET locked_until = NULL, locked_by = NULL WHERE locked_by = $1 AND status = 'PENDING'",
+        )
+        .bind::<Text, _>(owner)
+        .execute(&mut conn)
+        .await
+        .map_err(error::from_diesel)?;
+        Ok(released as u64)
+    }
+
+    async fn requeue_dead(&self) -> Result<u64, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let requeued = diesel::sql_query(
+            "UPDATE outbox_events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), \
+             locked_until = NULL, locked_by = NULL WHERE status = 'DEAD'",
+        )
+        .execute(&mut conn)
+        .await
+        .map_err(error::from_diesel)?;
+        Ok(requeued as u64)
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let row: StatsRow = diesel::sql_query(
+            "SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending, \
+                    count(*) FILTER (WHERE status = 'PENDING' AND locked_until > now()) AS in_flight, \
+                    count(*) FILTER (WHERE status = 'DELIVERED') AS delivered, \
+                    count(*) FILTER (WHERE status = 'DEAD') AS dead \
+             FROM outbox_events",
+        )
+        .get_result(&mut conn)
+        .await
+        .map_err(error::from_diesel)?;
+        Ok(OutboxStats {
+            pending: count(row.pending),
+            in_flight: count(row.in_flight),
+            delivered: count(row.delivered),
+            dead: count(row.dead),
+        })
+    }
+
+    async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let mut total = 0;
+        loop {
+            let batch: Count = diesel::sql_query(
+                "WITH gone AS (DELETE FROM outbox_events WHERE id IN \
+                 (SELECT id FROM outbox_events WHERE status = 'DELIVERED' AND delivered_at < now() - $1 LIMIT 5000) \
+                 RETURNING 1) SELECT count(*) AS n FROM gone",
+            )
+            .bind::<Interval, _>(interval(retention))
+            .get_result(&mut conn)
+            .await
+            .map_err(error::from_diesel)?;
+            total += count(batch.n);
+            if batch.n < 5000 {
+                return Ok(total);
+            }
+        }
+    }
+}
