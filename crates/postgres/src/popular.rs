@@ -20,17 +20,19 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffee_domain::{Menu, MenuId, MenuName, Points, PopularMenu};
+use coffee_domain::{Menu, PopularMenu};
 use coffee_ports::{InfraError, PopularMenus};
-use diesel::QueryableByName;
-use diesel::sql_types::{BigInt, Integer, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error;
+use crate::menus::MenuRow;
 use crate::orders::hour_of;
 use crate::pool::PgPool;
+use crate::schema::{menu_sales_hourly, menus};
 
 /// The ranking's window.
 pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -39,16 +41,6 @@ pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// order transaction can take (lock waits and statement timeouts included)
 /// plus clock skew between instances, with a wide margin.
 pub const SETTLE: Duration = Duration::from_secs(5 * 60);
-
-/// Every menu with its sums over buckets from `$1` on (the live part).
-const LIVE: &str = "
-SELECT m.id, m.name, m.price,
-       COALESCE(l.quantity, 0)::bigint AS quantity, COALESCE(l.order_count, 0)::bigint AS order_count
-FROM menus m
-LEFT JOIN (
-    SELECT menu_id, SUM(quantity) AS quantity, SUM(order_count) AS order_count
-    FROM menu_sales_hourly WHERE bucket_start >= $1 GROUP BY menu_id
-) l ON l.menu_id = m.id";
 
 /// Per-menu sums over buckets in `[$1, $2)` (a settled range).
 const SETTLED: &str = "
@@ -108,20 +100,6 @@ impl PgPopularMenus {
             edge: Arc::default(),
         }
     }
-}
-
-#[derive(QueryableByName)]
-struct LiveRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = Text)]
-    name: String,
-    #[diesel(sql_type = BigInt)]
-    price: i64,
-    #[diesel(sql_type = BigInt)]
-    quantity: i64,
-    #[diesel(sql_type = BigInt)]
-    order_count: i64,
 }
 
 #[derive(QueryableByName)]
@@ -237,26 +215,35 @@ impl PopularMenus for PgPopularMenus {
         let mut conn = self.pool.get().await?;
         let mut totals = self.settled_sums(&mut conn, first_full, settled_end).await?;
         self.add_edge(&mut conn, lo, first_full, &mut totals).await?;
-        let live: Vec<LiveRow> = diesel::sql_query(LIVE)
-            .bind::<Timestamptz, _>(settled_end)
+        // Two small statements diesel prepares once per connection: the live
+        // buckets (a few hundred rows at most) and the current menu rows.
+        let live: Vec<(Uuid, i64, i64)> = menu_sales_hourly::table
+            .filter(menu_sales_hourly::bucket_start.ge(settled_end))
+            .select((
+                menu_sales_hourly::menu_id,
+                menu_sales_hourly::quantity,
+                menu_sales_hourly::order_count,
+            ))
+            .load(&mut conn)
+            .await
+            .map_err(error::from_diesel)?;
+        for (menu_id, quantity, order_count) in live {
+            let entry = totals.entry(menu_id).or_default();
+            entry.0 += quantity;
+            entry.1 += order_count;
+        }
+        let menu_rows: Vec<MenuRow> = menus::table
+            .select(MenuRow::as_select())
             .load(&mut conn)
             .await
             .map_err(error::from_diesel)?;
 
         let mut ranked = Vec::new();
-        for row in live {
-            let (quantity, order_count) = totals.get(&row.id).copied().unwrap_or_default();
-            let (quantity, order_count) = (quantity + row.quantity, order_count + row.order_count);
-            if quantity == 0 {
+        for row in menu_rows {
+            let Some(&(quantity, order_count)) = totals.get(&row.id).filter(|(q, _)| *q > 0) else {
                 continue;
-            }
-            let invalid = |e: String| InfraError::Unexpected(anyhow::anyhow!("menu {} is invalid: {e}", row.id));
-            let menu = Menu {
-                id: MenuId::from_uuid(row.id),
-                name: MenuName::parse(&row.name).map_err(|e| invalid(e.to_string()))?,
-                price: Points::new(row.price).map_err(|e| invalid(e.to_string()))?,
             };
-            ranked.push((menu, quantity, order_count));
+            ranked.push((Menu::try_from(row)?, quantity, order_count));
         }
         // Cups, then orders (both descending), then name (by bytes), then id.
         ranked.sort_by(|a, b| {
