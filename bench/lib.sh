@@ -5,6 +5,11 @@
 bench_start_server() { # db port [extra env...]
   local db=$1 port=$2; shift 2
   export BENCH_DB=$db BENCH_PORT=$port
+  # The collector the relay delivers order events to, as in production: without
+  # one the relay would retry every event in the background and skew figures.
+  MOCK_COLLECTOR_ADDR=127.0.0.1:$((port + 1000)) RUST_LOG=warn target/release/mock-collector &
+  BENCH_COLLECTOR=$!
+  export COLLECTOR_URL=http://127.0.0.1:$((port + 1000))
   export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
   export BIND_ADDR=127.0.0.1:$port REDIS_KEY_PREFIX="coffee-bench-$$:" RUST_LOG=warn APP_ENV=development
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
@@ -18,7 +23,7 @@ bench_start_server() { # db port [extra env...]
 }
 
 bench_stop() {
-  kill "$BENCH_SERVER" 2>/dev/null
+  kill "$BENCH_SERVER" "$BENCH_COLLECTOR" 2>/dev/null
   wait "$BENCH_SERVER" 2>/dev/null
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $BENCH_DB WITH (FORCE)" >/dev/null 2>&1
   redis-cli --scan --pattern "coffee-bench-$$:*" | xargs -r redis-cli del >/dev/null

@@ -8,7 +8,7 @@ scripts/services.sh ensure >/dev/null
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-cargo build --release -q --bin coffee -p coffee-bootstrap
+cargo build --release -q --bin coffee -p coffee-bootstrap --bin mock-collector -p coffee-mock-collector
 cargo build --release -q -p coffee-bench --bin login_storm
 
 bench_start_server coffee_bench_login 18080

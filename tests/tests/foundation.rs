@@ -89,6 +89,28 @@ async fn bad_requests_get_problem_json_from_the_binary() {
     let problem: Value = oversized.json().await.expect("problem");
     assert_eq!(problem["code"], "PAYLOAD_TOO_LARGE");
 
+    let malformed = client
+        .post(format!("{}/auth/login", server.base_url))
+        .header("content-type", "application/json")
+        .body("{\"email\": ")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(malformed.status(), 400);
+    let problem: Value = malformed.json().await.expect("problem");
+    assert_eq!(problem["code"], "MALFORMED_REQUEST");
+
+    let not_json = client
+        .post(format!("{}/auth/login", server.base_url))
+        .header("content-type", "text/plain")
+        .body("email=a")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(not_json.status(), 415);
+    let problem: Value = not_json.json().await.expect("problem");
+    assert_eq!(problem["code"], "UNSUPPORTED_MEDIA_TYPE");
+
     let wrong_method = client
         .put(format!("{}/menus", server.base_url))
         .send()

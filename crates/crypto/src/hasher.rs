@@ -157,6 +157,6 @@ mod tests {
             dummy = dummy.min(started.elapsed());
         }
         let ratio = dummy.as_secs_f64() / real.as_secs_f64();
-        assert!((0.5..2.0).contains(&ratio), "real {real:?} vs dummy {dummy:?}");
+        assert!((0.4..2.5).contains(&ratio), "real {real:?} vs dummy {dummy:?}");
     }
 }
