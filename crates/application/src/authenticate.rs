@@ -20,16 +20,10 @@ pub enum AuthenticateError {
 /// Verifies signature, expiry and kind, then asks the shared store whether
 /// the token or its session has been revoked (so a logout on one instance is
 /// honoured by all).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Authenticate {
     codec: Arc<dyn TokenCodec>,
     sessions: Arc<dyn SessionStore>,
-}
-
-impl std::fmt::Debug for Authenticate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticate").finish_non_exhaustive()
-    }
 }
 
 impl Authenticate {

@@ -47,18 +47,10 @@ impl From<IdempotencyError> for ChargeError {
 
 /// Validates, fingerprints and hands the charge to the store, which applies
 /// it atomically with its ledger row and idempotency record.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ChargePoints {
     points: Arc<dyn PointStore>,
     limits: ChargeLimits,
-}
-
-impl std::fmt::Debug for ChargePoints {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChargePoints")
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ChargePoints {

@@ -6,16 +6,9 @@ use coffee_ports::DependencyProbe;
 use futures_util::future::join_all;
 
 /// Checks every dependency the service needs, all at once.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CheckReadiness {
     probes: Vec<Arc<dyn DependencyProbe>>,
-}
-
-impl std::fmt::Debug for CheckReadiness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<_> = self.probes.iter().map(|p| p.name()).collect();
-        f.debug_struct("CheckReadiness").field("probes", &names).finish()
-    }
 }
 
 /// The outcome of one dependency's check.

@@ -16,15 +16,9 @@ pub enum GetMeError {
 }
 
 /// Loads the authenticated user.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GetMe {
     users: Arc<dyn UserRepository>,
-}
-
-impl std::fmt::Debug for GetMe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetMe").finish_non_exhaustive()
-    }
 }
 
 impl GetMe {

@@ -6,15 +6,9 @@ use coffee_domain::Menu;
 use coffee_ports::{InfraError, MenuRepository};
 
 /// Lists every menu item, ordered by name.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ListMenus {
     menus: Arc<dyn MenuRepository>,
-}
-
-impl std::fmt::Debug for ListMenus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListMenus").finish_non_exhaustive()
-    }
 }
 
 /// Why the menu could not be listed.

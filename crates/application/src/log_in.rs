@@ -38,19 +38,13 @@ pub enum LogInError {
 }
 
 /// Checks the throttle, then the password, then opens a session.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LogIn {
     users: Arc<dyn UserRepository>,
     hasher: Arc<dyn PasswordHasher>,
     throttle: Arc<dyn LoginThrottle>,
     sessions: Arc<dyn SessionStore>,
     issuer: TokenIssuer,
-}
-
-impl std::fmt::Debug for LogIn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogIn").finish_non_exhaustive()
-    }
 }
 
 impl LogIn {

@@ -15,17 +15,11 @@ pub enum LogOutError {
 /// Blacklists the caller's access token until it would have expired (plus the
 /// leeway) and ends its session, which kills the session's refresh token and
 /// every other access token of it, on every instance.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LogOut {
     codec: Arc<dyn TokenCodec>,
     sessions: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for LogOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogOut").finish_non_exhaustive()
-    }
 }
 
 impl LogOut {

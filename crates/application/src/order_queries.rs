@@ -17,15 +17,9 @@ pub enum OrderQueryError {
 }
 
 /// One of the caller's orders.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GetOrder {
     orders: Arc<dyn OrderStore>,
-}
-
-impl std::fmt::Debug for GetOrder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetOrder").finish_non_exhaustive()
-    }
 }
 
 impl GetOrder {
@@ -42,15 +36,9 @@ impl GetOrder {
 }
 
 /// The caller's orders, newest first.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ListOrders {
     orders: Arc<dyn OrderStore>,
-}
-
-impl std::fmt::Debug for ListOrders {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListOrders").finish_non_exhaustive()
-    }
 }
 
 impl ListOrders {

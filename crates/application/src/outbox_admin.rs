@@ -8,15 +8,9 @@ use coffee_domain::OutboxStats;
 use coffee_ports::{InfraError, OutboxStore};
 
 /// Operator commands and housekeeping on the outbox.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct OutboxAdmin {
     outbox: Arc<dyn OutboxStore>,
-}
-
-impl std::fmt::Debug for OutboxAdmin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OutboxAdmin").finish_non_exhaustive()
-    }
 }
 
 impl OutboxAdmin {

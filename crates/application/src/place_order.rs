@@ -43,16 +43,10 @@ impl From<IdempotencyError> for PlaceOrderError {
 
 /// Validates the request in the domain, fingerprints its canonical form and
 /// hands it to the store, which prices and pays for it atomically.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PlaceOrder {
     orders: Arc<dyn OrderStore>,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for PlaceOrder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlaceOrder").finish_non_exhaustive()
-    }
 }
 
 impl PlaceOrder {

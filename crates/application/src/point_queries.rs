@@ -25,15 +25,9 @@ fn own_account(caller: &Principal, user: UserId) -> Result<(), PointQueryError> 
 }
 
 /// The caller's balance.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GetBalance {
     points: Arc<dyn PointStore>,
-}
-
-impl std::fmt::Debug for GetBalance {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetBalance").finish_non_exhaustive()
-    }
 }
 
 impl GetBalance {
@@ -48,15 +42,9 @@ impl GetBalance {
 }
 
 /// The caller's ledger, newest first, a page at a time.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ListPointTransactions {
     points: Arc<dyn PointStore>,
-}
-
-impl std::fmt::Debug for ListPointTransactions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ListPointTransactions").finish_non_exhaustive()
-    }
 }
 
 impl ListPointTransactions {

@@ -10,16 +10,10 @@ use coffee_ports::{Clock, InfraError, PopularMenus};
 pub const POPULAR_LIMIT: u32 = 3;
 
 /// The top 3 menus of the last 7 days, as of now.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct GetPopularMenus {
     popular: Arc<dyn PopularMenus>,
     clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for GetPopularMenus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GetPopularMenus").finish_non_exhaustive()
-    }
 }
 
 impl GetPopularMenus {
@@ -34,19 +28,11 @@ impl GetPopularMenus {
 
 /// Merges the write shards of statistics buckets that closed more than
 /// `grace` ago, so the ranking sums few rows however busy the week was.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct CompactSalesStatistics {
     popular: Arc<dyn PopularMenus>,
     clock: Arc<dyn Clock>,
     grace: Duration,
-}
-
-impl std::fmt::Debug for CompactSalesStatistics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompactSalesStatistics")
-            .field("grace", &self.grace)
-            .finish_non_exhaustive()
-    }
 }
 
 impl CompactSalesStatistics {

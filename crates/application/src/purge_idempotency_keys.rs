@@ -7,18 +7,10 @@ use coffee_ports::{IdempotencyRecords, InfraError};
 
 /// Run periodically by every instance; deleting is idempotent, so several
 /// instances doing it at once is harmless.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct PurgeIdempotencyKeys {
     records: Arc<dyn IdempotencyRecords>,
     retention: Duration,
-}
-
-impl std::fmt::Debug for PurgeIdempotencyKeys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PurgeIdempotencyKeys")
-            .field("retention", &self.retention)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PurgeIdempotencyKeys {

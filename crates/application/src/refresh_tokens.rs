@@ -24,16 +24,10 @@ pub enum RefreshError {
 }
 
 /// Rotates the session's refresh token atomically in the shared store.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct RefreshTokens {
     sessions: Arc<dyn SessionStore>,
     issuer: TokenIssuer,
-}
-
-impl std::fmt::Debug for RefreshTokens {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshTokens").finish_non_exhaustive()
-    }
 }
 
 impl RefreshTokens {

@@ -24,16 +24,10 @@ pub enum SignUpError {
 }
 
 /// Hashes the password and stores the user with a zero balance.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SignUp {
     users: Arc<dyn UserRepository>,
     hasher: Arc<dyn PasswordHasher>,
-}
-
-impl std::fmt::Debug for SignUp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignUp").finish_non_exhaustive()
-    }
 }
 
 impl SignUp {

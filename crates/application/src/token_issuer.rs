@@ -8,21 +8,12 @@ use coffee_ports::{Clock, InfraError, TokenCodec};
 use uuid::Uuid;
 
 /// Issues access and refresh tokens with the configured lifetimes.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct TokenIssuer {
     codec: Arc<dyn TokenCodec>,
     clock: Arc<dyn Clock>,
     access_ttl: Duration,
     refresh_ttl: Duration,
-}
-
-impl std::fmt::Debug for TokenIssuer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenIssuer")
-            .field("access_ttl", &self.access_ttl)
-            .field("refresh_ttl", &self.refresh_ttl)
-            .finish_non_exhaustive()
-    }
 }
 
 impl TokenIssuer {

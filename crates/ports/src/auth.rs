@@ -40,7 +40,7 @@ pub enum CreateUserError {
 /// Where accounts live.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait UserRepository: Send + Sync {
+pub trait UserRepository: Send + Sync + std::fmt::Debug {
     /// Creates the user with a zero balance.
     /// Errors: `EmailTaken` when the email exists; `Infra` otherwise.
     async fn create(&self, user: NewUser) -> Result<User, CreateUserError>;
@@ -56,7 +56,7 @@ pub trait UserRepository: Send + Sync {
 /// runtime (the work runs on a bounded blocking pool).
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait PasswordHasher: Send + Sync {
+pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
     async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError>;
 
     /// Whether `password` matches `hash`. A malformed hash is `Unexpected`.
@@ -80,7 +80,7 @@ pub enum TokenError {
 
 /// Signs and checks tokens. Pure CPU work, so synchronous.
 #[cfg_attr(feature = "mock", mockall::automock)]
-pub trait TokenCodec: Send + Sync {
+pub trait TokenCodec: Send + Sync + std::fmt::Debug {
     fn encode(&self, claims: &TokenClaims) -> Result<String, InfraError>;
 
     /// Checks signature, algorithm, issuer, audience, expiry (with a few
@@ -114,7 +114,7 @@ pub enum Rotation {
 /// Sessions and revocations shared by every API instance.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait SessionStore: Send + Sync {
+pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn create(&self, session: NewSession) -> Result<(), InfraError>;
 
     /// Atomically: if `presented` is the session's current refresh token,
@@ -153,7 +153,7 @@ pub enum LoginAttempt {
 /// Counts login attempts per account, across every instance.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait LoginThrottle: Send + Sync {
+pub trait LoginThrottle: Send + Sync + std::fmt::Debug {
     /// Counts one attempt for `email` (normalised) and says whether it may
     /// proceed. Counting before the password is checked means a burst of
     /// concurrent guesses cannot slip past the limit.

@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 /// Tells the current time.
 #[cfg_attr(feature = "mock", mockall::automock)]
-pub trait Clock: Send + Sync {
+pub trait Clock: Send + Sync + std::fmt::Debug {
     fn now(&self) -> OffsetDateTime;
 }
 

@@ -7,7 +7,7 @@ use crate::InfraError;
 /// One dependency the service needs, checked by the readiness endpoint.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait DependencyProbe: Send + Sync {
+pub trait DependencyProbe: Send + Sync + std::fmt::Debug {
     /// The dependency's technology-neutral name, as shown in the readiness
     /// report ("database", "cache").
     fn name(&self) -> &'static str;

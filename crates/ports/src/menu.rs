@@ -8,7 +8,7 @@ use crate::InfraError;
 /// Where the menu lives.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait MenuRepository: Send + Sync {
+pub trait MenuRepository: Send + Sync + std::fmt::Debug {
     /// Every menu item, ordered by name (ascending, by the database's collation
     /// of the name and then by id, so the order is total and stable).
     ///

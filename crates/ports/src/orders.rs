@@ -13,7 +13,7 @@ use crate::{IdempotencyError, InfraError};
 /// Where orders are placed and kept.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait OrderStore: Send + Sync {
+pub trait OrderStore: Send + Sync + std::fmt::Debug {
     /// In one transaction: claims the idempotency key, prices the request at
     /// the current menu prices, deducts the total only if the balance covers
     /// it (no read-modify-write), and writes the order, its items, the
@@ -38,7 +38,7 @@ pub trait OrderStore: Send + Sync {
 /// The popular-menu ranking over committed orders.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait PopularMenus: Send + Sync {
+pub trait PopularMenus: Send + Sync + std::fmt::Debug {
     /// The top `limit` menus by cups ordered in `(now - 7 days, now]`, ties
     /// broken by order count (descending) then name (ascending); exact, and
     /// read from the primary so an acknowledged order is always counted.

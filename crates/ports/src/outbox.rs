@@ -12,7 +12,7 @@ use crate::InfraError;
 /// delivered by the relay in every instance.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait OutboxStore: Send + Sync {
+pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Claims up to `limit` due events for `lease` under the name `owner`,
     /// skipping rows other relays hold (`FOR UPDATE SKIP LOCKED`) and taking
     /// over claims whose lease has run out (a killed instance's).
@@ -36,7 +36,7 @@ pub trait OutboxStore: Send + Sync {
 /// The data-collection platform.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait EventSink: Send + Sync {
+pub trait EventSink: Send + Sync + std::fmt::Debug {
     /// Sends one event with `Idempotency-Key: <event_id>`. `Err` carries why
     /// it was not accepted (timeout, connection, non-2xx status); the relay
     /// retries.

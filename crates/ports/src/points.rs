@@ -28,7 +28,7 @@ pub enum IdempotencyError {
 /// so `point = sum(ADD) - sum(DEDUCT) >= 0` holds at every moment.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait PointStore: Send + Sync {
+pub trait PointStore: Send + Sync + std::fmt::Debug {
     /// Adds `amount` to the user's balance unless that would pass
     /// `limits.max_balance`, atomically with the `ADD` ledger row and the
     /// idempotency record of `context`. A repeated context replays the first
@@ -56,7 +56,7 @@ pub trait PointStore: Send + Sync {
 /// Housekeeping of stored idempotency records.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
-pub trait IdempotencyRecords: Send + Sync {
+pub trait IdempotencyRecords: Send + Sync + std::fmt::Debug {
     /// Deletes records older than `retention`; returns how many went.
     async fn purge_older_than(&self, retention: Duration) -> Result<u64, InfraError>;
 }
