@@ -22,6 +22,11 @@ impl OutboxAdmin {
         self.outbox.stats().await
     }
 
+    /// Pending and dead counts, cheap enough for metrics sampling.
+    pub async fn backlog(&self) -> Result<(u64, u64), InfraError> {
+        self.outbox.backlog().await
+    }
+
     /// Puts dead-lettered events back in the queue with a fresh attempt count.
     pub async fn requeue_dead(&self) -> Result<u64, InfraError> {
         let requeued = self.outbox.requeue_dead().await?;

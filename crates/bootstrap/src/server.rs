@@ -73,9 +73,17 @@ impl Application {
         })
         .context("building the Redis pool")?;
 
-        let state = web::Data::new(build_state(config, &pg, &redis)?);
-        let background = maintenance_tasks(config, &pg);
+        let metrics = crate::telemetry::metrics_handle()?;
+        let state = web::Data::new(build_state(config, &pg, &redis, metrics.clone())?);
         let relay = start_relay(config, &pg)?;
+        let mut background = maintenance_tasks(config, &pg);
+        background.push(tokio::spawn(sample_gauges(
+            pg.clone(),
+            redis.clone(),
+            OutboxAdmin::new(Arc::new(PgOutboxStore::new(pg.clone()))),
+            Arc::clone(&relay.counters),
+            metrics,
+        )));
         let listener = TcpListener::bind(&config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
         let mut server = HttpServer::new(move || build_app(state.clone()))
@@ -192,6 +200,39 @@ async fn relay_loop(relay: RelayOutbox, mut stop: tokio::sync::watch::Receiver<b
     }
 }
 
+/// Every 5 seconds: connection-pool usage, the outbox backlog and this
+/// relay's totals as metrics, and the recorder's upkeep.
+async fn sample_gauges(
+    pg: PgPool,
+    redis: RedisPool,
+    outbox: OutboxAdmin,
+    relay: Arc<RelayCounters>,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) {
+    use std::sync::atomic::Ordering;
+    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        ticker.tick().await;
+        let (pg_used, pg_size) = pg.usage();
+        let (redis_used, redis_size) = redis.usage();
+        metrics::gauge!("coffee_pool_connections_in_use", "pool" => "postgres").set(pg_used as f64);
+        metrics::gauge!("coffee_pool_connections_max", "pool" => "postgres").set(pg_size as f64);
+        metrics::gauge!("coffee_pool_connections_in_use", "pool" => "redis").set(redis_used as f64);
+        metrics::gauge!("coffee_pool_connections_max", "pool" => "redis").set(redis_size as f64);
+        metrics::counter!("coffee_outbox_delivered_total").absolute(relay.delivered.load(Ordering::Relaxed));
+        metrics::counter!("coffee_outbox_retried_total").absolute(relay.retried.load(Ordering::Relaxed));
+        metrics::counter!("coffee_outbox_dead_lettered_total").absolute(relay.dead.load(Ordering::Relaxed));
+        match outbox.backlog().await {
+            Ok((pending, dead)) => {
+                metrics::gauge!("coffee_outbox_pending").set(pending as f64);
+                metrics::gauge!("coffee_outbox_dead").set(dead as f64);
+            }
+            Err(e) => tracing::debug!(error = e.describe(), "sampling the outbox backlog failed"),
+        }
+        handle.run_upkeep();
+    }
+}
+
 /// Housekeeping every instance runs; each job is safe to run concurrently
 /// on several instances, and a failure is logged and retried next tick.
 fn maintenance_tasks(config: &Config, pg: &PgPool) -> Vec<tokio::task::JoinHandle<()>> {
@@ -241,7 +282,12 @@ where
 }
 
 /// Every use case, wired to its adapters.
-fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Result<AppState> {
+fn build_state(
+    config: &Config,
+    pg: &PgPool,
+    redis: &RedisPool,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+) -> anyhow::Result<AppState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let codec: Arc<dyn TokenCodec> = Arc::new(
         JwtCodec::new(&JwtSettings {
@@ -287,6 +333,7 @@ fn build_state(config: &Config, pg: &PgPool, redis: &RedisPool) -> anyhow::Resul
         get_order: GetOrder::new(orders.clone()),
         list_orders: ListOrders::new(orders),
         get_popular_menus: GetPopularMenus::new(Arc::new(PgPopularMenus::new(pg.clone())), clock.clone()),
+        metrics,
     })
 }
 

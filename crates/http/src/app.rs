@@ -34,6 +34,8 @@ pub struct AppState {
     pub get_order: GetOrder,
     pub list_orders: ListOrders,
     pub get_popular_menus: GetPopularMenus,
+    /// Renders `GET /metrics`.
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 /// Registers every route. Kept separate from [`build_app`] so tests can see
@@ -56,7 +58,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/users/{userId}/points").route(web::get().to(points::balance)))
         .service(web::resource("/users/{userId}/points/transactions").route(web::get().to(points::transactions)))
         .service(web::resource("/health/live").route(web::get().to(health::live)))
-        .service(web::resource("/health/ready").route(web::get().to(health::ready)));
+        .service(web::resource("/health/ready").route(web::get().to(health::ready)))
+        .service(web::resource("/metrics").route(web::get().to(crate::metrics::render)));
 }
 
 /// The whole application, as served by `coffee serve` and by tests.

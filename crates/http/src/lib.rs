@@ -14,6 +14,7 @@ pub mod auth;
 pub mod extract;
 pub mod idempotency;
 pub mod json_time;
+pub mod metrics;
 pub mod middleware;
 pub mod pagination;
 pub mod problem;

@@ -95,8 +95,16 @@ impl RootSpanBuilder for CoffeeRootSpan {
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         let (status, latency_ms) = match outcome {
             Ok(response) => {
-                let started = response.request().extensions().get::<RequestStart>().copied();
+                let request = response.request();
+                let started = request.extensions().get::<RequestStart>().copied();
                 let latency = started.map(|s| s.0.elapsed().as_secs_f64() * 1000.0);
+                let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                crate::metrics::record_request(
+                    request.method().as_str(),
+                    &route,
+                    response.status().as_u16(),
+                    latency.unwrap_or_default() / 1000.0,
+                );
                 (response.status(), latency)
             }
             Err(error) => (error.as_response_error().status_code(), None),

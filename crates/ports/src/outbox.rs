@@ -27,7 +27,12 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     /// Puts every dead-lettered event back in the queue; returns how many.
     async fn requeue_dead(&self) -> Result<u64, InfraError>;
 
+    /// Every count, delivered ones included (a full scan: for operators).
     async fn stats(&self) -> Result<OutboxStats, InfraError>;
+
+    /// Pending and dead counts only, from their partial indexes: cheap enough
+    /// to sample every few seconds for metrics.
+    async fn backlog(&self) -> Result<(u64, u64), InfraError>;
 
     /// Deletes delivered events older than `retention`; returns how many.
     async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError>;

@@ -187,6 +187,25 @@ impl OutboxStore for PgOutboxStore {
         })
     }
 
+    async fn backlog(&self) -> Result<(u64, u64), InfraError> {
+        #[derive(QueryableByName)]
+        struct Backlog {
+            #[diesel(sql_type = BigInt)]
+            pending: i64,
+            #[diesel(sql_type = BigInt)]
+            dead: i64,
+        }
+        let mut conn = self.pool.get().await?;
+        let row: Backlog = diesel::sql_query(
+            "SELECT (SELECT count(*) FROM outbox_events WHERE status = 'PENDING') AS pending, \
+                    (SELECT count(*) FROM outbox_events WHERE status = 'DEAD') AS dead",
+        )
+        .get_result(&mut conn)
+        .await
+        .map_err(error::from_diesel)?;
+        Ok((count(row.pending), count(row.dead)))
+    }
+
     async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError> {
         let mut conn = self.pool.get().await?;
         let mut total = 0;

@@ -202,7 +202,15 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Res
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }
-    let pair = state.log_in.execute(LogInCommand { email, password }).await?;
+    let pair = state
+        .log_in
+        .execute(LogInCommand { email, password })
+        .await
+        .inspect_err(|e| match e {
+            LogInError::InvalidCredentials => metrics::counter!(crate::metrics::LOGIN_FAILURES).increment(1),
+            LogInError::TooManyAttempts { .. } => metrics::counter!(crate::metrics::LOGINS_THROTTLED).increment(1),
+            LogInError::Infra(_) => {}
+        })?;
     Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
 }
 

@@ -133,8 +133,14 @@ pub async fn place(
         key: key.0,
     };
     let outcome = state.place_order.execute(&caller.0, command).await?;
+    if outcome.is_replayed() {
+        crate::metrics::record_replay("orders.place");
+    }
     match outcome.as_inner() {
         PlaceOrderOutcome::Placed(order) => {
+            if !outcome.is_replayed() {
+                metrics::counter!(crate::metrics::ORDERS_PLACED).increment(1);
+            }
             let mut response = HttpResponse::Created().json(OrderResponse::from(order.clone()));
             mark_replayed(&outcome, &mut response);
             Ok(response)

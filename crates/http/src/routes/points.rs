@@ -134,8 +134,16 @@ pub async fn charge(
         key: key.0,
     };
     let outcome = state.charge_points.execute(&caller.0, command).await?;
+    if outcome.is_replayed() {
+        crate::metrics::record_replay("points.charge");
+    }
     match outcome.as_inner() {
         ChargeOutcome::Charged(charge) => {
+            if !outcome.is_replayed() {
+                metrics::counter!(crate::metrics::CHARGES).increment(1);
+                metrics::counter!(crate::metrics::POINTS_CHARGED)
+                    .increment(u64::try_from(charge.amount.value()).unwrap_or_default());
+            }
             let mut response = HttpResponse::Ok().json(ChargeResponse::from(charge.clone()));
             mark_replayed(&outcome, &mut response);
             Ok(response)

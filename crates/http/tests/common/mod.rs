@@ -96,6 +96,9 @@ impl Fakes {
             get_order: GetOrder::new(orders.clone()),
             list_orders: ListOrders::new(orders),
             get_popular_menus: GetPopularMenus::new(Arc::new(self.popular), clock.clone()),
+            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                .build_recorder()
+                .handle(),
         })
     }
 }

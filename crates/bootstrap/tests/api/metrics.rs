@@ -1,0 +1,146 @@
+//! `GET /metrics` exposes the figures the operations issue asks for, and they
+//! move when the corresponding things happen.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, spawn_app};
+
+/// Sum of every sample of `name` whose labels contain all of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter(|line| labels.iter().all(|l| line.contains(l)))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn metrics(app: &TestApp) -> String {
+    let response = app.get("/metrics").await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/plain"),
+        "Prometheus text format"
+    );
+    response.text().await.expect("text")
+}
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, key: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = app.client.post(format!("{}{path}", app.address)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    request.send().await.expect("sent")
+}
+
+#[tokio::test]
+async fn request_and_business_metrics_move_when_things_happen() {
+    let app = spawn_app().await;
+    let before = metrics(&app).await;
+
+    assert_eq!(app.get_menus().await.status(), 200);
+    let email = format!("m-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "correct horse battery staple";
+    let user: Value = post(
+        &app,
+        "/auth/signup",
+        None,
+        None,
+        json!({"email": email, "password": password, "name": "M"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("user");
+    let id = user["id"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(
+        post(
+            &app,
+            "/auth/login",
+            None,
+            None,
+            json!({"email": email, "password": "wrong!"})
+        )
+        .await
+        .status(),
+        401
+    );
+    let pair: Value = post(
+        &app,
+        "/auth/login",
+        None,
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+    .json()
+    .await
+    .expect("pair");
+    let token = pair["accessToken"].as_str().unwrap_or_default().to_owned();
+    let charge = json!({"amount": 10_000});
+    let path = format!("/users/{id}/points/charge");
+    assert_eq!(
+        post(&app, &path, Some(&token), Some("c1"), charge.clone())
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(post(&app, &path, Some(&token), Some("c1"), charge).await.status(), 200);
+    let order = json!({"items": [{"menuId": "0192f0a0-0000-7000-8000-000000000001", "quantity": 1}]});
+    assert_eq!(
+        post(&app, "/orders", Some(&token), Some("o1"), order).await.status(),
+        201
+    );
+
+    let after = metrics(&app).await;
+    let grew = |name: &str, labels: &[&str], by: f64| {
+        let delta = sample(&after, name, labels) - sample(&before, name, labels);
+        assert!(
+            delta >= by,
+            "{name}{labels:?} grew by {delta}, expected at least {by}\n{after}"
+        );
+    };
+    grew(
+        "http_requests_total",
+        &["route=\"/menus\"", "status=\"200\"", "method=\"GET\""],
+        1.0,
+    );
+    grew("http_requests_total", &["route=\"/users/{userId}/points/charge\""], 2.0);
+    grew("http_request_duration_seconds_count", &["route=\"/orders\""], 1.0);
+    grew("coffee_login_failures_total", &[], 1.0);
+    grew("coffee_charges_total", &[], 1.0);
+    grew("coffee_points_charged_total", &[], 10_000.0);
+    grew("coffee_orders_placed_total", &[], 1.0);
+    grew("coffee_idempotent_replays_total", &["endpoint=\"points.charge\""], 1.0);
+    assert!(!after.contains(&id), "raw paths never become labels");
+}
+
+#[tokio::test]
+async fn pool_and_outbox_gauges_are_exported() {
+    let app = spawn_app().await;
+    // The sampler runs every 5 seconds, first at start-up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    loop {
+        let text = metrics(&app).await;
+        let present = [
+            "coffee_pool_connections_max",
+            "coffee_outbox_pending",
+            "coffee_outbox_dead",
+            "coffee_outbox_delivered_total",
+        ]
+        .iter()
+        .all(|name| text.lines().any(|l| l.starts_with(name)));
+        if present {
+            assert!(sample(&text, "coffee_pool_connections_max", &["pool=\"postgres\""]) >= 1.0);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "gauges missing:\n{text}");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
