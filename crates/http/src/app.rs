@@ -12,8 +12,11 @@ use tracing_actix_web::TracingLogger;
 
 use crate::extract;
 use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
+use crate::openapi::ApiDoc;
 use crate::problem::{ApiError, ProblemCode};
 use crate::routes::{auth, health, menus, orders, points};
+use utoipa::OpenApi as _;
+use utoipa_swagger_ui::SwaggerUi;
 
 /// The use cases the routes call, built once by `bootstrap` and shared by
 /// every worker.
@@ -38,28 +41,54 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
-/// Registers every route. Kept separate from [`build_app`] so tests can see
-/// the whole route table.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/auth/signup").route(web::post().to(auth::sign_up)))
-        .service(web::resource("/auth/login").route(web::post().to(auth::log_in)))
-        .service(web::resource("/auth/logout").route(web::post().to(auth::log_out)))
-        .service(web::resource("/auth/me").route(web::get().to(auth::me)))
-        .service(web::resource("/auth/refresh").route(web::post().to(auth::refresh)))
-        .service(web::resource("/menus").route(web::get().to(menus::list_menus)))
-        .service(web::resource("/menus/popular").route(web::get().to(menus::popular)))
-        .service(
-            web::resource("/orders")
-                .route(web::post().to(orders::place))
-                .route(web::get().to(orders::list)),
-        )
-        .service(web::resource("/orders/{orderId}").route(web::get().to(orders::get)))
-        .service(web::resource("/users/{userId}/points/charge").route(web::post().to(points::charge)))
-        .service(web::resource("/users/{userId}/points").route(web::get().to(points::balance)))
-        .service(web::resource("/users/{userId}/points/transactions").route(web::get().to(points::transactions)))
-        .service(web::resource("/health/live").route(web::get().to(health::live)))
-        .service(web::resource("/health/ready").route(web::get().to(health::ready)))
-        .service(web::resource("/metrics").route(web::get().to(crate::metrics::render)));
+/// Declares the API's routes once: [`API_ROUTES`] (what the router serves,
+/// checked against the OpenAPI document by a test) and [`routes`] (the
+/// registration) come from the same table, so they cannot drift apart.
+macro_rules! api_routes {
+    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),+ $(,)?) => {
+        /// Every (path, methods) the router serves, besides `/openapi.json` and `/docs`.
+        pub const API_ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),+];
+
+        /// Registers every route of [`API_ROUTES`] plus the API document and its page.
+        pub fn routes(cfg: &mut web::ServiceConfig) {
+            $(cfg.service(web::resource($path)$(.route(web::$method().to($handler)))+);)+
+            cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)));
+            cfg.service(SwaggerUi::new("/docs/{_:.*}").config(
+                utoipa_swagger_ui::Config::new(["/openapi.json"]).persist_authorization(true),
+            ));
+            cfg.service(web::resource("/docs").route(web::get().to(docs_redirect)));
+        }
+    };
+}
+
+api_routes! {
+    "/auth/signup" => [post => auth::sign_up],
+    "/auth/login" => [post => auth::log_in],
+    "/auth/logout" => [post => auth::log_out],
+    "/auth/me" => [get => auth::me],
+    "/auth/refresh" => [post => auth::refresh],
+    "/menus" => [get => menus::list_menus],
+    "/menus/popular" => [get => menus::popular],
+    "/users/{userId}/points/charge" => [post => points::charge],
+    "/users/{userId}/points" => [get => points::balance],
+    "/users/{userId}/points/transactions" => [get => points::transactions],
+    "/orders" => [post => orders::place, get => orders::list],
+    "/orders/{orderId}" => [get => orders::get],
+    "/health/live" => [get => health::live],
+    "/health/ready" => [get => health::ready],
+    "/metrics" => [get => crate::metrics::render],
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document.
+async fn openapi_json() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// `GET /docs` → `/docs/` (Swagger UI serves its assets under the slash).
+async fn docs_redirect() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
 }
 
 /// The whole application, as served by `coffee serve` and by tests.

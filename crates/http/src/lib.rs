@@ -16,6 +16,7 @@ pub mod idempotency;
 pub mod json_time;
 pub mod metrics;
 pub mod middleware;
+pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod routes;

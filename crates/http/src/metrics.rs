@@ -36,6 +36,9 @@ pub fn record_replay(endpoint: &'static str) {
 }
 
 /// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")

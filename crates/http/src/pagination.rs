@@ -11,10 +11,14 @@ use uuid::Uuid;
 use crate::problem::{ApiError, FieldError};
 
 /// The query string of a list route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// 1 to 100 (default 20).
+    #[param(value_type = Option<u16>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
+    /// `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
 

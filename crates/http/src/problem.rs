@@ -118,7 +118,7 @@ impl ProblemCode {
 }
 
 /// One invalid field of a `VALIDATION_FAILED` problem.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// Path of the field in the request: `items[0].quantity`, `header:Idempotency-Key`.
     pub field: String,

@@ -18,11 +18,17 @@ use crate::problem::{ApiError, FieldError, ProblemCode};
 /// match an account and is refused before any hashing.
 const MAX_LOGIN_FIELD: usize = 1024;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignUpBody {
+    /// Trimmed and lower-cased before it is stored.
+    #[schema(format = Email, max_length = 254, example = "kim@example.com")]
     pub email: String,
+    /// 8 to 128 characters, not a commonly used password.
+    #[schema(min_length = 8, max_length = 128, example = "correct horse battery staple")]
     pub password: String,
+    /// 1 to 50 characters after trimming.
+    #[schema(min_length = 1, max_length = 50, example = "Kim")]
     pub name: String,
 }
 
@@ -53,36 +59,42 @@ impl TryFrom<SignUpBody> for SignUpCommand {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LogInBody {
+    #[schema(max_length = 1024, example = "kim@example.com")]
     pub email: String,
+    #[schema(max_length = 1024, example = "correct horse battery staple")]
     pub password: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RefreshBody {
     pub refresh_token: String,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LogOutBody {
     pub refresh_token: Option<String>,
 }
 
 /// An account as clients see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserBody {
     pub id: Uuid,
+    #[schema(format = Email)]
     pub email: String,
     pub name: String,
+    #[schema(minimum = 0)]
     pub point: i64,
     #[serde(serialize_with = "json_time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
     #[serde(serialize_with = "json_time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: OffsetDateTime,
 }
 
@@ -99,11 +111,12 @@ impl From<User> for UserBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenPairBody {
     pub access_token: String,
     pub refresh_token: String,
+    #[schema(value_type = String, example = "Bearer")]
     pub token_type: &'static str,
     pub expires_in: u64,
     pub refresh_expires_in: u64,
@@ -183,6 +196,17 @@ impl From<GetMeError> for ApiError {
 }
 
 /// `POST /auth/signup` → `201` user.
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signUp", request_body = SignUpBody,
+    responses(
+        (status = 201, description = "The account", body = UserBody),
+        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "EMAIL_TAKEN", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> Result<HttpResponse, ApiError> {
     let command = SignUpCommand::try_from(body.0)?;
     let user = state.sign_up.execute(command).await?;
@@ -190,6 +214,19 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> R
 }
 
 /// `POST /auth/login` → `200` token pair.
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "logIn", request_body = LogInBody,
+    responses(
+        (status = 200, description = "A token pair", body = TokenPairBody),
+        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "INVALID_CREDENTIALS (unknown email and wrong password alike)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "TOO_MANY_ATTEMPTS, with Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Result<HttpResponse, ApiError> {
     let LogInBody { email, password } = body.0;
     let mut errors = Vec::new();
@@ -215,6 +252,18 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Res
 }
 
 /// `POST /auth/logout` → `204`.
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logOut", request_body(content = Option<LogOutBody>, description = "Optional: a refresh token of another session of yours to end too"),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The access token and its session are revoked"),
+        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn log_out(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -226,12 +275,31 @@ pub async fn log_out(
 }
 
 /// `GET /auth/me` → `200` user.
+#[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "me", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = UserBody),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let user = state.get_me.execute(&caller.0).await?;
     Ok(HttpResponse::Ok().json(UserBody::from(user)))
 }
 
 /// `POST /auth/refresh` → `200` token pair.
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh", request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new token pair; the presented refresh token stops working", body = TokenPairBody),
+        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "UNAUTHORIZED, TOKEN_EXPIRED, or REFRESH_TOKEN_REUSED (the session is revoked)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn refresh(state: web::Data<AppState>, body: ApiJson<RefreshBody>) -> Result<HttpResponse, ApiError> {
     let pair = state.refresh_tokens.execute(&body.0.refresh_token).await?;
     Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))

@@ -7,12 +7,21 @@ use crate::app::AppState;
 use crate::problem::{ApiError, ProblemCode};
 
 /// The process is up and serving HTTP; says nothing about dependencies.
+#[utoipa::path(get, path = "/health/live", tag = "operations", operation_id = "live",
+    responses((status = 200, description = "The process is up", body = crate::openapi::Live))
+)]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "up" }))
 }
 
 /// `200` when PostgreSQL and Redis both answer; otherwise `503` with a problem
 /// body naming what is down. A load balancer should route on this.
+#[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "ready",
+    responses(
+        (status = 200, description = "PostgreSQL and Redis answer", body = crate::openapi::Ready),
+        (status = 503, description = "A dependency is down: DEPENDENCY_UNAVAILABLE, with `dependencies`", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let report = state.check_readiness.execute().await;
     let dependencies: Map<String, Value> = report

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::problem::ApiError;
 
 /// A menu item as clients see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MenuBody {
     pub id: Uuid,
@@ -37,6 +37,13 @@ impl From<ListMenusError> for ApiError {
 }
 
 /// Every menu item, ordered by name.
+#[utoipa::path(get, path = "/menus", tag = "menus", operation_id = "listMenus",
+    responses(
+        (status = 200, description = "Every menu item, ordered by name", body = [MenuBody]),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_menus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let menus = state.list_menus.execute().await?;
     let body: Vec<MenuBody> = menus.into_iter().map(MenuBody::from).collect();
@@ -44,7 +51,7 @@ pub async fn list_menus(state: web::Data<AppState>) -> Result<HttpResponse, ApiE
 }
 
 /// One entry of `GET /menus/popular`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PopularMenuBody {
     pub rank: u32,
@@ -69,6 +76,13 @@ impl From<PopularMenu> for PopularMenuBody {
 }
 
 /// The top 3 menus by cups ordered in the last 7 days.
+#[utoipa::path(get, path = "/menus/popular", tag = "menus", operation_id = "popularMenus",
+    responses(
+        (status = 200, description = "Top 3 menus by cups ordered in (now - 7 days, now]; ties by order count, then name", body = [PopularMenuBody]),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn popular(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ranking = state.get_popular_menus.execute().await?;
     let body: Vec<PopularMenuBody> = ranking.into_iter().map(PopularMenuBody::from).collect();

@@ -15,21 +15,24 @@ use crate::json_time;
 use crate::pagination::{PageQuery, encode_cursor};
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PlaceOrderBody {
+    /// 1 to 20 lines; lines with the same menu are merged.
+    #[schema(min_items = 1, max_items = 20)]
     pub items: Vec<OrderItemBody>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct OrderItemBody {
     pub menu_id: Uuid,
     /// JSON integers only; the range is checked by the domain.
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderLineResponse {
     pub menu_id: Uuid,
@@ -51,7 +54,7 @@ impl From<OrderLine> for OrderLineResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderResponse {
     pub id: Uuid,
@@ -61,6 +64,7 @@ pub struct OrderResponse {
     /// The caller's balance right after this order.
     pub balance: i64,
     #[serde(serialize_with = "json_time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
@@ -77,7 +81,7 @@ impl From<PlacedOrder> for OrderResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPage {
     pub items: Vec<OrderResponse>,
@@ -117,6 +121,23 @@ impl From<OrderQueryError> for ApiError {
 }
 
 /// `POST /orders` → `201` order, or a stored `404`/`409` (also on replay).
+#[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderBody,
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.")),
+    responses(
+        (status = 201, description = "Placed and paid (or the replay of the first response, with Idempotent-Replayed: true)", body = OrderResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "MENU_NOT_FOUND, with `menuIds` (stored and replayed)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "INSUFFICIENT_POINTS, with `balance` and `required` (stored and replayed), or IDEMPOTENCY_KEY_IN_USE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn place(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -164,6 +185,17 @@ pub async fn place(
 }
 
 /// `GET /orders?limit&cursor` → the caller's orders, newest first.
+#[utoipa::path(get, path = "/orders", tag = "orders", operation_id = "listOrders",
+    security(("bearer" = [])),
+    params(crate::pagination::PageQuery),
+    responses(
+        (status = 200, description = "Your orders, newest first", body = OrderPage),
+        (status = 400, description = "VALIDATION_FAILED: bad limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -178,6 +210,18 @@ pub async fn list(
 }
 
 /// `GET /orders/{orderId}` → the order if it is the caller's, else `404`.
+#[utoipa::path(get, path = "/orders/{orderId}", tag = "orders", operation_id = "getOrder",
+    security(("bearer" = [])),
+    params(("orderId" = uuid::Uuid, Path)),
+    responses(
+        (status = 200, description = "The order", body = OrderResponse),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "NOT_FOUND: no such order of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(
     state: web::Data<AppState>,
     caller: Authenticated,

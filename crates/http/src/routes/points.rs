@@ -15,14 +15,15 @@ use crate::json_time;
 use crate::pagination::{PageQuery, encode_cursor};
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChargeBody {
     /// JSON integers only: `1.5`, `"100"`, `1e9` and `null` fail to parse.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 10_000)]
     pub amount: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChargeResponse {
     pub user_id: Uuid,
@@ -30,6 +31,7 @@ pub struct ChargeResponse {
     pub balance: i64,
     pub transaction_id: Uuid,
     #[serde(serialize_with = "json_time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub charged_at: OffsetDateTime,
 }
 
@@ -45,23 +47,25 @@ impl From<Charge> for ChargeResponse {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BalanceResponse {
     pub user_id: Uuid,
     pub balance: i64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionBody {
     pub id: Uuid,
     #[serde(rename = "type")]
+    #[schema(value_type = String, pattern = "^(ADD|DEDUCT)$")]
     pub kind: &'static str,
     pub amount: i64,
     pub balance_after: i64,
     pub order_id: Option<Uuid>,
     #[serde(serialize_with = "json_time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: OffsetDateTime,
 }
 
@@ -78,7 +82,7 @@ impl From<PointTransaction> for TransactionBody {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TransactionPage {
     pub items: Vec<TransactionBody>,
@@ -121,6 +125,24 @@ impl From<PointQueryError> for ApiError {
 }
 
 /// `POST /users/{userId}/points/charge` → `200`, or a stored `422` on replay too.
+#[utoipa::path(post, path = "/users/{userId}/points/charge", tag = "points", operation_id = "chargePoints", request_body = ChargeBody,
+    security(("bearer" = [])),
+    params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"),
+        ("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.")),
+    responses(
+        (status = 200, description = "Charged (or the replay of the first response, with Idempotent-Replayed: true)", body = ChargeResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: not your account", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "IDEMPOTENCY_KEY_IN_USE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "BALANCE_LIMIT_EXCEEDED (stored and replayed) or IDEMPOTENCY_KEY_REUSED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn charge(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -166,6 +188,19 @@ pub async fn charge(
 }
 
 /// `GET /users/{userId}/points` → `200 {userId, balance}`.
+#[utoipa::path(get, path = "/users/{userId}/points", tag = "points", operation_id = "getBalance",
+    security(("bearer" = [])),
+    params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id")),
+    responses(
+        (status = 200, description = "The balance", body = BalanceResponse),
+        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: not your account", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "NOT_FOUND: the account no longer exists", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn balance(
     state: web::Data<AppState>,
     caller: Authenticated,
@@ -180,6 +215,18 @@ pub async fn balance(
 }
 
 /// `GET /users/{userId}/points/transactions?limit&cursor` → a page, newest first.
+#[utoipa::path(get, path = "/users/{userId}/points/transactions", tag = "points", operation_id = "listPointTransactions",
+    security(("bearer" = [])),
+    params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"), crate::pagination::PageQuery),
+    responses(
+        (status = 200, description = "The ledger, newest first", body = TransactionPage),
+        (status = 400, description = "VALIDATION_FAILED: bad id, limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "FORBIDDEN: not your account", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn transactions(
     state: web::Data<AppState>,
     caller: Authenticated,

@@ -1,0 +1,127 @@
+//! The OpenAPI document against the router: the same routes, the same
+//! methods, and both served.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::test;
+use coffee_http::app::API_ROUTES;
+use coffee_http::build_app;
+use coffee_http::openapi::ApiDoc;
+use common::Fakes;
+use serde_json::Value;
+use utoipa::OpenApi;
+
+fn documented() -> BTreeSet<(String, String)> {
+    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item.get(method).is_some() {
+                ops.insert((path.clone(), method.to_owned()));
+            }
+        }
+    }
+    ops
+}
+
+fn served() -> BTreeSet<(String, String)> {
+    API_ROUTES
+        .iter()
+        .flat_map(|(path, methods)| methods.iter().map(move |m| ((*path).to_owned(), (*m).to_owned())))
+        .collect()
+}
+
+#[actix_web::test]
+async fn every_served_route_is_documented_and_vice_versa() {
+    assert_eq!(served(), documented());
+}
+
+#[actix_web::test]
+async fn the_router_serves_exactly_the_documented_methods_on_each_path() {
+    let app = test::init_service(build_app(Fakes::new().state())).await;
+    let paths: BTreeSet<String> = documented().into_iter().map(|(p, _)| p).collect();
+    for path in paths {
+        let concrete = path
+            .replace("{userId}", "00000000-0000-0000-0000-000000000001")
+            .replace("{orderId}", "00000000-0000-0000-0000-000000000002");
+        // A method no route uses: the resource answers 405 listing what it serves.
+        let response = test::call_service(
+            &app,
+            test::TestRequest::with_uri(&concrete)
+                .method(actix_web::http::Method::PATCH)
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path} is routed");
+        let allow: BTreeSet<String> = response
+            .headers()
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(',')
+            .map(|m| m.trim().to_ascii_lowercase())
+            .collect();
+        let expected: BTreeSet<String> = documented()
+            .into_iter()
+            .filter(|(p, _)| *p == path)
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(allow, expected, "{path}");
+    }
+}
+
+#[actix_web::test]
+async fn the_document_is_openapi_3_1_with_bearer_auth_and_problem_responses() {
+    let app = test::init_service(build_app(Fakes::new().state())).await;
+
+    let response = test::call_service(&app, test::TestRequest::get().uri("/openapi.json").to_request()).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let doc: Value = test::read_body_json(response).await;
+    assert!(
+        doc["openapi"].as_str().unwrap_or_default().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+    let charge = &doc["paths"]["/users/{userId}/points/charge"]["post"];
+    assert!(
+        charge["parameters"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"))
+    );
+    assert!(charge["responses"]["422"]["content"]["application/problem+json"].is_object());
+    let amount = &doc["components"]["schemas"]["ChargeBody"]["properties"]["amount"];
+    assert_eq!(
+        (amount["minimum"].as_i64(), amount["maximum"].as_i64()),
+        (Some(1), Some(1_000_000))
+    );
+}
+
+#[actix_web::test]
+async fn the_docs_page_is_served_without_the_internet() {
+    let app = test::init_service(build_app(Fakes::new().state())).await;
+
+    let redirect = test::call_service(&app, test::TestRequest::get().uri("/docs").to_request()).await;
+    assert_eq!(
+        redirect.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()),
+        Some("/docs/")
+    );
+    let page = test::call_service(&app, test::TestRequest::get().uri("/docs/").to_request()).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = String::from_utf8(test::read_body(page).await.to_vec()).expect("utf-8");
+    assert!(html.contains("swagger-ui"), "{html}");
+    let bundle = test::call_service(
+        &app,
+        test::TestRequest::get().uri("/docs/swagger-ui-bundle.js").to_request(),
+    )
+    .await;
+    assert_eq!(
+        bundle.status(),
+        StatusCode::OK,
+        "the UI's JavaScript is bundled, not fetched from a CDN"
+    );
+}
