@@ -6,7 +6,7 @@ CARGO ?= cargo
 PROFILE ?= dev
 BIN_DIR := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 
-.PHONY: help services run migrate test lint check-architecture unit e2e up down bench stop-local
+.PHONY: help services run migrate test lint check-architecture unit e2e contract docs-check up down bench stop-local
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -22,9 +22,11 @@ run: services ## Run the API (migrations applied) with the mock collector beside
 migrate: services ## Create the database if needed and apply pending migrations
 	$(CARGO) run --profile $(PROFILE) --bin coffee -- migrate
 
-test: services lint ## Everything CI checks: fmt, clippy, architecture, all tests
+test: services lint ## Everything CI checks: fmt, clippy, architecture, all tests, the contract fuzzer
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	@scripts/contract.sh
+	@scripts/docs-check.sh
 
 lint: check-architecture ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
@@ -39,6 +41,12 @@ unit: ## Only the tests that need no server (domain, application, http)
 e2e: services ## End-to-end tests against the built binaries
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p coffee-e2e
+
+contract: services ## Fuzz the running API against its own OpenAPI document (schemathesis, all checks)
+	@scripts/contract.sh
+
+docs-check: services ## Render /docs in headless Chromium, screenshot it, check it lists the routes
+	@scripts/docs-check.sh
 
 up: ## Start PostgreSQL, Redis and the mock collector with docker compose
 	docker compose -f docker/compose.yml up -d

@@ -38,6 +38,8 @@ pub enum MenuNameError {
     Empty,
     #[error("a menu name is at most {max} characters", max = MenuName::MAX_CHARS)]
     TooLong,
+    #[error("a menu name cannot contain control characters")]
+    ControlCharacter,
 }
 
 impl MenuName {
@@ -50,6 +52,9 @@ impl MenuName {
         }
         if trimmed.chars().count() > Self::MAX_CHARS {
             return Err(MenuNameError::TooLong);
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(MenuNameError::ControlCharacter);
         }
         Ok(Self(trimmed.to_owned()))
     }

@@ -111,6 +111,8 @@ pub enum UserNameError {
     Empty,
     #[error("a name is at most {max} characters", max = UserName::MAX_CHARS)]
     TooLong,
+    #[error("a name cannot contain control characters")]
+    ControlCharacter,
 }
 
 impl UserName {
@@ -123,6 +125,9 @@ impl UserName {
         }
         if name.chars().count() > Self::MAX_CHARS {
             return Err(UserNameError::TooLong);
+        }
+        if name.chars().any(char::is_control) {
+            return Err(UserNameError::ControlCharacter);
         }
         Ok(Self(name.to_owned()))
     }
@@ -310,6 +315,11 @@ mod tests {
                 8..=128 => prop_assert!(result.is_ok()),
                 _ => prop_assert_eq!(result, Err(PasswordError::TooLong)),
             }
+        }
+
+        #[test]
+        fn control_characters_are_refused_anywhere_in_a_name(prefix in "[a-z]{1,10}", c in "\\p{Cc}", suffix in "[a-z]{1,10}") {
+            prop_assert_eq!(UserName::parse(&format!("{prefix}{c}{suffix}")), Err(UserNameError::ControlCharacter));
         }
 
         #[test]

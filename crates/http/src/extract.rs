@@ -11,6 +11,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::StreamExt as _;
 use futures_util::future::LocalBoxFuture;
+use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
 use crate::problem::{ApiError, FieldError, ProblemCode};
@@ -37,8 +38,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for ApiJson<T> {
     }
 }
 
-/// A JSON body that may be absent altogether (no bytes at all); when present
-/// it is checked exactly like [`ApiJson`].
+/// A JSON body that may be absent altogether (no bytes, or `null`); when
+/// present it is checked exactly like [`ApiJson`].
 #[derive(Debug)]
 pub struct OptionalJson<T>(pub Option<T>);
 
@@ -50,7 +51,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
         let body = read_body(req, payload);
         Box::pin(async move {
             match body.await? {
-                Some(bytes) => parse_json(&bytes).map(|v| OptionalJson(Some(v))),
+                // `null` is the same as no body at all.
+                Some(bytes) => parse_json::<Option<T>>(&bytes).map(OptionalJson),
                 None => Ok(OptionalJson(None)),
             }
         })
@@ -166,6 +168,21 @@ pub fn query_error(error: QueryPayloadError, _req: &HttpRequest) -> actix_web::E
     ApiError::validation(vec![FieldError::new("query", message)]).into()
 }
 
+/// `#[serde(deserialize_with = "whole_number")]`: a JSON number with an
+/// integral value (`28` or `28.0`, which JSON Schema also calls an integer),
+/// refusing fractions (`1.5`), strings and `null`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    use serde::de::Error as _;
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(n) = number.as_i64() {
+        return Ok(n);
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(f as i64),
+        _ => Err(D::Error::custom(format!("expected a whole number, got {number}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +228,35 @@ mod tests {
             ProblemCode::ValidationFailed
         );
         assert_eq!(error_of(r#"{}"#).code(), ProblemCode::ValidationFailed);
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Amount {
+        #[serde(deserialize_with = "whole_number")]
+        #[allow(dead_code)]
+        amount: i64,
+    }
+
+    #[test]
+    fn whole_numbers_may_be_written_as_integral_floats_but_fractions_strings_and_null_are_refused() {
+        assert_eq!(
+            parse_json::<Amount>(br#"{"amount": 28.0}"#).map(|a| a.amount).ok(),
+            Some(28)
+        );
+        assert_eq!(
+            parse_json::<Amount>(br#"{"amount": 1e3}"#).map(|a| a.amount).ok(),
+            Some(1000)
+        );
+        for bad in [
+            r#"{"amount": 1.5}"#,
+            r#"{"amount": "100"}"#,
+            r#"{"amount": null}"#,
+            r#"{"amount": 1e300}"#,
+        ] {
+            let error = parse_json::<Amount>(bad.as_bytes()).expect_err(bad);
+            assert_eq!(error.code(), ProblemCode::ValidationFailed, "{bad}");
+            assert_eq!(error.body()["errors"][0]["field"], "amount", "{bad}");
+        }
     }
 
     #[test]

@@ -27,8 +27,13 @@ pub struct SignUpBody {
     /// 8 to 128 characters, not a commonly used password.
     #[schema(min_length = 8, max_length = 128, example = "correct horse battery staple")]
     pub password: String,
-    /// 1 to 50 characters after trimming.
-    #[schema(min_length = 1, max_length = 50, example = "Kim")]
+    /// 1 to 50 characters after trimming, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 50,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$",
+        example = "Kim"
+    )]
     pub name: String,
 }
 

@@ -29,6 +29,7 @@ pub struct OrderItemBody {
     pub menu_id: Uuid,
     /// JSON integers only; the range is checked by the domain.
     #[schema(minimum = 1, maximum = 100)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub quantity: i64,
 }
 
@@ -123,7 +124,7 @@ impl From<OrderQueryError> for ApiError {
 /// `POST /orders` → `201` order, or a stored `404`/`409` (also on replay).
 #[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderBody,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.")),
+    params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
     responses(
         (status = 201, description = "Placed and paid (or the replay of the first response, with Idempotent-Replayed: true)", body = OrderResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),

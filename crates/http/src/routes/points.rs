@@ -20,6 +20,7 @@ use crate::problem::{ApiError, FieldError, ProblemCode};
 pub struct ChargeBody {
     /// JSON integers only: `1.5`, `"100"`, `1e9` and `null` fail to parse.
     #[schema(minimum = 1, maximum = 1_000_000, example = 10_000)]
+    #[serde(deserialize_with = "crate::extract::whole_number")]
     pub amount: i64,
 }
 
@@ -128,7 +129,7 @@ impl From<PointQueryError> for ApiError {
 #[utoipa::path(post, path = "/users/{userId}/points/charge", tag = "points", operation_id = "chargePoints", request_body = ChargeBody,
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"),
-        ("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.")),
+        ("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
     responses(
         (status = 200, description = "Charged (or the replay of the first response, with Idempotent-Replayed: true)", body = ChargeResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
