@@ -54,7 +54,23 @@ impl Process {
         port: u16,
         health_path: &str,
     ) -> anyhow::Result<Self> {
+        Self::start_logging_to(name, args, env, port, health_path, None).await
+    }
+
+    /// Like [`Process::start`], with stdout and stderr written to `log`.
+    pub async fn start_logging_to(
+        name: &'static str,
+        args: &[&str],
+        env: &[(&str, String)],
+        port: u16,
+        health_path: &str,
+        log: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let mut command = Command::new(binary(name));
+        if let Some(log) = log {
+            let file = std::fs::File::create(log)?;
+            command.stdout(file.try_clone()?).stderr(file);
+        }
         command
             .args(args)
             .env_clear()

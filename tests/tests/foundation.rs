@@ -226,3 +226,47 @@ async fn the_mock_collector_fails_on_demand() {
         .expect("sent");
     assert_eq!(response.status(), 503);
 }
+
+#[tokio::test]
+async fn one_json_line_per_request_with_its_context_and_no_secret() {
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let mut env = coffee_env(port, db.url(), &unique_key_prefix(), "http://127.0.0.1:1");
+    env.push(("RUST_LOG", "info".to_owned()));
+    let log = std::env::temp_dir().join(format!("coffee-log-{}.json", uuid::Uuid::new_v4().simple()));
+    let server = coffee_e2e::Process::start_logging_to("coffee", &["serve"], &env, port, "/health/live", Some(&log))
+        .await
+        .expect("coffee serve starts");
+    let api = coffee_e2e::Api::new(&server.base_url);
+    let password = "a very private passphrase";
+    let email = format!("log-{}@example.com", uuid::Uuid::new_v4().simple());
+    let user = api.signup(&email, password, "Logger").await;
+    let pair = api.login(&email, password).await;
+    let (access, refresh) = (pair.str("accessToken"), pair.str("refreshToken"));
+    let me = api
+        .send(
+            api.client
+                .get(api.url("/auth/me"))
+                .bearer_auth(&access)
+                .header("x-request-id", "log-test-1"),
+        )
+        .await;
+    assert_eq!(me.status, 200);
+    drop(server);
+
+    let text = std::fs::read_to_string(&log).expect("log written");
+    let _ = std::fs::remove_file(&log);
+    let line: Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|l| l["message"] == "request completed" && l["span"]["request_id"] == "log-test-1")
+        .unwrap_or_else(|| panic!("no request line for log-test-1 in:\n{text}"));
+    assert_eq!(line["span"]["route"], "/auth/me");
+    assert_eq!(line["span"]["method"], "GET");
+    assert_eq!(line["span"]["user_id"], user.str("id").as_str());
+    assert_eq!(line["status"], 200);
+    assert!(line["latency_ms"].as_f64().is_some());
+    for secret in [password, access.as_str(), refresh.as_str(), coffee_e2e::E2E_JWT_SECRET] {
+        assert!(!text.contains(secret), "a secret reached the log");
+    }
+}

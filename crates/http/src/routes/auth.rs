@@ -282,7 +282,11 @@ pub async fn log_out(
 /// `GET /auth/me` → `200` user.
 #[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "me", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The caller's account", body = UserBody),
+        (status = 200, description = "The caller's account", body = UserBody,
+            links(
+                ("getBalance" = (operation_id = "getBalance", parameters(("userId" = "$response.body#/id")))),
+                ("chargePoints" = (operation_id = "chargePoints", parameters(("userId" = "$response.body#/id"))))
+            )),
         (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),

@@ -127,7 +127,9 @@ impl From<OrderQueryError> for ApiError {
     params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
     responses(
         (status = 201, description = "Placed and paid (or the replay of the first response, with Idempotent-Replayed: true)", body = OrderResponse,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response")),
+            links(("getOrder" = (operation_id = "getOrder", parameters(("orderId" = "$response.body#/id")),
+                description = "The order just placed")))),
         (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),

@@ -132,7 +132,11 @@ impl From<PointQueryError> for ApiError {
         ("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
     responses(
         (status = 200, description = "Charged (or the replay of the first response, with Idempotent-Replayed: true)", body = ChargeResponse,
-            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response"))),
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response")),
+            links(
+                ("getBalance" = (operation_id = "getBalance", parameters(("userId" = "$response.body#/userId")))),
+                ("listPointTransactions" = (operation_id = "listPointTransactions", parameters(("userId" = "$response.body#/userId"))))
+            )),
         (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
