@@ -36,6 +36,8 @@ fn base_config(overrides: &[(&str, String)]) -> Config {
         ("HTTP_WORKERS".to_owned(), "2".to_owned()),
         ("REDIS_URL".to_owned(), coffee_test_support::redis_url()),
         ("REDIS_KEY_PREFIX".to_owned(), coffee_test_support::unique_key_prefix()),
+        // Nothing listens on port 1: order events stay pending and are retried.
+        ("COLLECTOR_URL".to_owned(), "http://127.0.0.1:1".to_owned()),
     ]);
     for (name, value) in overrides {
         vars.insert((*name).to_owned(), value.clone());

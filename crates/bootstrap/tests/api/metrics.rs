@@ -122,25 +122,63 @@ async fn request_and_business_metrics_move_when_things_happen() {
 }
 
 #[tokio::test]
-async fn pool_and_outbox_gauges_are_exported() {
+async fn pool_and_outbox_figures_are_exported_and_follow_an_undeliverable_event() {
     let app = spawn_app().await;
-    // The sampler runs every 5 seconds, first at start-up.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(12);
+    let email = format!("g-{}@example.com", uuid::Uuid::new_v4().simple());
+    let password = "correct horse battery staple";
+    let user: Value = post(
+        &app,
+        "/auth/signup",
+        None,
+        None,
+        json!({"email": email, "password": password, "name": "G"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("user");
+    let pair: Value = post(
+        &app,
+        "/auth/login",
+        None,
+        None,
+        json!({"email": email, "password": password}),
+    )
+    .await
+    .json()
+    .await
+    .expect("pair");
+    let token = pair["accessToken"].as_str().unwrap_or_default().to_owned();
+    let charge = format!("/users/{}/points/charge", user["id"].as_str().unwrap_or_default());
+    assert_eq!(
+        post(&app, &charge, Some(&token), Some("c"), json!({"amount": 10_000}))
+            .await
+            .status(),
+        200
+    );
+    let order = json!({"items": [{"menuId": "0192f0a0-0000-7000-8000-000000000001", "quantity": 1}]});
+    assert_eq!(
+        post(&app, "/orders", Some(&token), Some("o"), order).await.status(),
+        201
+    );
+
+    // The collector is unreachable, so the event stays pending and is retried.
+    // Sampling runs every 5 seconds; several apps share this process's
+    // recorder, so poll until this app's sample shows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let text = metrics(&app).await;
-        let present = [
-            "coffee_pool_connections_max",
-            "coffee_outbox_pending",
-            "coffee_outbox_dead",
-            "coffee_outbox_delivered_total",
-        ]
-        .iter()
-        .all(|name| text.lines().any(|l| l.starts_with(name)));
-        if present {
-            assert!(sample(&text, "coffee_pool_connections_max", &["pool=\"postgres\""]) >= 1.0);
+        let pool = sample(&text, "coffee_pool_connections_max", &["pool=\"postgres\""]);
+        let pending = sample(&text, "coffee_outbox_pending", &[]);
+        let retried = sample(&text, "coffee_outbox_retried_total", &[]);
+        let dead_present = text.lines().any(|l| l.starts_with("coffee_outbox_dead "));
+        if pool >= 1.0 && pending >= 1.0 && retried >= 1.0 && dead_present {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "gauges missing:\n{text}");
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "outbox figures did not move:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
