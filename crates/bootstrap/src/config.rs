@@ -126,7 +126,7 @@ impl Config {
                 });
             }
         };
-        Ok(Self {
+        let config = Self {
             app_env,
             bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
             http_workers: optional_number(&get, "HTTP_WORKERS")?,
@@ -173,7 +173,16 @@ impl Config {
             )?),
             log_format,
             shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
-        })
+        };
+        // A claim must outlive a delivery attempt, or another instance takes
+        // the event over while it is still being sent.
+        if config.collector_timeout >= config.outbox_lease {
+            return Err(ConfigError::Invalid {
+                name: "OUTBOX_LEASE_MS",
+                reason: "it must be longer than COLLECTOR_TIMEOUT_MS".to_owned(),
+            });
+        }
+        Ok(config)
     }
 
     pub fn database_url(&self) -> &str {
@@ -253,6 +262,12 @@ mod tests {
         for leaked in [secret, "hunter2", "sesame"] {
             assert!(!debug.contains(leaked), "{leaked} leaked into {debug}");
         }
+    }
+
+    #[test]
+    fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
+        let err = config(&[("OUTBOX_LEASE_MS", "1000"), ("COLLECTOR_TIMEOUT_MS", "5000")]).expect_err("refused");
+        assert!(err.to_string().contains("OUTBOX_LEASE_MS"), "{err}");
     }
 
     #[test]

@@ -246,7 +246,17 @@ fn maintenance_tasks(config: &Config, pg: &PgPool) -> Vec<tokio::task::JoinHandl
         clock,
         std::time::Duration::from_secs(3600),
     );
+    let outbox = OutboxAdmin::new(Arc::new(PgOutboxStore::new(pg.clone())));
+    let retention = config.outbox_delivered_retention;
     vec![
+        tokio::spawn(every(
+            std::time::Duration::from_secs(3600),
+            "purging delivered events",
+            move || {
+                let outbox = outbox.clone();
+                async move { outbox.purge_delivered(retention).await.map(drop) }
+            },
+        )),
         tokio::spawn(every(
             config.idempotency_purge_interval,
             "purging idempotency keys",

@@ -147,7 +147,8 @@ async fn apply_order(
             point_transactions::amount.eq(total),
             point_transactions::balance_after.eq(balance),
             point_transactions::order_id.eq(Some(order.id)),
-            point_transactions::created_at.eq(at),
+            // Stamped by the database, like a charge's row, so the ledger has
+            // one clock and its history order matches the balances.
         ))
         .execute(conn)
         .await?;

@@ -11,14 +11,17 @@ pub fn from_pool(error: deadpool_redis::PoolError) -> InfraError {
     InfraError::unavailable(DEPENDENCY, anyhow::Error::new(error).context("no redis connection"))
 }
 
-/// I/O, timeouts and dropped connections are `Unavailable`; a reply the adapter
-/// did not expect (wrong type, script error) is `Unexpected`.
+/// I/O, timeouts, dropped connections and every error Redis itself says is
+/// worth retrying (`LOADING` during a restart, `READONLY` after a failover,
+/// `TRYAGAIN`, ...) are `Unavailable`; a reply the adapter did not expect
+/// (wrong type, script error) is `Unexpected`.
 pub fn from_redis(error: RedisError) -> InfraError {
     if error.is_io_error()
         || error.is_timeout()
         || error.is_connection_dropped()
         || error.is_connection_refusal()
         || error.is_unrecoverable_error()
+        || !matches!(error.retry_method(), deadpool_redis::redis::RetryMethod::NoRetry)
     {
         InfraError::unavailable(DEPENDENCY, error)
     } else {

@@ -1,9 +1,12 @@
-//! Login throttling: a fixed window of attempts per account, in Redis.
+//! Login throttling: a sliding window of attempts per account, in Redis.
 //!
 //! Key `login-attempts:{sha256(email)}` (the address itself is not written to
-//! Redis) counts attempts; the first one starts the window. Counting happens
-//! before the password is checked, in one atomic script, so a burst of
-//! concurrent guesses on several instances cannot exceed the limit.
+//! Redis) is a sorted set of the attempts of the last window, scored by time
+//! (Redis's own clock, so instances' clocks do not matter). An attempt is let
+//! through only while fewer than the limit were made in the window before it,
+//! so no 15-minute span ever holds more than the limit. Counting happens before
+//! the password is checked, in one atomic script, so a burst of concurrent
+//! guesses on several instances cannot exceed the limit either.
 
 use std::time::Duration;
 
@@ -15,17 +18,21 @@ use sha2::{Digest, Sha256};
 use crate::error;
 use crate::pool::RedisPool;
 
-/// Counts the attempt, starts the window on the first, and returns the count
-/// and the window's remaining milliseconds.
+/// Drops attempts older than the window, then either records this one
+/// (`{1, 0}`) or refuses it (`{0, ms until the oldest attempt leaves the
+/// window}`). ARGV: window in ms, the limit, a unique member for this attempt.
 const ATTEMPT: &str = r"
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1])
-  ttl = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {0, tonumber(oldest[2]) + window - now}
 end
-return {n, ttl}
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window)
+return {1, 0}
 ";
 
 /// [`LoginThrottle`] on Redis.
@@ -61,20 +68,23 @@ impl LoginThrottle for RedisLoginThrottle {
     async fn attempt(&self, email: &str) -> Result<LoginAttempt, InfraError> {
         let mut conn = self.pool.get().await?;
         let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (count, ttl_ms): (u64, u64) = self
+        let (allowed, wait_ms): (u8, i64) = self
             .attempt
             .key(self.key(email))
             .arg(window_ms)
+            .arg(self.max_attempts)
+            .arg(uuid::Uuid::new_v4().to_string())
             .invoke_async(&mut conn)
             .await
             .map_err(error::from_redis)?;
-        if count > u64::from(self.max_attempts) {
-            // Rounded up, so a client that waits exactly this long is let in.
-            Ok(LoginAttempt::Blocked {
-                retry_after: Duration::from_secs(ttl_ms.div_ceil(1000).max(1)),
-            })
-        } else {
+        if allowed == 1 {
             Ok(LoginAttempt::Allowed)
+        } else {
+            // Rounded up, so a client that waits exactly this long is let in.
+            let wait_ms = u64::try_from(wait_ms).unwrap_or_default();
+            Ok(LoginAttempt::Blocked {
+                retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
+            })
         }
     }
 

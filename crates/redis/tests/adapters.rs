@@ -299,3 +299,24 @@ async fn an_unreachable_redis_is_unavailable() {
             .is_unavailable()
     );
 }
+
+#[tokio::test]
+async fn the_window_slides_so_no_span_of_it_holds_more_than_the_limit() {
+    let ns = RedisNamespace::new();
+    let throttle = RedisLoginThrottle::new(pool_in(&ns), 2, Duration::from_millis(600));
+    let attempt = || async { throttle.attempt("kim@example.com").await.expect("counted") };
+
+    assert_eq!(attempt().await, LoginAttempt::Allowed); // t = 0
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(attempt().await, LoginAttempt::Allowed); // t = 400
+    assert!(
+        matches!(attempt().await, LoginAttempt::Blocked { .. }),
+        "two in the window already"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    // t = 650: the first attempt has left the window, the second has not, so
+    // exactly one more fits (a fixed window would have reset to two).
+    assert_eq!(attempt().await, LoginAttempt::Allowed);
+    assert!(matches!(attempt().await, LoginAttempt::Blocked { .. }));
+}
