@@ -17,6 +17,7 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Interval};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -59,7 +60,7 @@ impl From<TxError> for IdempotencyError {
 }
 
 /// What claiming a key found.
-pub(crate) enum Claim<T> {
+enum Claim<T> {
     /// The key is ours: run the effect, then [`store`] its outcome.
     Fresh,
     /// The key was used before with this very request: its outcome.
@@ -67,7 +68,7 @@ pub(crate) enum Claim<T> {
 }
 
 /// Claims `context`'s key, waiting at most `wait` for a concurrent duplicate.
-pub(crate) async fn claim<T: DeserializeOwned>(
+async fn claim<T: DeserializeOwned>(
     conn: &mut AsyncPgConnection,
     context: &IdempotencyContext,
     wait: Duration,
@@ -110,7 +111,7 @@ pub(crate) async fn claim<T: DeserializeOwned>(
 }
 
 /// Stores the outcome of a fresh claim, in the same transaction.
-pub(crate) async fn store<T: Serialize>(
+async fn store<T: Serialize>(
     conn: &mut AsyncPgConnection,
     context: &IdempotencyContext,
     outcome: &T,
@@ -126,6 +127,36 @@ pub(crate) async fn store<T: Serialize>(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Runs `effect` as an idempotent operation, in one transaction: claims the
+/// key (replaying a stored outcome instead of running), runs the effect,
+/// stores its outcome. Both idempotent adapters go through here.
+pub(crate) async fn run<T, F>(
+    pool: &PgPool,
+    context: &IdempotencyContext,
+    wait: Duration,
+    effect: F,
+) -> Result<coffee_domain::Idempotent<T>, IdempotencyError>
+where
+    T: Serialize + DeserializeOwned + Send + Sync,
+    F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> BoxFuture<'r, Result<T, TxError>> + Send,
+{
+    use coffee_domain::Idempotent;
+    use diesel_async::AsyncConnection as _;
+    let mut conn = pool.get().await?;
+    let conn: &mut AsyncPgConnection = &mut conn;
+    let result = conn
+        .transaction::<_, TxError, _>(async |conn| {
+            if let Claim::Replay(outcome) = claim(conn, context, wait).await? {
+                return Ok(Idempotent::Replayed(outcome));
+            }
+            let outcome = effect(conn).await?;
+            store(conn, context, &outcome).await?;
+            Ok(Idempotent::Fresh(outcome))
+        })
+        .await;
+    Ok(result?)
 }
 
 /// [`IdempotencyRecords`] on PostgreSQL.

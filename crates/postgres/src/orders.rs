@@ -11,15 +11,16 @@ use coffee_domain::{
 use coffee_ports::{IdempotencyError, InfraError, OrderStore};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error;
-use crate::idempotency::{self, Claim, TxError};
+use crate::idempotency::{self, TxError};
 use crate::menus::MenuRow;
 use crate::pool::PgPool;
 use crate::schema::{menu_sales_hourly, menus, order_items, orders, outbox_events, point_transactions, users};
+use futures_util::FutureExt as _;
 
 /// Write shards per (hour, menu) statistics bucket: concurrent orders of one
 /// menu spread over this many rows instead of queueing on one.
@@ -267,20 +268,11 @@ impl OrderStore for PgOrderStore {
         request: OrderRequest,
         at: OffsetDateTime,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        let mut conn = self.pool.get().await?;
-        let wait = self.idempotency_wait;
-        let conn: &mut AsyncPgConnection = &mut conn;
-        let result = conn
-            .transaction::<_, TxError, _>(async |conn| {
-                if let Claim::Replay(outcome) = idempotency::claim(conn, &context, wait).await? {
-                    return Ok(Idempotent::Replayed(outcome));
-                }
-                let outcome = apply_order(conn, context.user_id, &request, at).await?;
-                idempotency::store(conn, &context, &outcome).await?;
-                Ok(Idempotent::Fresh(outcome))
-            })
-            .await;
-        Ok(result?)
+        let user = context.user_id;
+        idempotency::run(&self.pool, &context, self.idempotency_wait, move |conn| {
+            async move { apply_order(conn, user, &request, at).await }.boxed()
+        })
+        .await
     }
 
     async fn find(&self, user: UserId, order: Uuid) -> Result<Option<PlacedOrder>, InfraError> {

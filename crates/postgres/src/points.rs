@@ -9,14 +9,15 @@ use coffee_domain::{
 };
 use coffee_ports::{IdempotencyError, InfraError, PointStore};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error;
-use crate::idempotency::{self, Claim, TxError};
+use crate::idempotency::{self, TxError};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
+use futures_util::FutureExt as _;
 
 /// [`PointStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -138,20 +139,11 @@ impl PointStore for PgPointStore {
         amount: ChargeAmount,
         limits: ChargeLimits,
     ) -> Result<Idempotent<ChargeOutcome>, IdempotencyError> {
-        let mut conn = self.pool.get().await?;
-        let wait = self.idempotency_wait;
-        let conn: &mut AsyncPgConnection = &mut conn;
-        let result = conn
-            .transaction::<_, TxError, _>(async |conn| {
-                if let Claim::Replay(outcome) = idempotency::claim(conn, &context, wait).await? {
-                    return Ok(Idempotent::Replayed(outcome));
-                }
-                let outcome = apply_charge(conn, context.user_id, amount.points(), limits).await?;
-                idempotency::store(conn, &context, &outcome).await?;
-                Ok(Idempotent::Fresh(outcome))
-            })
-            .await;
-        Ok(result?)
+        let user = context.user_id;
+        idempotency::run(&self.pool, &context, self.idempotency_wait, move |conn| {
+            async move { apply_charge(conn, user, amount.points(), limits).await }.boxed()
+        })
+        .await
     }
 
     async fn balance(&self, user: UserId) -> Result<Option<Points>, InfraError> {
