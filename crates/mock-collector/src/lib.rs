@@ -7,9 +7,15 @@
 //! - `MOCK_COLLECTOR_FAIL_RATE` (0.0 to 1.0) answers that share of
 //!   `POST /events` with `503` without storing anything;
 //!   `MOCK_COLLECTOR_LATENCY_MS` delays every answer.
+//! - `MOCK_COLLECTOR_JOURNAL` names a file to which every accepted delivery is
+//!   appended (one JSON line, written before the `202`) and from which the
+//!   store is rebuilt at start: a collector that is stopped and started again
+//!   (the soak test does) still knows every event it acknowledged.
 
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -26,6 +32,8 @@ pub struct MockConfig {
     pub fail_rate: f64,
     /// Delay before every answer.
     pub latency: Duration,
+    /// Where accepted deliveries are kept across restarts, if anywhere.
+    pub journal: Option<PathBuf>,
 }
 
 impl MockConfig {
@@ -55,6 +63,7 @@ impl MockConfig {
             addr: var("MOCK_COLLECTOR_ADDR").unwrap_or_else(|| "127.0.0.1:9100".to_owned()),
             fail_rate,
             latency: Duration::from_millis(latency_ms),
+            journal: var("MOCK_COLLECTOR_JOURNAL").map(PathBuf::from),
         })
     }
 }
@@ -76,6 +85,74 @@ struct Store {
     events: HashMap<String, Received>,
     /// `POST /events` answered with a deliberate `503`.
     rejected: u64,
+    journal: Option<std::fs::File>,
+}
+
+/// One line of the journal.
+#[derive(Debug, Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Delivery {
+    event_id: String,
+    idempotency_key: Option<String>,
+    event: Value,
+}
+
+impl Store {
+    /// Opens (creating it if needed) `path` and replays its deliveries.
+    fn from_journal(path: &std::path::Path) -> std::io::Result<Self> {
+        let mut store = Self::default();
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        // A line cut short by a kill mid-write was never acknowledged.
+        for delivery in text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Delivery>(line).ok())
+        {
+            store.apply(delivery);
+        }
+        let mut journal = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        if !text.is_empty() && !text.ends_with('\n') {
+            // End the torn line so the next delivery starts a line of its own.
+            journal.write_all(b"\n")?;
+        }
+        store.journal = Some(journal);
+        Ok(store)
+    }
+
+    /// Journals `delivery` (when there is a journal), then counts it.
+    fn record(&mut self, delivery: Delivery) -> std::io::Result<u64> {
+        if let Some(journal) = self.journal.as_mut() {
+            let mut line = serde_json::to_vec(&delivery).map_err(std::io::Error::other)?;
+            line.push(b'\n');
+            journal.write_all(&line)?;
+        }
+        Ok(self.apply(delivery))
+    }
+
+    fn apply(&mut self, delivery: Delivery) -> u64 {
+        match self.events.get_mut(&delivery.event_id) {
+            Some(existing) => {
+                existing.deliveries += 1;
+                existing.deliveries
+            }
+            None => {
+                self.order.push(delivery.event_id.clone());
+                self.events.insert(
+                    delivery.event_id.clone(),
+                    Received {
+                        event_id: delivery.event_id,
+                        deliveries: 1,
+                        idempotency_key: delivery.idempotency_key,
+                        event: delivery.event,
+                    },
+                );
+                1
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -115,24 +192,19 @@ async fn receive(req: HttpRequest, body: web::Bytes, shared: web::Data<Shared>) 
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let mut store = shared.store();
-    let deliveries = match store.events.get_mut(&event_id) {
-        Some(existing) => {
-            existing.deliveries += 1;
-            existing.deliveries
-        }
-        None => {
-            store.order.push(event_id.clone());
-            store.events.insert(
-                event_id.clone(),
-                Received {
-                    event_id: event_id.clone(),
-                    deliveries: 1,
-                    idempotency_key,
-                    event,
-                },
+    let delivery = Delivery {
+        event_id: event_id.clone(),
+        idempotency_key,
+        event,
+    };
+    let deliveries = match shared.store().record(delivery) {
+        Ok(deliveries) => deliveries,
+        Err(e) => {
+            tracing::error!(error = %e, "writing the journal failed");
+            return problem(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "journal write failed",
             );
-            1
         }
     };
     HttpResponse::Accepted().json(json!({ "eventId": event_id, "deliveries": deliveries }))
@@ -157,14 +229,32 @@ async fn stats(shared: web::Data<Shared>) -> HttpResponse {
 }
 
 async fn reset(shared: web::Data<Shared>) -> HttpResponse {
-    *shared.store() = Store::default();
+    let mut store = shared.store();
+    if let Some(journal) = store.journal.as_mut()
+        && let Err(e) = journal.set_len(0)
+    {
+        tracing::error!(error = %e, "emptying the journal failed");
+        return problem(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "journal reset failed",
+        );
+    }
+    let journal = store.journal.take();
+    *store = Store {
+        journal,
+        ..Store::default()
+    };
     HttpResponse::NoContent().finish()
 }
 
 /// Starts the mock on `listener`; the returned server runs when awaited.
 pub fn run(listener: TcpListener, config: MockConfig) -> std::io::Result<Server> {
+    let store = match &config.journal {
+        Some(path) => Store::from_journal(path)?,
+        None => Store::default(),
+    };
     let shared = web::Data::new(Shared {
-        store: Mutex::new(Store::default()),
+        store: Mutex::new(store),
         config,
     });
     Ok(HttpServer::new(move || {
@@ -190,12 +280,17 @@ mod tests {
     use super::*;
 
     async fn start(fail_rate: f64) -> String {
+        start_with(fail_rate, None).await
+    }
+
+    async fn start_with(fail_rate: f64, journal: Option<PathBuf>) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let config = MockConfig {
             addr: String::new(),
             fail_rate,
             latency: Duration::ZERO,
+            journal,
         };
         tokio::spawn(run(listener, config).expect("server"));
         format!("http://127.0.0.1:{port}")
@@ -234,15 +329,53 @@ mod tests {
         assert_eq!(events[0]["deliveries"], 2);
         assert_eq!(events[0]["idempotencyKey"], "a");
         assert_eq!(events[1]["deliveries"], 1);
-        let stats: Value = client
+        let stats = stats_of(&client, &base).await;
+        assert_eq!(stats["duplicateDeliveries"], 1);
+    }
+
+    async fn stats_of(client: &reqwest::Client, base: &str) -> Value {
+        client
             .get(format!("{base}/stats"))
             .send()
             .await
             .expect("sent")
             .json()
             .await
-            .expect("json");
+            .expect("json")
+    }
+
+    #[tokio::test]
+    async fn a_restarted_collector_remembers_its_journal() {
+        let journal = std::env::temp_dir().join(format!(
+            "mock-collector-{}-{:?}.jsonl",
+            std::process::id(),
+            std::time::SystemTime::now()
+        ));
+        let client = reqwest::Client::new();
+        let first = start_with(0.0, Some(journal.clone())).await;
+        assert_eq!(post(&client, &first, "a").await, 202);
+        assert_eq!(post(&client, &first, "b").await, 202);
+        // A line cut short by a kill mid-write is skipped.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&journal)
+            .and_then(|mut f| f.write_all(b"{\"eventId\":"))
+            .expect("torn line");
+
+        let second = start_with(0.0, Some(journal.clone())).await;
+        assert_eq!(post(&client, &second, "a").await, 202);
+        assert_eq!(post(&client, &second, "c").await, 202);
+        let stats = stats_of(&client, &second).await;
+        assert_eq!(stats["uniqueEvents"], 3);
         assert_eq!(stats["duplicateDeliveries"], 1);
+
+        let third = start_with(0.0, Some(journal.clone())).await;
+        let stats = stats_of(&client, &third).await;
+        assert_eq!(
+            stats["uniqueEvents"], 3,
+            "deliveries after the torn line survive: {stats}"
+        );
+        let _ = std::fs::remove_file(journal);
     }
 
     #[tokio::test]
@@ -252,14 +385,7 @@ mod tests {
 
         assert_eq!(post(&client, &base, "a").await, 503);
 
-        let stats: Value = client
-            .get(format!("{base}/stats"))
-            .send()
-            .await
-            .expect("sent")
-            .json()
-            .await
-            .expect("json");
+        let stats = stats_of(&client, &base).await;
         assert_eq!(stats["uniqueEvents"], 0);
         assert_eq!(stats["rejected"], 1);
     }
