@@ -28,6 +28,9 @@ pub struct Config {
     pub http_workers: Option<usize>,
     pub database_url: SecretString,
     pub database_pool_size: usize,
+    /// Connections of the outbox relay and the housekeeping jobs, a pool of
+    /// their own so they can never take the requests' connections.
+    pub database_background_pool_size: usize,
     pub database_acquire_timeout: Duration,
     pub database_statement_timeout: Duration,
     pub redis_url: SecretString,
@@ -134,6 +137,7 @@ impl Config {
                 get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
             ),
             database_pool_size: number(&get, "DATABASE_POOL_SIZE", 16)?,
+            database_background_pool_size: number(&get, "DATABASE_BACKGROUND_POOL_SIZE", 2)?,
             database_acquire_timeout: Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?),
             database_statement_timeout: Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?),
             redis_url: SecretString::from(get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())),

@@ -57,14 +57,19 @@ impl Application {
     /// PostgreSQL or Redis is made here, so the server starts (and reports
     /// not-ready) while they are down.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pg = PgPool::new(&PgPoolSettings {
+        let pg_settings = |max_size| PgPoolSettings {
             url: config.database_url.clone(),
-            max_size: config.database_pool_size,
+            max_size,
             acquire_timeout: config.database_acquire_timeout,
             connect_timeout: config.database_acquire_timeout,
             statement_timeout: config.database_statement_timeout,
-        })
-        .context("building the PostgreSQL pool")?;
+        };
+        let pg = PgPool::new(&pg_settings(config.database_pool_size)).context("building the PostgreSQL pool")?;
+        // The relay records a whole batch of deliveries at once: on the
+        // requests' pool that starved requests into 503s whenever the
+        // collector was down (found by the soak). Background work gets its own.
+        let background_pg = PgPool::new(&pg_settings(config.database_background_pool_size.max(1)))
+            .context("building the background PostgreSQL pool")?;
         let redis = RedisPool::new(&RedisSettings {
             url: config.redis_url.expose_secret().to_owned(),
             key_prefix: config.redis_key_prefix.clone(),
@@ -75,12 +80,12 @@ impl Application {
 
         let metrics = crate::telemetry::metrics_handle()?;
         let state = web::Data::new(build_state(config, &pg, &redis, metrics.clone())?);
-        let relay = start_relay(config, &pg)?;
-        let mut background = maintenance_tasks(config, &pg);
+        let relay = start_relay(config, &background_pg)?;
+        let mut background = maintenance_tasks(config, &background_pg);
         background.push(tokio::spawn(sample_gauges(
             pg.clone(),
             redis.clone(),
-            OutboxAdmin::new(Arc::new(PgOutboxStore::new(pg.clone()))),
+            OutboxAdmin::new(Arc::new(PgOutboxStore::new(background_pg.clone()))),
             Arc::clone(&relay.counters),
             metrics,
         )));
