@@ -33,6 +33,8 @@ pub struct Config {
     pub database_background_pool_size: usize,
     pub database_acquire_timeout: Duration,
     pub database_statement_timeout: Duration,
+    /// How long `GET /menus` may serve a list read earlier (0: never).
+    pub menu_cache_ttl: Duration,
     pub redis_url: SecretString,
     pub redis_key_prefix: String,
     pub redis_pool_size: usize,
@@ -140,6 +142,7 @@ impl Config {
             database_background_pool_size: number(&get, "DATABASE_BACKGROUND_POOL_SIZE", 2)?,
             database_acquire_timeout: Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?),
             database_statement_timeout: Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?),
+            menu_cache_ttl: Duration::from_millis(number(&get, "MENU_CACHE_TTL_MS", 1_000)?),
             redis_url: SecretString::from(get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())),
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
             redis_pool_size: number(&get, "REDIS_POOL_SIZE", 16)?,

@@ -330,7 +330,10 @@ fn build_state(
         config.refresh_token_ttl,
     );
     Ok(AppState {
-        list_menus: ListMenus::new(Arc::new(PgMenuRepository::new(pg.clone()))),
+        list_menus: ListMenus::new(Arc::new(PgMenuRepository::with_cache(
+            pg.clone(),
+            config.menu_cache_ttl,
+        ))),
         check_readiness: CheckReadiness::new(vec![
             Arc::new(PgProbe::new(pg.clone())),
             Arc::new(RedisProbe::new(redis.clone())),

@@ -51,6 +51,8 @@ macro_rules! api_routes {
 
         /// Registers every route of [`API_ROUTES`] plus the API document and its page.
         pub fn routes(cfg: &mut web::ServiceConfig) {
+            // One per worker (each worker builds its own App).
+            cfg.app_data(web::Data::new(menus::MenusJson::default()));
             $(cfg.service(web::resource($path)$(.route(web::$method().to($handler)))+);)+
             cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)));
             cfg.service(SwaggerUi::new("/docs/{_:.*}").config(

@@ -41,6 +41,34 @@ async fn a_new_menu_appears_in_name_order() {
 }
 
 #[tokio::test]
+async fn a_cached_list_is_reread_only_after_its_ttl() {
+    let db = TestDatabase::create().await;
+    let pool = PgPool::new(&PgPoolSettings::local(db.url())).expect("pool");
+    let cached = PgMenuRepository::with_cache(pool.clone(), std::time::Duration::from_millis(300));
+    let uncached = PgMenuRepository::new(pool);
+    let before = cached.list().await.expect("listed").len();
+
+    db.connect()
+        .await
+        .batch_execute("INSERT INTO menus (id, name, price) VALUES (gen_random_uuid(), 'Affogato', 6000)")
+        .await
+        .expect("insert");
+
+    assert_eq!(cached.list().await.expect("listed").len(), before, "served from memory");
+    assert_eq!(
+        uncached.list().await.expect("listed").len(),
+        before + 1,
+        "no cache, no delay"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(350)).await;
+    assert_eq!(
+        cached.list().await.expect("listed").len(),
+        before + 1,
+        "re-read after the ttl"
+    );
+}
+
+#[tokio::test]
 async fn an_unreachable_database_is_unavailable() {
     let mut settings = PgPoolSettings::local("postgres://postgres@127.0.0.1:1/none");
     settings.connect_timeout = std::time::Duration::from_millis(500);
