@@ -5,8 +5,12 @@ CARGO ?= cargo
 # `make run PROFILE=release` for an optimised server.
 PROFILE ?= dev
 BIN_DIR := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
+# Seconds of load in the soak: the short one inside `make test`, the long one
+# of `make soak` (`make soak SOAK_SECS=3600`).
+SHORT_SOAK_SECS := 60
+SOAK_SECS ?= 600
 
-.PHONY: help services run migrate test lint check-architecture unit e2e contract docs-check up down bench stop-local
+.PHONY: help services run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -22,9 +26,10 @@ run: services ## Run the API (migrations applied) with the mock collector beside
 migrate: services ## Create the database if needed and apply pending migrations
 	$(CARGO) run --profile $(PROFILE) --bin coffee -- migrate
 
-test: services lint ## Everything CI checks: fmt, clippy, architecture, all tests, the contract fuzzer
+test: services lint ## Everything CI checks: fmt, clippy, architecture, all tests, the short soak, the contract fuzzer
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
+	SOAK_SECS=$(SHORT_SOAK_SECS) target/debug/soak
 	@scripts/contract.sh
 	@scripts/docs-check.sh
 
@@ -41,6 +46,10 @@ unit: ## Only the tests that need no server (domain, application, http)
 e2e: services ## End-to-end tests against the built binaries
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p coffee-e2e
+
+soak: services ## 3 instances, 200 customers, faults, then every invariant checked (SOAK_SECS, default 600)
+	$(CARGO) build --profile $(PROFILE) --workspace --bins
+	SOAK_SECS=$(SOAK_SECS) $(BIN_DIR)/soak
 
 contract: services ## Fuzz the running API against its own OpenAPI document (schemathesis, all checks)
 	@scripts/contract.sh

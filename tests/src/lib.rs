@@ -14,9 +14,17 @@ use anyhow::{Context as _, bail};
 pub fn binary(name: &str) -> PathBuf {
     let dir = match std::env::var_os("COFFEE_BIN_DIR") {
         Some(dir) => PathBuf::from(dir),
+        // A test runs from `target/debug/deps/`, the soak from `target/debug/`.
         None => std::env::current_exe()
             .ok()
-            .and_then(|exe| exe.parent().and_then(|deps| deps.parent()).map(PathBuf::from))
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+            .map(|dir| {
+                if dir.ends_with("deps") {
+                    dir.parent().map(PathBuf::from).unwrap_or(dir)
+                } else {
+                    dir
+                }
+            })
             .unwrap_or_else(|| PathBuf::from("target/debug")),
     };
     let path = dir.join(name);
