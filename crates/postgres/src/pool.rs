@@ -31,6 +31,11 @@ pub struct PgPoolSettings {
     pub connect_timeout: Duration,
     /// Server-side cap on any one statement (`statement_timeout`).
     pub statement_timeout: Duration,
+    /// `false` sets `synchronous_commit = off`: a commit returns before its
+    /// WAL reaches the disk, so a crash may forget the last fraction of a
+    /// second of commits (each still all or nothing). Only for work that is
+    /// safe to do again, such as the outbox relay's bookkeeping.
+    pub durable_commits: bool,
 }
 
 impl PgPoolSettings {
@@ -42,6 +47,7 @@ impl PgPoolSettings {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            durable_commits: true,
         }
     }
 }
@@ -63,13 +69,14 @@ impl PgPool {
     /// server can start while the database is still down and become ready later.
     pub fn new(settings: &PgPoolSettings) -> anyhow::Result<Self> {
         let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let commit_mode = if settings.durable_commits { "" } else { "; SET synchronous_commit = off" };
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
             async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
                 conn.batch_execute(&format!(
-                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'; SET TIME ZONE 'UTC'"
+                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
                 ))
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
