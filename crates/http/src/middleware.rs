@@ -26,6 +26,10 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone, Copy)]
 struct RequestStart(Instant);
 
+/// The route template the request matched, for the metrics' label.
+#[derive(Debug, Clone)]
+struct RoutePattern(String);
+
 /// Accepts ids of 1 to 128 visible ASCII characters; anything else could
 /// pollute logs, so it is replaced.
 fn client_request_id(req: &ServiceRequest) -> Option<String> {
@@ -82,7 +86,9 @@ impl RootSpanBuilder for CoffeeRootSpan {
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default();
+        // Resolved once here (it walks the router) and kept for the metrics.
         let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+        request.extensions_mut().insert(RoutePattern(route.clone()));
         tracing::info_span!(
             "http_request",
             method = %request.method(),
@@ -98,10 +104,11 @@ impl RootSpanBuilder for CoffeeRootSpan {
                 let request = response.request();
                 let started = request.extensions().get::<RequestStart>().copied();
                 let latency = started.map(|s| s.0.elapsed().as_secs_f64() * 1000.0);
-                let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+                let extensions = request.extensions();
+                let route = extensions.get::<RoutePattern>().map_or("unmatched", |r| r.0.as_str());
                 crate::metrics::record_request(
                     request.method().as_str(),
-                    &route,
+                    route,
                     response.status().as_u16(),
                     latency.unwrap_or_default() / 1000.0,
                 );
