@@ -57,7 +57,8 @@ impl Application {
     /// PostgreSQL or Redis is made here, so the server starts (and reports
     /// not-ready) while they are down.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pg = PgPool::new(&pg_settings(config, config.database_pool_size)).context("building the PostgreSQL pool")?;
+        let pg =
+            PgPool::new(&pg_settings(config, config.database_pool_size)).context("building the PostgreSQL pool")?;
         // The relay records a whole batch of deliveries at once: on the
         // requests' pool that starved requests into 503s whenever the
         // collector was down (found by the soak). Background work gets its own.

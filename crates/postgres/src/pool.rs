@@ -69,7 +69,11 @@ impl PgPool {
     /// server can start while the database is still down and become ready later.
     pub fn new(settings: &PgPoolSettings) -> anyhow::Result<Self> {
         let statement_timeout_ms = settings.statement_timeout.as_millis();
-        let commit_mode = if settings.durable_commits { "" } else { "; SET synchronous_commit = off" };
+        let commit_mode = if settings.durable_commits {
+            ""
+        } else {
+            "; SET synchronous_commit = off"
+        };
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
