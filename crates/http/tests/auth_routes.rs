@@ -72,6 +72,8 @@ async fn a_throttled_login_is_429_with_retry_after() {
             retry_after: Duration::from_secs(840),
         })
     });
+    // The account is looked up before the attempt is counted.
+    fakes.users.expect_find_credentials().returning(|_| Ok(None));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let response = test::call_service(
