@@ -55,6 +55,9 @@ struct Observations {
     /// Same-key retries whose answer differed from the first.
     replay_mismatches: Vec<String>,
     replays: u64,
+    /// `408 Request Timeout` from actix itself (the request never reached a
+    /// handler); clients retry those like a lost answer.
+    request_timeouts: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -143,6 +146,10 @@ impl World {
         };
         if let Answer::Reply(status, _) = &answer {
             self.seen().responses.push((at, *status, sent.elapsed(), endpoint));
+            if *status == 408 {
+                self.seen().request_timeouts += 1;
+                return Answer::Lost;
+            }
         }
         answer
     }
@@ -807,6 +814,10 @@ async fn verify(world: &World, rig: &Rig, failures: &mut Vec<String>) -> anyhow:
                 m
             });
     println!("soak: money outcomes by status: {outcomes:?}");
+    println!(
+        "soak: {} answers were actix's own 408 (request not read in time), retried by the client",
+        seen.request_timeouts
+    );
     report(
         failures,
         seen.replay_mismatches.is_empty(),
