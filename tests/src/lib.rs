@@ -208,6 +208,17 @@ pub fn coffee_env(
     ]
 }
 
+/// Replaces (or adds) each variable of `overrides` in `env`.
+pub fn override_env(
+    env: &mut Vec<(&'static str, String)>,
+    overrides: impl IntoIterator<Item = (&'static str, String)>,
+) {
+    for (name, value) in overrides {
+        env.retain(|(k, _)| *k != name);
+        env.push((name, value));
+    }
+}
+
 /// Starts `coffee serve` with `env` (see [`coffee_env`]) and waits until live.
 pub async fn start_coffee(port: u16, env: &[(&str, String)]) -> anyhow::Result<Process> {
     Process::start("coffee", &["serve"], env, port, "/health/live").await
@@ -255,10 +266,7 @@ impl Cluster {
     ) -> anyhow::Result<usize> {
         let port = free_port();
         let mut env = coffee_env(port, database_url, self.namespace.prefix(), "http://127.0.0.1:1");
-        for (key, value) in extra {
-            env.retain(|(k, _)| k != key);
-            env.push((key, value.clone()));
-        }
+        override_env(&mut env, extra.iter().cloned());
         self.instances.push(start_coffee(port, &env).await?);
         Ok(self.instances.len() - 1)
     }

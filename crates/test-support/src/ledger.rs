@@ -6,10 +6,10 @@ use diesel_async::RunQueryDsl;
 
 use crate::TestDatabase;
 
-/// Read through `Debug` in the failure message.
+/// A user whose balance breaks the ledger invariant (read through `Debug`).
 #[derive(QueryableByName, Debug)]
 #[allow(dead_code)]
-struct Violation {
+pub struct LedgerViolation {
     #[diesel(sql_type = Text)]
     user_id: String,
     #[diesel(sql_type = BigInt)]
@@ -21,8 +21,14 @@ struct Violation {
 impl TestDatabase {
     /// Panics unless, for every user, `point = sum(ADD) - sum(DEDUCT) >= 0`.
     pub async fn assert_ledger_consistent(&self) {
+        let violations = self.ledger_violations().await;
+        assert!(violations.is_empty(), "ledger invariant broken: {violations:?}");
+    }
+
+    /// Every user for whom `point = sum(ADD) - sum(DEDUCT) >= 0` does not hold.
+    pub async fn ledger_violations(&self) -> Vec<LedgerViolation> {
         let mut conn = self.connect().await;
-        let violations: Vec<Violation> = diesel::sql_query(
+        diesel::sql_query(
             "SELECT u.id::text AS user_id, u.point, \
                     COALESCE(SUM(CASE WHEN t.type = 'ADD' THEN t.amount ELSE -t.amount END), 0)::bigint AS ledger \
              FROM users u LEFT JOIN point_transactions t ON t.user_id = u.id \
@@ -32,8 +38,7 @@ impl TestDatabase {
         )
         .load(&mut conn)
         .await
-        .unwrap_or_else(|e| panic!("ledger check failed to run: {e}"));
-        assert!(violations.is_empty(), "ledger invariant broken: {violations:?}");
+        .unwrap_or_else(|e| panic!("ledger check failed to run: {e}"))
     }
 
     /// Inserts a user with `point` and a matching `ADD` row (so the ledger

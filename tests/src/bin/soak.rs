@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use coffee_e2e::{Process, coffee_env, free_port, start_mock_collector_on};
+use coffee_e2e::{Process, coffee_env, free_port, override_env, start_mock_collector_on};
 use coffee_test_support::TestDatabase;
 use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
 use rand::Rng as _;
@@ -218,6 +218,12 @@ impl Customer {
         Ok(customer)
     }
 
+    /// Takes the tokens of a login or refresh answer.
+    fn keep_tokens(&mut self, pair: &Value) {
+        self.access = pair["accessToken"].as_str().unwrap_or_default().to_owned();
+        self.refresh = pair["refreshToken"].as_str().unwrap_or_default().to_owned();
+    }
+
     async fn log_in(&mut self) -> anyhow::Result<()> {
         let body = json!({"email": self.email, "password": PASSWORD});
         let give_up = Instant::now() + Duration::from_secs(120);
@@ -228,8 +234,7 @@ impl Customer {
                 .await
             {
                 Answer::Reply(200, pair) => {
-                    self.access = pair["accessToken"].as_str().unwrap_or_default().to_owned();
-                    self.refresh = pair["refreshToken"].as_str().unwrap_or_default().to_owned();
+                    self.keep_tokens(&pair);
                     return Ok(());
                 }
                 Answer::Reply(status, body) if status < 500 && status != 429 => {
@@ -353,8 +358,7 @@ impl Customer {
             .await
         {
             Answer::Reply(200, pair) => {
-                self.access = pair["accessToken"].as_str().unwrap_or_default().to_owned();
-                self.refresh = pair["refreshToken"].as_str().unwrap_or_default().to_owned();
+                self.keep_tokens(&pair);
                 Ok(())
             }
             // The session is gone (Redis restarted) or the answer was lost
@@ -531,10 +535,7 @@ impl Rig {
                 ("OUTBOX_MAX_ATTEMPTS", "1000".to_owned()),
                 ("LOG_FORMAT", "json".to_owned()),
             ];
-            for (name, value) in overrides {
-                env.retain(|(k, _)| *k != name);
-                env.push((name, value));
-            }
+            override_env(&mut env, overrides);
             rig.instances
                 .push(start_instance(rig.instances.len(), port, &env).await?);
             rig.ports.push(port);
@@ -735,17 +736,10 @@ async fn verify(world: &World, rig: &Rig, failures: &mut Vec<String>) -> anyhow:
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
-    let mut conn = rig.db.connect().await;
 
     // 1. The ledger, for every user.
-    let ledger = count(
-        &mut conn,
-        "SELECT count(*) AS n FROM (SELECT u.id FROM users u LEFT JOIN point_transactions t ON t.user_id = u.id \
-         GROUP BY u.id, u.point HAVING u.point <> COALESCE(SUM(CASE WHEN t.type = 'ADD' THEN t.amount \
-         ELSE -t.amount END), 0) OR u.point < 0) broken",
-    )
-    .await?;
-    let users = count(&mut conn, "SELECT count(*) AS n FROM users").await?;
+    let ledger = rig.db.ledger_violations().await.len();
+    let users = rig.db.count("SELECT count(*) AS n FROM users").await;
     report(
         failures,
         ledger == 0,
@@ -756,21 +750,15 @@ async fn verify(world: &World, rig: &Rig, failures: &mut Vec<String>) -> anyhow:
     //    every charge the same.
     let placed: Vec<&MoneyRecord> = seen.orders.iter().filter(|r| r.status == 201).collect();
     let ids: HashSet<&str> = placed.iter().filter_map(|r| r.body["id"].as_str()).collect();
-    let in_db = count(&mut conn, "SELECT count(*) AS n FROM orders").await?;
-    let missing = {
-        let mut missing = 0;
-        for id in &ids {
-            let n = count(
-                &mut conn,
-                &format!("SELECT count(*) AS n FROM orders WHERE id = '{id}'"),
-            )
-            .await?;
-            if n != 1 {
-                missing += 1;
-            }
-        }
-        missing
-    };
+    let in_db = rig.db.count("SELECT count(*) AS n FROM orders").await;
+    let id_list = ids.iter().copied().collect::<Vec<_>>().join(",");
+    let found = rig
+        .db
+        .count(&format!(
+            "SELECT count(*) AS n FROM orders WHERE id = ANY('{{{id_list}}}'::uuid[])"
+        ))
+        .await;
+    let missing = ids.len() as i64 - found;
     report(
         failures,
         missing == 0 && ids.len() == placed.len() && in_db == placed.len() as i64,
@@ -785,16 +773,14 @@ async fn verify(world: &World, rig: &Rig, failures: &mut Vec<String>) -> anyhow:
     for record in &charged {
         *expected_adds.entry(record.user.as_str()).or_default() += record.body["amount"].as_i64().unwrap_or(0);
     }
-    let adds = count(
-        &mut conn,
-        "SELECT count(*) AS n FROM point_transactions WHERE type = 'ADD'",
-    )
-    .await?;
-    let added = count(
-        &mut conn,
-        "SELECT COALESCE(sum(amount), 0)::bigint AS n FROM point_transactions WHERE type = 'ADD'",
-    )
-    .await?;
+    let adds = rig
+        .db
+        .count("SELECT count(*) AS n FROM point_transactions WHERE type = 'ADD'")
+        .await;
+    let added = rig
+        .db
+        .count("SELECT COALESCE(sum(amount), 0)::bigint AS n FROM point_transactions WHERE type = 'ADD'")
+        .await;
     let expected: i64 = expected_adds.values().sum();
     report(
         failures,
@@ -952,16 +938,4 @@ fn report(failures: &mut Vec<String>, ok: bool, line: String) {
     if !ok {
         failures.push(line);
     }
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> anyhow::Result<i64> {
-    use diesel_async::RunQueryDsl as _;
-    let row: Count = diesel::sql_query(sql).get_result(conn).await?;
-    Ok(row.n)
 }
