@@ -134,3 +134,49 @@ where
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
+
+/// The password of every user the load generators create.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Signs `email` up on the service at `base`, logs in and charges `fund`
+/// points (1,000,000 per request, the most one charge may add); returns the
+/// user's id and access token.
+pub async fn funded_user(
+    client: &reqwest::Client,
+    base: &str,
+    email: &str,
+    fund: i64,
+) -> anyhow::Result<(String, String)> {
+    let created = client
+        .post(format!("{base}/auth/signup"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD, "name": "Load"}))
+        .send()
+        .await?;
+    anyhow::ensure!(created.status() == 201, "signup answered {}", created.status());
+    let created: serde_json::Value = created.json().await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let pair: serde_json::Value = client
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": PASSWORD}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let token = pair["accessToken"].as_str().unwrap_or_default().to_owned();
+    let mut left = fund;
+    let mut n = 0;
+    while left > 0 {
+        let amount = left.min(1_000_000);
+        let response = client
+            .post(format!("{base}/users/{id}/points/charge"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", format!("fund-{n}"))
+            .json(&serde_json::json!({ "amount": amount }))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 200, "charge answered {}", response.status());
+        left -= amount;
+        n += 1;
+    }
+    Ok((id, token))
+}

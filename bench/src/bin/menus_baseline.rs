@@ -5,15 +5,16 @@
 //! difference between the two.
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use coffee_bench::env_or;
 
 #[actix_web::main]
 async fn main() -> anyhow::Result<()> {
     let body = web::Bytes::from(std::fs::read(std::env::var("BODY_FILE")?)?);
-    let bind = std::env::var("BIND_ADDR").unwrap_or_else(|_| "127.0.0.1:18200".to_owned());
-    let workers: usize = std::env::var("HTTP_WORKERS")
-        .ok()
-        .and_then(|w| w.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let bind: String = env_or("BIND_ADDR", "127.0.0.1:18200".to_owned());
+    let workers: usize = env_or(
+        "HTTP_WORKERS",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
     HttpServer::new(move || {
         let body = body.clone();
         App::new().route(

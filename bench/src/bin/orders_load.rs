@@ -11,40 +11,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use coffee_bench::{env_or, run_load};
+use coffee_bench::{env_or, funded_user, run_load};
 use serde_json::{Value, json};
-
-async fn user(client: &reqwest::Client, base: &str, i: usize) -> anyhow::Result<(String, String)> {
-    let email = format!("load-{i}-{}@example.com", uuid::Uuid::new_v4().simple());
-    let password = "correct horse battery staple";
-    let created: Value = client
-        .post(format!("{base}/auth/signup"))
-        .json(&json!({"email": email, "password": password, "name": "Load"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let id = created["id"].as_str().unwrap_or_default().to_owned();
-    let pair: Value = client
-        .post(format!("{base}/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let token = pair["accessToken"].as_str().unwrap_or_default().to_owned();
-    for n in 0..20 {
-        let response = client
-            .post(format!("{base}/users/{id}/points/charge"))
-            .bearer_auth(&token)
-            .header("Idempotency-Key", format!("fund-{n}"))
-            .json(&json!({"amount": 1_000_000}))
-            .send()
-            .await?;
-        anyhow::ensure!(response.status() == 200, "charge answered {}", response.status());
-    }
-    Ok((id, token))
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -61,7 +29,8 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(menu_ids.len() >= 20, "need at least 20 menus, found {}", menu_ids.len());
     let mut tokens = Vec::new();
     for i in 0..clients {
-        tokens.push(user(&http, &base, i).await?.1);
+        let email = format!("load-{i}-{}@example.com", uuid::Uuid::new_v4().simple());
+        tokens.push(funded_user(&http, &base, &email, 20_000_000).await?.1);
     }
     let tokens = Arc::new(tokens);
     let menu_ids = Arc::new(menu_ids);
