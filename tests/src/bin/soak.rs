@@ -124,34 +124,31 @@ impl World {
         }
         let sent = Instant::now();
         let at = self.now();
-        let response = request.send().await;
-        let answer = match response {
+        let reply = match request.send().await {
             Ok(response) => {
                 let status = response.status().as_u16();
-                match response.bytes().await {
-                    Ok(bytes) => Answer::Reply(status, serde_json::from_slice(&bytes).unwrap_or(Value::Null)),
-                    Err(e) if e.is_timeout() => {
-                        self.seen().hung.push((endpoint, sent.elapsed()));
-                        return Answer::Lost;
-                    }
-                    Err(_) => return Answer::Lost,
-                }
+                response.bytes().await.map(|bytes| (status, bytes))
             }
-            Err(e) if e.is_timeout() => {
-                self.seen().hung.push((endpoint, sent.elapsed()));
-                return Answer::Lost;
-            }
-            // Refused or reset: the instance is down; the client tries again.
-            Err(_) => return Answer::Lost,
+            Err(e) => Err(e),
         };
-        if let Answer::Reply(status, _) = &answer {
-            self.seen().responses.push((at, *status, sent.elapsed(), endpoint));
-            if *status == 408 {
-                self.seen().request_timeouts += 1;
+        let (status, bytes) = match reply {
+            Ok(reply) => reply,
+            Err(e) => {
+                if e.is_timeout() {
+                    self.seen().hung.push((endpoint, sent.elapsed()));
+                }
+                // Refused or reset (the instance is down) or timed out: the
+                // client tries again.
                 return Answer::Lost;
             }
+        };
+        let mut seen = self.seen();
+        seen.responses.push((at, status, sent.elapsed(), endpoint));
+        if status == 408 {
+            seen.request_timeouts += 1;
+            return Answer::Lost;
         }
-        answer
+        Answer::Reply(status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
     }
 
     fn fault(&self, name: &'static str, from: f64) {
