@@ -15,8 +15,8 @@ use coffee_domain::IdempotencyContext;
 use coffee_ports::{IdempotencyError, IdempotencyRecords, InfraError};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{BigInt, Interval};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel::sql_types::{BigInt, Bytea, Integer, Interval, Jsonb, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -50,10 +50,6 @@ impl From<TxError> for IdempotencyError {
     fn from(error: TxError) -> Self {
         match error {
             TxError::Idempotency(e) => e,
-            // The wait for a concurrent duplicate ran out.
-            TxError::Diesel(DieselError::DatabaseError(_, ref info)) if info.message().contains("lock timeout") => {
-                IdempotencyError::InUse
-            }
             TxError::Diesel(e) => IdempotencyError::Infra(error::from_diesel(e)),
         }
     }
@@ -67,46 +63,45 @@ enum Claim<T> {
     Replay(T),
 }
 
-/// Claims `context`'s key, waiting at most `wait` for a concurrent duplicate.
+#[derive(QueryableByName)]
+struct ClaimRow {
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = Nullable<Bytea>)]
+    fingerprint: Option<Vec<u8>>,
+    #[diesel(sql_type = Nullable<Jsonb>)]
+    outcome: Option<serde_json::Value>,
+}
+
+/// Claims `context`'s key, waiting at most `wait` for a concurrent duplicate:
+/// one call of `claim_idempotency_key` (migration 4), which tells a wait that
+/// ran out by its SQLSTATE, so no error text is ever interpreted here.
 async fn claim<T: DeserializeOwned>(
     conn: &mut AsyncPgConnection,
     context: &IdempotencyContext,
     wait: Duration,
 ) -> Result<Claim<T>, TxError> {
-    conn.batch_execute(&format!("SET LOCAL lock_timeout = {}", wait.as_millis().max(1)))
-        .await?;
-    let inserted = diesel::insert_into(idempotency_keys::table)
-        .values((
-            idempotency_keys::user_id.eq(context.user_id.as_uuid()),
-            idempotency_keys::scope.eq(context.scope.as_str()),
-            idempotency_keys::key.eq(context.key.as_str()),
-            idempotency_keys::fingerprint.eq(context.fingerprint.as_bytes().as_slice()),
-            // Overwritten by `store` before this transaction commits, so
-            // nobody else ever sees it.
-            idempotency_keys::outcome.eq(serde_json::Value::Null),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await?;
-    conn.batch_execute("SET LOCAL lock_timeout TO DEFAULT").await?;
-    if inserted == 1 {
-        return Ok(Claim::Fresh);
-    }
-    let stored: Option<(Vec<u8>, serde_json::Value)> = idempotency_keys::table
-        .find((context.user_id.as_uuid(), context.scope.as_str(), context.key.as_str()))
-        .select((idempotency_keys::fingerprint, idempotency_keys::outcome))
-        .first(conn)
-        .await
-        .optional()?;
-    match stored {
-        Some((fingerprint, _)) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
+    let row: ClaimRow =
+        diesel::sql_query("SELECT state, fingerprint, outcome FROM claim_idempotency_key($1, $2, $3, $4, $5)")
+            .bind::<SqlUuid, _>(context.user_id.as_uuid())
+            .bind::<Text, _>(context.scope.as_str())
+            .bind::<Text, _>(context.key.as_str())
+            .bind::<Bytea, _>(context.fingerprint.as_bytes().as_slice())
+            .bind::<Integer, _>(i32::try_from(wait.as_millis()).unwrap_or(i32::MAX))
+            .get_result(conn)
+            .await?;
+    match (row.state.as_str(), row.fingerprint, row.outcome) {
+        ("fresh", _, _) => Ok(Claim::Fresh),
+        ("in_use", _, _) => Err(IdempotencyError::InUse.into()),
+        ("stored", Some(fingerprint), _) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
             Err(IdempotencyError::KeyReused.into())
         }
-        Some((_, outcome)) => serde_json::from_value(outcome).map(Claim::Replay).map_err(|e| {
+        ("stored", Some(_), Some(outcome)) => serde_json::from_value(outcome).map(Claim::Replay).map_err(|e| {
             InfraError::Unexpected(anyhow::Error::new(e).context("stored idempotent outcome is unreadable")).into()
         }),
-        // Purged between our insert and our read: let the client retry.
-        None => Err(IdempotencyError::InUse.into()),
+        (state, _, _) => {
+            Err(InfraError::Unexpected(anyhow::anyhow!("claim_idempotency_key answered {state:?}")).into())
+        }
     }
 }
 

@@ -1,7 +1,7 @@
 //! Embedded migrations, applied over diesel-async (no libpq, no diesel CLI).
 
-use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
 /// Every migration under the workspace's `migrations/`, compiled into the binary.
@@ -25,25 +25,37 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
 
 /// Creates the database named in `url` when it does not exist yet, so a fresh
 /// machine needs nothing but a running server. Returns whether it created it.
-/// Connects to the server's `postgres` database to do so.
+/// When the database cannot be reached, asks the server's `postgres` database
+/// whether it exists (rather than reading the error's text, which the server
+/// may have translated into another language).
 pub async fn ensure_database_exists(url: &str) -> anyhow::Result<bool> {
     use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
-    let missing = match AsyncPgConnection::establish(url).await {
-        Ok(_) => false,
-        // diesel-async reports this as a database error inside the connection
-        // error; its message is the only stable part across versions.
-        Err(e) if e.to_string().contains("does not exist") => true,
-        Err(e) => return Err(anyhow::Error::new(e).context("connecting to PostgreSQL")),
-    };
-    if !missing {
+    let Err(unreachable) = AsyncPgConnection::establish(url).await else {
         return Ok(false);
-    }
+    };
     let (maintenance_url, name) = split_database(url)?;
-    let mut conn = AsyncPgConnection::establish(&maintenance_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to the maintenance database to create {name:?}: {e}"))?;
+    let mut conn = AsyncPgConnection::establish(&maintenance_url).await.map_err(|e| {
+        anyhow::anyhow!(
+            "connecting to PostgreSQL failed ({unreachable}), and so did connecting to its maintenance database to \
+             see whether {name:?} exists ({e})"
+        )
+    })?;
+    let existing: Vec<Existing> = diesel::sql_query("SELECT 1 AS one FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(&name)
+        .load(&mut conn)
+        .await?;
+    if !existing.is_empty() {
+        return Err(anyhow::Error::new(unreachable).context("connecting to PostgreSQL"));
+    }
     conn.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await?;
     Ok(true)
+}
+
+#[derive(diesel::QueryableByName)]
+struct Existing {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    #[allow(dead_code)]
+    one: i32,
 }
 
 /// Splits `postgres://host/db?x` into (`postgres://host/postgres?x`, `db`).

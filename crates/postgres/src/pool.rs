@@ -79,6 +79,7 @@ impl PgPool {
             let url = url.to_owned();
             async move {
                 let mut conn = AsyncPgConnection::establish(&url).await?;
+                learn_statement_timeout_text(&mut conn).await?;
                 conn.batch_execute(&format!(
                     "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
                 ))
@@ -110,6 +111,22 @@ impl PgPool {
         let status = self.inner.status();
         (status.size.saturating_sub(status.available), status.max_size)
     }
+}
+
+/// Provokes one statement timeout on a new connection and remembers the
+/// server's text for it, in the server's own language (see [`error`]). Costs
+/// a few milliseconds once per connection.
+async fn learn_statement_timeout_text(conn: &mut AsyncPgConnection) -> Result<(), diesel::ConnectionError> {
+    let setup = diesel::ConnectionError::CouldntSetupConfiguration;
+    conn.batch_execute("SET statement_timeout = 1").await.map_err(setup)?;
+    match conn.batch_execute("SELECT pg_sleep(0.05)").await {
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
+            error::learn_statement_timeout(info.message());
+        }
+        Err(other) => return Err(setup(other)),
+        Ok(()) => tracing::warn!("a 1 ms statement timeout did not cancel a 50 ms sleep"),
+    }
+    Ok(())
 }
 
 use diesel_async::AsyncConnection as _;

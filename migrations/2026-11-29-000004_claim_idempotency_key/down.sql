@@ -1,0 +1,1 @@
+DROP FUNCTION claim_idempotency_key(uuid, text, text, bytea, integer);
