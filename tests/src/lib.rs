@@ -205,6 +205,8 @@ pub fn coffee_env(
         ("LOG_FORMAT", "json".to_owned()),
         ("JWT_SECRET", E2E_JWT_SECRET.to_owned()),
         ("SHUTDOWN_TIMEOUT_SECS", "5".to_owned()),
+        // No balancer in front of most tests: stop at once on SIGTERM.
+        ("SHUTDOWN_DRAIN_SECS", "0".to_owned()),
     ]
 }
 
@@ -234,6 +236,30 @@ pub async fn start_mock_collector_on(port: u16, env: &[(&str, String)]) -> anyho
     let mut all = vec![("MOCK_COLLECTOR_ADDR", format!("127.0.0.1:{port}"))];
     all.extend(env.iter().map(|(k, v)| (*k, v.clone())));
     Process::start("mock-collector", &[], &all, port, "/health").await
+}
+
+/// The environment that runs a process with its wall clock moved by
+/// `offset` (libfaketime's syntax: `"-3h"`, `"+90m"`), as a server whose
+/// clock drifted would be. Timers (the monotonic clock) are left alone.
+///
+/// # Panics
+/// When libfaketime is not installed (Debian's `faketime` package;
+/// `make test` installs it through `scripts/test-tools.sh`).
+pub fn skewed_clock(offset: &str) -> Vec<(&'static str, String)> {
+    let library = [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|path| std::path::Path::new(path).exists())
+    .unwrap_or_else(|| panic!("libfaketime is missing: run scripts/test-tools.sh (apt-get install faketime)"));
+    vec![
+        ("LD_PRELOAD", library.to_owned()),
+        ("FAKETIME", offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+        ("FAKETIME_DONT_RESET", "1".to_owned()),
+    ]
 }
 
 /// Several `coffee serve` instances sharing one database and one Redis

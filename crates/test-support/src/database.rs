@@ -37,7 +37,7 @@ impl TestDatabase {
 
     /// Creates an empty database with no tables, for testing `coffee migrate`.
     pub async fn create_empty() -> Self {
-        let name = format!("coffee_test_{}", uuid::Uuid::new_v4().simple());
+        let name = new_database_name();
         let created = async {
             admin_connection()
                 .await?
@@ -66,7 +66,7 @@ impl TestDatabase {
 
     async fn try_create() -> anyhow::Result<Self> {
         let template = TEMPLATE.get_or_try_init(ensure_template).await?.clone();
-        let name = format!("coffee_test_{}", uuid::Uuid::new_v4().simple());
+        let name = new_database_name();
         let mut admin = admin_connection().await?;
         // Concurrent clones of one template can collide while PostgreSQL checks
         // that nobody else uses it; a short retry covers that window.
@@ -117,6 +117,38 @@ impl TestDatabase {
         dropped.unwrap_or_else(|e| panic!("dropping {name}: {e:#}"))
     }
 
+    /// Makes PostgreSQL speak Korean to every new connection to this
+    /// database (`lc_messages = 'ko_KR.UTF-8'`), as a server set up for
+    /// Korean users does, so tests can prove nothing reads English error
+    /// text. Generates the locale first when the machine lacks it (glibc's
+    /// `localedef`, as a directory, which running servers pick up at once).
+    ///
+    /// # Panics
+    /// When the locale cannot be made or the server refuses it.
+    pub async fn speak_korean(&self) {
+        ensure_locale("ko_KR", "ko_KR.UTF-8");
+        let set = async {
+            admin_connection()
+                .await?
+                .batch_execute(&format!(
+                    "ALTER DATABASE \"{}\" SET lc_messages = 'ko_KR.UTF-8'",
+                    self.name
+                ))
+                .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = set {
+            panic!("could not switch {} to Korean messages: {e:#}", self.name);
+        }
+    }
+
+    /// Drops the test databases that killed runs left behind; every test
+    /// process does this once, before its first database.
+    pub async fn sweep_abandoned() -> anyhow::Result<()> {
+        drop_abandoned(&mut admin_connection().await?).await
+    }
+
     /// A direct connection, for tests that check rows behind an adapter's back.
     pub async fn connect(&self) -> AsyncPgConnection {
         match AsyncPgConnection::establish(&self.url).await {
@@ -146,6 +178,32 @@ impl Drop for TestDatabase {
             eprintln!("warning: test database {} was not dropped", self.name);
         }
     }
+}
+
+/// Generates `name` from glibc's `source` definition unless `locale -a`
+/// lists it already.
+fn ensure_locale(source: &str, name: &str) {
+    let wanted = name.to_lowercase().replace("utf-8", "utf8");
+    let listed = std::process::Command::new("locale")
+        .arg("-a")
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|l| l.to_lowercase() == wanted)
+        })
+        .unwrap_or(false);
+    if listed {
+        return;
+    }
+    let made = std::process::Command::new("localedef")
+        .args(["--no-archive", "-i", source, "-f", "UTF-8", name])
+        .status();
+    assert!(
+        matches!(made, Ok(status) if status.success()),
+        "the {name} locale is missing and `localedef --no-archive -i {source} -f UTF-8 {name}` failed ({made:?}): \
+         install Debian's `locales` package and run it as root"
+    );
 }
 
 fn admin_url() -> String {
@@ -212,12 +270,69 @@ struct DatabaseName {
     datname: String,
 }
 
-/// Creates the template for the current migrations unless it exists. Several
-/// test processes may race here; a session advisory lock serialises them.
+/// `coffee_test_<unix seconds>_<pid>_<random>`: when and by which process
+/// the database was made, so a later run can tell what a killed run left.
+fn new_database_name() -> String {
+    let created = time::OffsetDateTime::now_utc().unix_timestamp();
+    let random = uuid::Uuid::new_v4().simple().to_string();
+    format!("coffee_test_{created}_{}_{}", std::process::id(), &random[..16])
+}
+
+/// How old a test database may get before any run may drop it, whoever made
+/// it (its maker could be on another machine sharing the server).
+const ABANDONED_AFTER_SECS: i64 = 6 * 3600;
+
+/// Whether a database named by [`new_database_name`] (or the older
+/// `coffee_test_<uuid>`) was left behind: its process is gone from this
+/// machine, or it is older than [`ABANDONED_AFTER_SECS`]. The caller also
+/// checks that nobody is connected to it.
+fn is_abandoned(name: &str, now: i64) -> bool {
+    let Some(rest) = name.strip_prefix("coffee_test_") else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('_').collect();
+    match parts.as_slice() {
+        [created, pid, _random] => {
+            let (Ok(created), Ok(pid)) = (created.parse::<i64>(), pid.parse::<u32>()) else {
+                return false;
+            };
+            let process_gone = !Path::new(&format!("/proc/{pid}")).exists();
+            now - created > ABANDONED_AFTER_SECS || (process_gone && now - created > 60)
+        }
+        // The format before creators were recorded: no run makes it any more.
+        [legacy] => legacy.len() == 32,
+        _ => false,
+    }
+}
+
+/// Drops the test databases that killed runs left behind (a finished test
+/// drops its own), skipping any database someone is connected to.
+async fn drop_abandoned(admin: &mut AsyncPgConnection) -> anyhow::Result<()> {
+    let idle: Vec<DatabaseName> = sql_query(
+        "SELECT datname FROM pg_database d WHERE datname LIKE 'coffee\\_test\\_%' \
+         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)",
+    )
+    .load(admin)
+    .await?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    for db in idle.into_iter().filter(|db| is_abandoned(&db.datname, now)) {
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", db.datname))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Creates the template for the current migrations unless it exists, after
+/// clearing what killed runs left. Several test processes may race here; a
+/// session advisory lock serialises them.
 async fn ensure_template() -> anyhow::Result<String> {
     let fingerprint = migrations_fingerprint()?;
     let template = format!("coffee_tpl_{fingerprint:016x}");
     let mut admin = admin_connection().await?;
+    drop_abandoned(&mut admin)
+        .await
+        .context("dropping abandoned test databases")?;
     admin
         .batch_execute("SELECT pg_advisory_lock(727274)")
         .await
@@ -259,6 +374,23 @@ async fn create_template_if_missing(admin: &mut AsyncPgConnection, template: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_databases_of_gone_or_ancient_runs_are_abandoned() {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mine = format!("coffee_test_{now}_{}_0123456789abcdef", std::process::id());
+        let old_mine = format!("coffee_test_{}_{}_0123456789abcdef", now - 7 * 3600, std::process::id());
+        let gone = format!("coffee_test_{}_{}_0123456789abcdef", now - 120, u32::MAX);
+        let just_made = format!("coffee_test_{}_{}_0123456789abcdef", now - 5, u32::MAX);
+        assert!(!is_abandoned(&mine, now));
+        assert!(is_abandoned(&old_mine, now));
+        assert!(is_abandoned(&gone, now));
+        assert!(!is_abandoned(&just_made, now));
+        assert!(is_abandoned("coffee_test_0123456789abcdef0123456789abcdef", now));
+        assert!(!is_abandoned("coffee_tpl_0123456789abcdef", now));
+        assert!(!is_abandoned("coffee", now));
+        assert!(new_database_name().len() <= 63, "PostgreSQL's identifier limit");
+    }
 
     #[test]
     fn database_url_replaces_only_the_database_name() {

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond Rust, PostgreSQL and Redis, from
+# Debian's packages, when it is missing:
+# - faketime: runs an instance with a skewed wall clock (tests/tests/clocks.rs);
+# - locales: glibc's localedef, to make the ko_KR locale with which PostgreSQL
+#   answers in Korean (crates/postgres/tests/locale.rs).
+set -euo pipefail
+
+missing=()
+command -v faketime >/dev/null || missing+=(faketime)
+command -v localedef >/dev/null || missing+=(locales)
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "test-tools: installing Debian's ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+else
+  echo "test-tools: the tests need ${missing[*]}: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
