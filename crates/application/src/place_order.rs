@@ -6,7 +6,7 @@ use coffee_domain::{
     IdempotencyContext, IdempotencyKey, IdempotencyScope, Idempotent, MenuId, OrderRequest, OrderRequestError,
     PlaceOrderOutcome, Principal,
 };
-use coffee_ports::{Clock, IdempotencyError, InfraError, OrderStore};
+use coffee_ports::{IdempotencyError, InfraError, OrderStore};
 
 use crate::fingerprint::fingerprint;
 
@@ -43,15 +43,16 @@ impl From<IdempotencyError> for PlaceOrderError {
 
 /// Validates the request in the domain, fingerprints its canonical form and
 /// hands it to the store, which prices and pays for it atomically.
+/// The order's time is the store's: taken once the balance is locked, so
+/// no instance's clock decides it.
 #[derive(Clone, Debug)]
 pub struct PlaceOrder {
     orders: Arc<dyn OrderStore>,
-    clock: Arc<dyn Clock>,
 }
 
 impl PlaceOrder {
-    pub fn new(orders: Arc<dyn OrderStore>, clock: Arc<dyn Clock>) -> Self {
-        Self { orders, clock }
+    pub fn new(orders: Arc<dyn OrderStore>) -> Self {
+        Self { orders }
     }
 
     #[tracing::instrument(name = "place_order", skip_all, fields(user = %caller.user_id))]
@@ -67,14 +68,14 @@ impl PlaceOrder {
             key: command.key,
             fingerprint: fingerprint(IdempotencyScope::OrdersPlace, &request.canonical()),
         };
-        Ok(self.orders.place_order(context, request, self.clock.now()).await?)
+        Ok(self.orders.place_order(context, request).await?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_issuer::test_support::{clock, fixed_now};
+    use crate::token_issuer::test_support::fixed_now;
     use coffee_domain::{OrderLine, PlacedOrder, Points, SessionId, TokenId, UserId};
     use coffee_ports::orders::MockOrderStore;
     use time::OffsetDateTime;
@@ -118,21 +119,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_valid_order_reaches_the_store_merged_fingerprinted_and_timed() {
+    async fn a_valid_order_reaches_the_store_merged_and_fingerprinted() {
         let mut store = MockOrderStore::new();
         store
             .expect_place_order()
-            .withf(|ctx, request, at| {
+            .withf(|ctx, request| {
                 ctx.scope == IdempotencyScope::OrdersPlace
                     && ctx.user_id == UserId::from_uuid(Uuid::from_u128(1))
                     && request.lines() == [(menu(10), 2)]
                     && ctx.fingerprint == fingerprint(IdempotencyScope::OrdersPlace, &request.canonical())
-                    && *at == fixed_now()
             })
             .times(1)
-            .returning(|_, _, _| Ok(Idempotent::Fresh(placed())));
+            .returning(|_, _| Ok(Idempotent::Fresh(placed())));
 
-        let outcome = PlaceOrder::new(Arc::new(store), clock())
+        let outcome = PlaceOrder::new(Arc::new(store))
             .execute(&caller(), command(&[(10, 1), (10, 1)]))
             .await
             .expect("placed");
@@ -151,7 +151,7 @@ mod tests {
             let mut store = MockOrderStore::new();
             store.expect_place_order().never();
 
-            let err = PlaceOrder::new(Arc::new(store), clock())
+            let err = PlaceOrder::new(Arc::new(store))
                 .execute(&caller(), command(&items))
                 .await
                 .expect_err("invalid");
@@ -174,11 +174,9 @@ mod tests {
         ] {
             let returned = outcome.clone();
             let mut store = MockOrderStore::new();
-            store
-                .expect_place_order()
-                .returning(move |_, _, _| Ok(returned.clone()));
+            store.expect_place_order().returning(move |_, _| Ok(returned.clone()));
 
-            let got = PlaceOrder::new(Arc::new(store), clock())
+            let got = PlaceOrder::new(Arc::new(store))
                 .execute(&caller(), command(&[(10, 2)]))
                 .await
                 .expect("answered");
@@ -200,9 +198,9 @@ mod tests {
         ];
         for (error, expected) in cases {
             let mut store = MockOrderStore::new();
-            store.expect_place_order().returning(move |_, _, _| Err(error()));
+            store.expect_place_order().returning(move |_, _| Err(error()));
 
-            let err = PlaceOrder::new(Arc::new(store), clock())
+            let err = PlaceOrder::new(Arc::new(store))
                 .execute(&caller(), command(&[(10, 2)]))
                 .await
                 .expect_err("fails");

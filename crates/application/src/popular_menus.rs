@@ -9,20 +9,20 @@ use coffee_ports::{Clock, InfraError, PopularMenus};
 /// How many menus the ranking lists (SPEC.md section 3).
 pub const POPULAR_LIMIT: u32 = 3;
 
-/// The top 3 menus of the last 7 days, as of now.
+/// The top 3 menus of the last 7 days, as of now by the store's clock (the
+/// one that stamps orders, so instances' clocks cannot hide an order).
 #[derive(Clone, Debug)]
 pub struct GetPopularMenus {
     popular: Arc<dyn PopularMenus>,
-    clock: Arc<dyn Clock>,
 }
 
 impl GetPopularMenus {
-    pub fn new(popular: Arc<dyn PopularMenus>, clock: Arc<dyn Clock>) -> Self {
-        Self { popular, clock }
+    pub fn new(popular: Arc<dyn PopularMenus>) -> Self {
+        Self { popular }
     }
 
     pub async fn execute(&self) -> Result<Vec<PopularMenu>, InfraError> {
-        self.popular.top(self.clock.now(), POPULAR_LIMIT).await
+        self.popular.top(POPULAR_LIMIT).await
     }
 }
 
@@ -56,13 +56,13 @@ mod tests {
     use coffee_ports::orders::MockPopularMenus;
 
     #[tokio::test]
-    async fn asks_for_the_top_three_as_of_now() {
+    async fn asks_for_the_top_three() {
         let mut popular = MockPopularMenus::new();
         popular
             .expect_top()
-            .withf(|now, limit| *now == fixed_now() && *limit == 3)
-            .returning(|_, _| Ok(vec![]));
-        let ranking = GetPopularMenus::new(Arc::new(popular), clock())
+            .withf(|limit| *limit == 3)
+            .returning(|_| Ok(vec![]));
+        let ranking = GetPopularMenus::new(Arc::new(popular))
             .execute()
             .await
             .expect("ranking");
@@ -74,13 +74,8 @@ mod tests {
         let mut popular = MockPopularMenus::new();
         popular
             .expect_top()
-            .returning(|_, _| Err(InfraError::unavailable("database", anyhow::anyhow!("down"))));
-        assert!(
-            GetPopularMenus::new(Arc::new(popular), clock())
-                .execute()
-                .await
-                .is_err()
-        );
+            .returning(|_| Err(InfraError::unavailable("database", anyhow::anyhow!("down"))));
+        assert!(GetPopularMenus::new(Arc::new(popular)).execute().await.is_err());
     }
 
     #[tokio::test]

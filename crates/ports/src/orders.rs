@@ -18,14 +18,16 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     /// the current menu prices, deducts the total only if the balance covers
     /// it (no read-modify-write), and writes the order, its items, the
     /// `DEDUCT` ledger row, the popular-menu statistics, the outbox event and
-    /// the idempotency record, all stamped `at`. A missing menu or short
+    /// the idempotency record, all stamped with one instant taken from the
+    /// store's own clock once the user's balance is locked (so a user's
+    /// orders and ledger rows are in the order their balances changed, and
+    /// every instance stamps with the same clock). A missing menu or short
     /// balance writes nothing but the idempotency record. A repeated context
     /// replays the first outcome.
     async fn place_order(
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
-        at: OffsetDateTime,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError>;
 
     /// The order if it exists and belongs to `user`.
@@ -42,7 +44,8 @@ pub trait PopularMenus: Send + Sync + std::fmt::Debug {
     /// The top `limit` menus by cups ordered in `(now - 7 days, now]`, ties
     /// broken by order count (descending) then name (ascending); exact, and
     /// read from the primary so an acknowledged order is always counted.
-    async fn top(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError>;
+    /// `now` is the store's own clock, the one that stamps orders.
+    async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError>;
 
     /// Merges the write shards of statistics buckets that ended before
     /// `before` into one row each (counts unchanged); returns rows removed.

@@ -17,13 +17,14 @@ pub mod points;
 pub mod pool;
 pub mod popular;
 pub mod schema;
+mod sql;
 pub mod users;
 
 pub use health::PgProbe;
 pub use idempotency::PgIdempotencyRecords;
 pub use menus::PgMenuRepository;
 pub use migrate::{ensure_database_exists, run_migrations};
-pub use orders::PgOrderStore;
+pub use orders::{PgOrderStore, longest_order_transaction};
 pub use outbox::PgOutboxStore;
 pub use points::PgPointStore;
 pub use pool::{PgPool, PgPoolSettings};

@@ -20,11 +20,29 @@ use crate::idempotency::{self, TxError};
 use crate::menus::MenuRow;
 use crate::pool::PgPool;
 use crate::schema::{menu_sales_hourly, menus, order_items, orders, outbox_events, point_transactions, users};
+use crate::sql::{clock_timestamp, instant_or};
 use futures_util::FutureExt as _;
 
 /// Write shards per (hour, menu) statistics bucket: concurrent orders of one
 /// menu spread over this many rows instead of queueing on one.
 pub const STATISTICS_SHARDS: u128 = 16;
+
+/// Statements an order's transaction runs at most, `BEGIN` and `COMMIT`
+/// included; each is bounded by the pool's statement timeout.
+pub const ORDER_STATEMENTS: u32 = 11;
+
+/// The longest an order's transaction can stay open, measured from a request
+/// asking for a connection: waiting for one, waiting for a duplicate with the
+/// same idempotency key, then every statement at its timeout. The popular
+/// ranking trusts statistics older than [`crate::popular::SETTLE`] to be
+/// final, so the server refuses settings where this reaches it.
+pub fn longest_order_transaction(
+    acquire_timeout: Duration,
+    idempotency_wait: Duration,
+    statement_timeout: Duration,
+) -> Duration {
+    acquire_timeout + idempotency_wait + statement_timeout * ORDER_STATEMENTS
+}
 
 /// [`OrderStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -36,6 +54,30 @@ pub struct PgOrderStore {
 impl PgOrderStore {
     pub fn new(pool: PgPool, idempotency_wait: Duration) -> Self {
         Self { pool, idempotency_wait }
+    }
+
+    /// [`OrderStore::place_order`] stamped `at` instead of the database's
+    /// clock: only for seeding a history in tests and benchmarks.
+    pub async fn place_order_at(
+        &self,
+        context: IdempotencyContext,
+        request: OrderRequest,
+        at: OffsetDateTime,
+    ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
+        self.place(context, request, Some(at)).await
+    }
+
+    async fn place(
+        &self,
+        context: IdempotencyContext,
+        request: OrderRequest,
+        at: Option<OffsetDateTime>,
+    ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
+        let user = context.user_id;
+        idempotency::run(&self.pool, &context, self.idempotency_wait, move |conn| {
+            async move { apply_order(conn, user, &request, at).await }.boxed()
+        })
+        .await
     }
 }
 
@@ -50,12 +92,14 @@ pub(crate) fn hour_of(t: OffsetDateTime) -> OffsetDateTime {
         - Duration::from_nanos(u64::from(t.nanosecond()))
 }
 
-/// Prices and pays for `request`, then writes everything an order touches.
+/// Prices and pays for `request`, then writes everything an order touches,
+/// all stamped with the instant the balance changed: the database's clock
+/// read after the user's row is locked (or `at`, when seeding history).
 async fn apply_order(
     conn: &mut AsyncPgConnection,
     user: UserId,
     request: &OrderRequest,
-    at: OffsetDateTime,
+    at: Option<OffsetDateTime>,
 ) -> Result<PlaceOrderOutcome, TxError> {
     let ids: Vec<Uuid> = request.menu_ids().iter().map(MenuId::as_uuid).collect();
     let rows: Vec<MenuRow> = menus::table
@@ -74,21 +118,22 @@ async fn apply_order(
     let total = draft.total_price.value();
 
     // The payment: one conditional UPDATE, so N concurrent orders against a
-    // balance that covers K of them give exactly K successes.
-    let balance: Option<i64> = diesel::update(
+    // balance that covers K of them give exactly K successes. Its RETURNING
+    // reads the clock after the row lock: the order's one timestamp.
+    let paid: Option<(i64, OffsetDateTime)> = diesel::update(
         users::table
             .filter(users::id.eq(user.as_uuid()))
             .filter(users::point.ge(total)),
     )
     .set((
         users::point.eq(users::point - total),
-        users::updated_at.eq(diesel::dsl::now),
+        users::updated_at.eq(instant_or(at, clock_timestamp())),
     ))
-    .returning(users::point)
+    .returning((users::point, users::updated_at))
     .get_result(conn)
     .await
     .optional()?;
-    let Some(balance) = balance else {
+    let Some((balance, at)) = paid else {
         let current: Option<i64> = users::table
             .find(user.as_uuid())
             .select(users::point)
@@ -148,8 +193,9 @@ async fn apply_order(
             point_transactions::amount.eq(total),
             point_transactions::balance_after.eq(balance),
             point_transactions::order_id.eq(Some(order.id)),
-            // Stamped by the database, like a charge's row, so the ledger has
-            // one clock and its history order matches the balances.
+            // The instant of the balance change, like a charge's row, so
+            // the history's order is the order of the balances.
+            point_transactions::created_at.eq(at),
         ))
         .execute(conn)
         .await?;
@@ -266,13 +312,8 @@ impl OrderStore for PgOrderStore {
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
-        at: OffsetDateTime,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        let user = context.user_id;
-        idempotency::run(&self.pool, &context, self.idempotency_wait, move |conn| {
-            async move { apply_order(conn, user, &request, at).await }.boxed()
-        })
-        .await
+        self.place(context, request, None).await
     }
 
     async fn find(&self, user: UserId, order: Uuid) -> Result<Option<PlacedOrder>, InfraError> {

@@ -17,6 +17,7 @@ use crate::error;
 use crate::idempotency::{self, TxError};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
+use crate::sql::clock_timestamp;
 use futures_util::FutureExt as _;
 
 /// [`PointStore`] on PostgreSQL.
@@ -47,20 +48,21 @@ async fn apply_charge(
     limits: ChargeLimits,
 ) -> Result<ChargeOutcome, TxError> {
     let user_id = user.as_uuid();
-    let balance: Option<i64> = diesel::update(
+    // RETURNING reads the clock after the row lock: the ledger row's time.
+    let changed: Option<(i64, OffsetDateTime)> = diesel::update(
         users::table
             .filter(users::id.eq(user_id))
             .filter((users::point + amount.value()).le(limits.max_balance.value())),
     )
     .set((
         users::point.eq(users::point + amount.value()),
-        users::updated_at.eq(diesel::dsl::now),
+        users::updated_at.eq(clock_timestamp()),
     ))
-    .returning(users::point)
+    .returning((users::point, users::updated_at))
     .get_result(conn)
     .await
     .optional()?;
-    let Some(balance) = balance else {
+    let Some((balance, charged_at)) = changed else {
         let current: Option<i64> = users::table
             .find(user_id)
             .select(users::point)
@@ -75,16 +77,16 @@ async fn apply_charge(
         });
     };
     let transaction_id = Uuid::now_v7();
-    let charged_at: OffsetDateTime = diesel::insert_into(point_transactions::table)
+    diesel::insert_into(point_transactions::table)
         .values((
             point_transactions::id.eq(transaction_id),
             point_transactions::user_id.eq(user_id),
             point_transactions::kind.eq(TransactionKind::Add.as_str()),
             point_transactions::amount.eq(amount.value()),
             point_transactions::balance_after.eq(balance),
+            point_transactions::created_at.eq(charged_at),
         ))
-        .returning(point_transactions::created_at)
-        .get_result(conn)
+        .execute(conn)
         .await?;
     Ok(ChargeOutcome::Charged(Charge {
         user_id: user,

@@ -5,15 +5,19 @@
 //! `first_full` on are summed from `menu_sales_hourly` (shards included); the
 //! partial hour `(lo, first_full)` is counted exactly from `order_items`.
 //!
-//! Only data that can no longer change is kept in memory. Every write is
-//! stamped with its writer's clock at about the present, and no order
-//! transaction outlives [`SETTLE`], so buckets that ended more than `SETTLE`
-//! ago, and the order items of the hour at the window's old edge (a week
-//! old), are final. Those sums are read once per hour; each request then
-//! reads only the few live buckets of the last hour or two, in one query with
-//! the current menu names and prices. Buckets after `now` are counted too:
-//! only clock skew between instances can put an order there, and an
-//! acknowledged order must never be missed.
+//! `now` is the database's clock, the same clock that stamps orders (read
+//! after the user's row is locked, see `orders.rs`), so the instances' own
+//! clocks, skewed or not, decide nothing.
+//!
+//! Only data that can no longer change is kept in memory. Every order is
+//! stamped at about the present, and no order transaction outlives
+//! [`SETTLE`] (the server refuses a configuration that would allow it), so
+//! buckets that ended more than `SETTLE` ago, and the order items of the hour
+//! at the window's old edge (a week old), are final. Those sums are read once
+//! per hour; each request then reads only the few live buckets of the last
+//! hour or two, in one query that also reads `now`. Buckets after `now` are
+//! counted too: an order stamped after this query's `now` and committed
+//! before its snapshot was acknowledged, and must never be missed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -22,8 +26,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use coffee_domain::{Menu, PopularMenu};
 use coffee_ports::{InfraError, PopularMenus};
+use diesel::data_types::PgInterval;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Integer, Interval, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -32,7 +37,7 @@ use crate::error;
 use crate::menus::MenuRow;
 use crate::orders::hour_of;
 use crate::pool::PgPool;
-use crate::schema::{menu_sales_hourly, menus};
+use crate::schema::menus;
 
 /// The ranking's window.
 pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -41,6 +46,17 @@ pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// order transaction can take (lock waits and statement timeouts included)
 /// plus clock skew between instances, with a wide margin.
 pub const SETTLE: Duration = Duration::from_secs(5 * 60);
+
+/// The database's `now` (or `$1` when given) and the live buckets: those from
+/// `max(hour(now - SETTLE), first whole hour of the window)` on, computed as
+/// [`window_bounds`] and [`PgPopularMenus::top_as_of`] do. A row with only
+/// `now` when there is no live bucket.
+const LIVE: &str = "
+WITH clock AS (SELECT coalesce($1, now()) AS now)
+SELECT clock.now, s.menu_id, s.quantity, s.order_count
+FROM clock LEFT JOIN menu_sales_hourly s ON s.bucket_start >= greatest(
+    date_trunc('hour', clock.now - $2, 'UTC'),
+    date_trunc('hour', clock.now - $3, 'UTC') + interval '1 hour')";
 
 /// Per-menu sums over buckets in `[$1, $2)` (a settled range).
 const SETTLED: &str = "
@@ -110,6 +126,22 @@ struct SumRow {
     quantity: i64,
     #[diesel(sql_type = BigInt)]
     order_count: i64,
+}
+
+#[derive(QueryableByName)]
+struct LiveRow {
+    #[diesel(sql_type = Timestamptz)]
+    now: OffsetDateTime,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    menu_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    quantity: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    order_count: Option<i64>,
+}
+
+fn interval(duration: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
 }
 
 #[derive(QueryableByName)]
@@ -206,31 +238,36 @@ impl PgPopularMenus {
     }
 }
 
-#[async_trait]
-impl PopularMenus for PgPopularMenus {
-    #[tracing::instrument(name = "pg.popular.top", skip(self))]
-    async fn top(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
-        let (lo, first_full) = window_bounds(now);
-        let settled_end = hour_of(now - SETTLE).max(first_full);
+impl PgPopularMenus {
+    /// The ranking as of `now` instead of the database's clock: only for
+    /// tests that sweep the window over a seeded history.
+    pub async fn top_as_of(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
+        self.rank(Some(now), limit).await
+    }
+
+    async fn rank(&self, as_of: Option<OffsetDateTime>, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
         let mut conn = self.pool.get().await?;
-        let mut totals = self.settled_sums(&mut conn, first_full, settled_end).await?;
-        self.add_edge(&mut conn, lo, first_full, &mut totals).await?;
-        // Two small statements diesel prepares once per connection: the live
-        // buckets (a few hundred rows at most) and the current menu rows.
-        let live: Vec<(Uuid, i64, i64)> = menu_sales_hourly::table
-            .filter(menu_sales_hourly::bucket_start.ge(settled_end))
-            .select((
-                menu_sales_hourly::menu_id,
-                menu_sales_hourly::quantity,
-                menu_sales_hourly::order_count,
-            ))
+        // The live buckets (a few hundred rows at most) and `now`, together.
+        let live: Vec<LiveRow> = diesel::sql_query(LIVE)
+            .bind::<Nullable<Timestamptz>, _>(as_of)
+            .bind::<Interval, _>(interval(SETTLE))
+            .bind::<Interval, _>(interval(WINDOW))
             .load(&mut conn)
             .await
             .map_err(error::from_diesel)?;
-        for (menu_id, quantity, order_count) in live {
-            let entry = totals.entry(menu_id).or_default();
-            entry.0 += quantity;
-            entry.1 += order_count;
+        let now = <[LiveRow]>::first(&live)
+            .map(|row| row.now)
+            .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("the live-bucket query returned no row")))?;
+        let (lo, first_full) = window_bounds(now);
+        let settled_end = hour_of(now - SETTLE).max(first_full);
+        let mut totals = self.settled_sums(&mut conn, first_full, settled_end).await?;
+        self.add_edge(&mut conn, lo, first_full, &mut totals).await?;
+        for row in live {
+            if let (Some(menu_id), Some(quantity), Some(order_count)) = (row.menu_id, row.quantity, row.order_count) {
+                let entry = totals.entry(menu_id).or_default();
+                entry.0 += quantity;
+                entry.1 += order_count;
+            }
         }
         let menu_rows: Vec<MenuRow> = menus::table
             .select(MenuRow::as_select())
@@ -263,6 +300,14 @@ impl PopularMenus for PgPopularMenus {
                 order_count,
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl PopularMenus for PgPopularMenus {
+    #[tracing::instrument(name = "pg.popular.top", skip(self))]
+    async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
+        self.rank(None, limit).await
     }
 
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError> {

@@ -47,18 +47,24 @@ fn request(items: &[(u128, i64)]) -> OrderRequest {
     OrderRequest::new(&items).expect("valid")
 }
 
+/// Stamps an order with the database's clock, as production does.
+const DB_CLOCK: Option<OffsetDateTime> = None;
+
+/// Places an order stamped `at`, or by the database's clock (`DB_CLOCK`).
 async fn order(
     store: &PgOrderStore,
     user: Uuid,
     key: &str,
     items: &[(u128, i64)],
-    at: OffsetDateTime,
+    at: impl Into<Option<OffsetDateTime>>,
 ) -> Idempotent<PlaceOrderOutcome> {
     let request = request(items);
-    store
-        .place_order(context(user, key, &request), request, at)
-        .await
-        .expect("answered")
+    let context = context(user, key, &request);
+    let placed = match at.into() {
+        Some(at) => store.place_order_at(context, request, at).await,
+        None => store.place_order(context, request).await,
+    };
+    placed.expect("answered")
 }
 
 /// A menu priced 1,000, for round arithmetic.
@@ -84,9 +90,7 @@ async fn twenty_orders_against_a_balance_for_ten_give_exactly_ten() {
     let orders: Vec<_> = (0..20)
         .map(|i| {
             let store = Arc::clone(&store);
-            tokio::spawn(
-                async move { order(&store, user, &format!("k{i}"), &[(menu, 1)], OffsetDateTime::now_utc()).await },
-            )
+            tokio::spawn(async move { order(&store, user, &format!("k{i}"), &[(menu, 1)], DB_CLOCK).await })
         })
         .collect();
     let (mut placed, mut short) = (0, 0);
@@ -122,7 +126,7 @@ async fn one_key_sent_concurrently_places_one_order() {
     let orders: Vec<_> = (0..10)
         .map(|_| {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { order(&store, user, "same", &[(LATTE, 2)], OffsetDateTime::now_utc()).await })
+            tokio::spawn(async move { order(&store, user, "same", &[(LATTE, 2)], DB_CLOCK).await })
         })
         .collect();
     let mut outcomes = Vec::new();
@@ -144,16 +148,9 @@ async fn an_unknown_menu_or_short_balance_writes_nothing_but_the_key() {
     let user = db.insert_user(3_000).await;
     let ghost = Uuid::now_v7().as_u128();
 
-    let missing = order(
-        &store,
-        user,
-        "m",
-        &[(AMERICANO, 1), (ghost, 1)],
-        OffsetDateTime::now_utc(),
-    )
-    .await;
-    let short = order(&store, user, "s", &[(LATTE, 1)], OffsetDateTime::now_utc()).await;
-    let replay = order(&store, user, "s", &[(LATTE, 1)], OffsetDateTime::now_utc()).await;
+    let missing = order(&store, user, "m", &[(AMERICANO, 1), (ghost, 1)], DB_CLOCK).await;
+    let short = order(&store, user, "s", &[(LATTE, 1)], DB_CLOCK).await;
+    let replay = order(&store, user, "s", &[(LATTE, 1)], DB_CLOCK).await;
 
     assert_eq!(
         missing,
@@ -196,15 +193,9 @@ async fn a_charge_and_an_order_racing_on_one_user_both_apply() {
         let orders = Arc::clone(&orders);
         tasks.push(tokio::spawn(async move {
             matches!(
-                order(
-                    &orders,
-                    user,
-                    &format!("o{i}"),
-                    &[(AMERICANO, 1)],
-                    OffsetDateTime::now_utc()
-                )
-                .await
-                .into_inner(),
+                order(&orders, user, &format!("o{i}"), &[(AMERICANO, 1)], DB_CLOCK)
+                    .await
+                    .into_inner(),
                 PlaceOrderOutcome::Placed(_)
             )
         }));
@@ -254,7 +245,7 @@ async fn sixty_four_clients_ordering_one_menu_are_all_counted() {
                     } else {
                         &[(AMERICANO, 1)]
                     };
-                    order(&store, user, &format!("u{i}-{j}"), items, OffsetDateTime::now_utc()).await;
+                    order(&store, user, &format!("u{i}-{j}"), items, DB_CLOCK).await;
                 }
             })
         })
@@ -263,7 +254,7 @@ async fn sixty_four_clients_ordering_one_menu_are_all_counted() {
         o.await.expect("joined");
     }
 
-    let ranking = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+    let ranking = popular.top(3).await.expect("ranking");
     let truth = db.popular_ground_truth(None).await;
     assert_eq!(ranking[0].menu.id.as_uuid(), Uuid::from_u128(AMERICANO));
     assert_eq!((ranking[0].quantity, ranking[0].order_count), (64 * 4, 64 * 3));
@@ -294,7 +285,7 @@ impl Rng {
 }
 
 async fn assert_ranking_matches_ground_truth(db: &TestDatabase, popular: &PgPopularMenus, now: OffsetDateTime) {
-    let ranking = popular.top(now, 3).await.expect("ranking");
+    let ranking = popular.top_as_of(now, 3).await.expect("ranking");
     let got: Vec<_> = ranking
         .iter()
         .map(|r| (r.menu.id.as_uuid(), r.quantity, r.order_count))
@@ -347,7 +338,7 @@ async fn random_orders_over_ten_days_rank_exactly_like_the_ground_truth() {
     order(&store, user, "edge-now", &[(menus[7], 80)], now).await;
 
     assert_ranking_matches_ground_truth(&db, &popular, now).await;
-    let ranking = popular.top(now, 3).await.expect("ranking");
+    let ranking = popular.top_as_of(now, 3).await.expect("ranking");
     assert!(
         ranking.iter().any(|r| r.menu.id.as_uuid() == Uuid::from_u128(menus[8])),
         "the one-second-younger order counts"
@@ -458,17 +449,10 @@ async fn a_warm_ranking_still_counts_every_new_order_at_once() {
     )
     .await;
 
-    let before = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+    let before = popular.top(3).await.expect("ranking");
     for i in 0..5 {
-        order(
-            &store,
-            user,
-            &format!("new{i}"),
-            &[(AMERICANO, 1)],
-            OffsetDateTime::now_utc(),
-        )
-        .await;
-        let after = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+        order(&store, user, &format!("new{i}"), &[(AMERICANO, 1)], DB_CLOCK).await;
+        let after = popular.top(3).await.expect("ranking");
         let americano = after
             .iter()
             .find(|r| r.menu.id.as_uuid() == Uuid::from_u128(AMERICANO))
@@ -483,7 +467,7 @@ async fn a_warm_ranking_still_counts_every_new_order_at_once() {
     assert_eq!(before.len(), 2);
     assert_eq!(before[0].menu.id.as_uuid(), Uuid::from_u128(LATTE));
     let truth = db.popular_ground_truth(None).await;
-    let now_ranking = popular.top(OffsetDateTime::now_utc(), 3).await.expect("ranking");
+    let now_ranking = popular.top(3).await.expect("ranking");
     let got: Vec<_> = now_ranking
         .iter()
         .map(|r| (r.menu.id.as_uuid(), r.quantity, r.order_count))
