@@ -211,3 +211,70 @@ async fn history_pages_are_complete_ordered_and_never_repeat() {
     }
     db.assert_ledger_consistent().await;
 }
+
+async fn next_cursor(api: &coffee_e2e::Api, path: &str, token: &str) -> String {
+    let page = api.get(path, Some(token)).await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    page.body["nextCursor"].as_str().expect("a next page").to_owned()
+}
+
+/// Cursors the API never issued, whatever they decode to: the old unsealed
+/// format with a timestamp PostgreSQL cannot hold (before 4713 BC) or a
+/// plausible one, another user's real cursor, another list's, an empty one.
+#[tokio::test]
+async fn cursors_the_api_did_not_issue_are_400_on_both_lists() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let (user, token, _) = a.new_user().await;
+    let (other, other_token, _) = b.new_user().await;
+    for (api, owner, owner_token) in [(&a, &user, &token), (&b, &other, &other_token)] {
+        for i in 0..3 {
+            let reply = api
+                .charge(owner_token, owner, Some(&format!("c{i}")), json!({"amount": 10_000}))
+                .await;
+            assert_eq!(reply.status, 200);
+            let reply = api
+                .order(
+                    owner_token,
+                    Some(&format!("o{i}")),
+                    json!([{"menuId": "0192f0a0-0000-7000-8000-000000000001", "quantity": 1}]),
+                )
+                .await;
+            assert_eq!(reply.status, 201, "{:?}", reply.body);
+        }
+    }
+    let others_history = next_cursor(&a, &format!("/users/{other}/points/transactions?limit=1"), &other_token).await;
+    let others_orders = next_cursor(&a, "/orders?limit=1", &other_token).await;
+    let my_orders = next_cursor(&a, "/orders?limit=1", &token).await;
+    let my_history = next_cursor(&a, &format!("/users/{user}/points/transactions?limit=1"), &token).await;
+
+    let ancient = coffee_e2e::base64url(b"-999999999999999999.0192f0a0-0000-7000-8000-000000000001");
+    let plausible = coffee_e2e::base64url(b"1795000000000000.0192f0a0-0000-7000-8000-000000000001");
+    let history = format!("/users/{user}/points/transactions?limit=1&cursor=");
+    let orders = "/orders?limit=1&cursor=".to_owned();
+    let cases = [
+        (history.clone(), ancient.clone()),
+        (history.clone(), plausible.clone()),
+        (history.clone(), others_history),
+        (history.clone(), my_orders),
+        (history.clone(), String::new()),
+        (orders.clone(), ancient),
+        (orders.clone(), plausible),
+        (orders.clone(), others_orders),
+        (orders.clone(), my_history.clone()),
+        (orders, String::new()),
+    ];
+    for (path, cursor) in cases {
+        for api in [&a, &b] {
+            let reply = api.get(&format!("{path}{cursor}"), Some(&token)).await;
+            assert_eq!(reply.status, 400, "{path}{cursor}: {:?}", reply.body);
+            assert_eq!(reply.code(), "VALIDATION_FAILED");
+            assert_eq!(reply.body["errors"][0]["field"], "cursor");
+        }
+    }
+    // The real one works on either instance.
+    let page = b.get(&format!("{history}{my_history}"), Some(&token)).await;
+    assert_eq!(page.status, 200, "{:?}", page.body);
+    db.assert_ledger_consistent().await;
+}

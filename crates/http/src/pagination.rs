@@ -1,14 +1,115 @@
-//! `?limit&cursor` for keyset-paginated lists; the cursor is opaque to
-//! clients (base64url of the last item's timestamp and id).
+//! `?limit&cursor` for keyset-paginated lists.
+//!
+//! A cursor is opaque to clients and sealed: base64url (no padding) of the
+//! last item's timestamp (8 bytes, unix microseconds) and id (16 bytes),
+//! followed by the first 16 bytes of an HMAC-SHA256 over those and the list
+//! and user it was issued for. So a cursor the API did not issue, whatever it
+//! decodes to (a timestamp PostgreSQL cannot hold, another user's position,
+//! another list's), is `400 VALIDATION_FAILED` and never reaches the
+//! database; and a cursor is always exactly [`CURSOR_LEN`] characters of the
+//! base64url alphabet, as the API document says.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use coffee_domain::{Cursor, PageSize};
+use coffee_domain::{Cursor, PageSize, UserId};
+use hmac::{Hmac, Mac};
 use serde::Deserialize;
+use sha2::Sha256;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::problem::{ApiError, FieldError};
+
+/// Characters of every cursor: base64url of 8 + 16 + 16 bytes.
+pub const CURSOR_LEN: usize = 54;
+const TAG_BYTES: usize = 16;
+
+/// Which list a cursor walks; part of what its tag covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorScope {
+    Orders,
+    PointTransactions,
+}
+
+impl CursorScope {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Orders => b"orders",
+            Self::PointTransactions => b"point-transactions",
+        }
+    }
+}
+
+/// The key that seals cursors; every instance derives the same one from the
+/// token signing key, so a cursor from one instance works on all of them.
+#[derive(Clone)]
+pub struct CursorKey(Hmac<Sha256>);
+
+impl std::fmt::Debug for CursorKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorKey(..)")
+    }
+}
+
+impl CursorKey {
+    /// Derives the cursor key from `secret` (HMAC of a fixed label), so it
+    /// never equals the secret it comes from.
+    pub fn derive(secret: &[u8]) -> Self {
+        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_key());
+        derive.update(b"coffee/pagination-cursor/v1");
+        let key = derive.finalize().into_bytes();
+        Self(<Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_key()))
+    }
+
+    fn tag(&self, scope: CursorScope, user: UserId, body: &[u8]) -> [u8; TAG_BYTES] {
+        let mut mac = self.0.clone();
+        mac.update(scope.label());
+        mac.update(user.as_uuid().as_bytes());
+        mac.update(body);
+        let full = mac.finalize().into_bytes();
+        let mut tag = [0; TAG_BYTES];
+        tag.copy_from_slice(&full[..TAG_BYTES]);
+        tag
+    }
+
+    /// The cursor for `user`'s `scope` list that continues after `cursor`.
+    pub fn seal(&self, scope: CursorScope, user: UserId, cursor: &Cursor) -> String {
+        let micros = i64::try_from(cursor.created_at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+        let mut bytes = Vec::with_capacity(8 + 16 + TAG_BYTES);
+        bytes.extend_from_slice(&micros.to_be_bytes());
+        bytes.extend_from_slice(cursor.id.as_bytes());
+        let tag = self.tag(scope, user, &bytes);
+        bytes.extend_from_slice(&tag);
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The position `raw` stands for, if this API sealed it for `user`'s
+    /// `scope` list.
+    pub fn open(&self, scope: CursorScope, user: UserId, raw: &str) -> Option<Cursor> {
+        if raw.len() != CURSOR_LEN {
+            return None;
+        }
+        let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
+        let (body, tag) = bytes.split_at_checked(8 + 16)?;
+        let mut mac = self.0.clone();
+        mac.update(scope.label());
+        mac.update(user.as_uuid().as_bytes());
+        mac.update(body);
+        // Constant-time comparison of the truncated tag.
+        mac.verify_truncated_left(tag).ok()?;
+        let (micros, id) = body.split_at(8);
+        let micros = i64::from_be_bytes(micros.try_into().ok()?);
+        Some(Cursor {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).ok()?,
+            id: Uuid::from_slice(id).ok()?,
+        })
+    }
+}
+
+/// HMAC-SHA256 takes keys of any length; this cannot happen.
+fn unreachable_key() -> Hmac<Sha256> {
+    panic!("HMAC-SHA256 refused a key")
+}
 
 /// The query string of a list route.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -18,13 +119,21 @@ pub struct PageQuery {
     /// 1 to 100 (default 20).
     #[param(value_type = Option<u16>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
-    /// `nextCursor` of the previous page.
+    /// `nextCursor` of the previous page, exactly as it was given (54
+    /// characters of the base64url alphabet). Any other value is `400`.
+    #[param(min_length = 54, max_length = 54, pattern = "^[A-Za-z0-9_-]{54}$")]
     pub cursor: Option<String>,
 }
 
 impl PageQuery {
-    /// Validates both parameters, reporting each bad one.
-    pub fn parse(&self) -> Result<(PageSize, Option<Cursor>), ApiError> {
+    /// Validates both parameters, reporting each bad one. The cursor must be
+    /// one `key` sealed for `user`'s `scope` list.
+    pub fn parse(
+        &self,
+        key: &CursorKey,
+        scope: CursorScope,
+        user: UserId,
+    ) -> Result<(PageSize, Option<Cursor>), ApiError> {
         let mut errors = Vec::new();
         let size = match &self.limit {
             None => Some(PageSize::DEFAULT),
@@ -42,9 +151,12 @@ impl PageQuery {
         let cursor = match &self.cursor {
             None => None,
             Some(raw) => {
-                let cursor = decode_cursor(raw);
+                let cursor = key.open(scope, user, raw);
                 if cursor.is_none() {
-                    errors.push(FieldError::new("cursor", "is not a cursor this API issued"));
+                    errors.push(FieldError::new(
+                        "cursor",
+                        "is not a cursor this API issued for this list",
+                    ));
                 }
                 cursor
             }
@@ -56,57 +168,90 @@ impl PageQuery {
     }
 }
 
-/// `base64url("<unix micros>.<uuid>")`.
-pub fn encode_cursor(cursor: &Cursor) -> String {
-    let micros = cursor.created_at.unix_timestamp_nanos() / 1_000;
-    URL_SAFE_NO_PAD.encode(format!("{micros}.{}", cursor.id))
-}
-
-pub fn decode_cursor(raw: &str) -> Option<Cursor> {
-    let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (micros, id) = text.split_once('.')?;
-    let micros: i128 = micros.parse().ok()?;
-    Some(Cursor {
-        created_at: OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1_000)?).ok()?,
-        id: Uuid::parse_str(id).ok()?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use time::macros::datetime;
 
-    #[test]
-    fn cursors_round_trip_to_the_microsecond() {
-        let cursor = Cursor {
+    fn key() -> CursorKey {
+        CursorKey::derive(b"a-test-signing-key-of-at-least-32-bytes")
+    }
+
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn cursor() -> Cursor {
+        Cursor {
             created_at: datetime!(2026-11-29 01:02:03.456789 UTC),
             id: Uuid::from_u128(77),
-        };
-        assert_eq!(decode_cursor(&encode_cursor(&cursor)), Some(cursor));
+        }
+    }
+
+    fn query(limit: Option<&str>, cursor: Option<&str>) -> PageQuery {
+        PageQuery {
+            limit: limit.map(str::to_owned),
+            cursor: cursor.map(str::to_owned),
+        }
     }
 
     #[test]
-    fn foreign_cursors_and_bad_limits_are_validation_errors() {
-        for (limit, cursor) in [
-            (Some("0"), None),
-            (Some("101"), None),
-            (Some("ten"), None),
-            (None, Some("garbage")),
+    fn cursors_round_trip_to_the_microsecond_in_54_url_safe_characters() {
+        let sealed = key().seal(CursorScope::Orders, user(1), &cursor());
+        assert_eq!(sealed.len(), CURSOR_LEN);
+        assert!(
+            sealed
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_eq!(key().open(CursorScope::Orders, user(1), &sealed), Some(cursor()));
+    }
+
+    #[test]
+    fn a_cursor_opens_only_for_its_list_user_and_key() {
+        let sealed = key().seal(CursorScope::Orders, user(1), &cursor());
+        assert_eq!(key().open(CursorScope::PointTransactions, user(1), &sealed), None);
+        assert_eq!(key().open(CursorScope::Orders, user(2), &sealed), None);
+        let other = CursorKey::derive(b"another-signing-key-of-at-least-32-bytes");
+        assert_eq!(other.open(CursorScope::Orders, user(1), &sealed), None);
+    }
+
+    #[test]
+    fn forged_cursors_are_refused_whatever_they_decode_to() {
+        // The old unsealed format, a timestamp before 4713 BC, and a sealed
+        // cursor with one byte changed.
+        let ancient = URL_SAFE_NO_PAD.encode(format!("-999999999999999999.{}", Uuid::from_u128(1)));
+        let mut tampered = key().seal(CursorScope::Orders, user(1), &cursor()).into_bytes();
+        tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).expect("ascii");
+        let huge = URL_SAFE_NO_PAD.encode([0xff_u8; 40]);
+        for raw in [
+            ancient.as_str(),
+            tampered.as_str(),
+            huge.as_str(),
+            "",
+            "garbage",
+            &"A".repeat(54),
         ] {
-            let query = PageQuery {
-                limit: limit.map(str::to_owned),
-                cursor: cursor.map(str::to_owned),
-            };
-            assert!(query.parse().is_err(), "{limit:?} {cursor:?}");
+            assert_eq!(key().open(CursorScope::Orders, user(1), raw), None, "{raw:?}");
+            let err = query(None, Some(raw)).parse(&key(), CursorScope::Orders, user(1));
+            assert!(err.is_err(), "{raw:?}");
         }
-        let ok = PageQuery {
-            limit: None,
-            cursor: None,
+    }
+
+    #[test]
+    fn bad_limits_are_validation_errors() {
+        for limit in ["0", "101", "ten", ""] {
+            assert!(
+                query(Some(limit), None)
+                    .parse(&key(), CursorScope::Orders, user(1))
+                    .is_err(),
+                "{limit:?}"
+            );
         }
-        .parse()
-        .expect("defaults");
-        assert_eq!(ok.0, PageSize::DEFAULT);
+        let ok = query(None, None)
+            .parse(&key(), CursorScope::Orders, user(1))
+            .expect("defaults");
+        assert_eq!(ok, (PageSize::DEFAULT, None));
     }
 }

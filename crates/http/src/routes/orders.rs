@@ -12,7 +12,7 @@ use crate::auth::Authenticated;
 use crate::extract::ApiJson;
 use crate::idempotency::{IdempotencyKeyHeader, mark_replayed, mark_replayed_problem};
 use crate::json_time;
-use crate::pagination::{PageQuery, encode_cursor};
+use crate::pagination::{CursorScope, PageQuery};
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -204,11 +204,14 @@ pub async fn list(
     caller: Authenticated,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (size, cursor) = query.parse()?;
+    let (size, cursor) = query.parse(&state.cursors, CursorScope::Orders, caller.0.user_id)?;
     let page = state.list_orders.execute(&caller.0, size, cursor).await?;
     Ok(HttpResponse::Ok().json(OrderPage {
         items: page.items.into_iter().map(OrderResponse::from).collect(),
-        next_cursor: page.next.as_ref().map(encode_cursor),
+        next_cursor: page
+            .next
+            .as_ref()
+            .map(|next| state.cursors.seal(CursorScope::Orders, caller.0.user_id, next)),
     }))
 }
 

@@ -12,7 +12,7 @@ use crate::auth::Authenticated;
 use crate::extract::ApiJson;
 use crate::idempotency::{IdempotencyKeyHeader, mark_replayed, mark_replayed_problem};
 use crate::json_time;
-use crate::pagination::{PageQuery, encode_cursor};
+use crate::pagination::{CursorScope, PageQuery};
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -238,7 +238,7 @@ pub async fn transactions(
     user_id: web::Path<Uuid>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    let (size, cursor) = query.parse()?;
+    let (size, cursor) = query.parse(&state.cursors, CursorScope::PointTransactions, caller.0.user_id)?;
     let user = UserId::from_uuid(user_id.into_inner());
     let page = state
         .list_point_transactions
@@ -246,6 +246,10 @@ pub async fn transactions(
         .await?;
     Ok(HttpResponse::Ok().json(TransactionPage {
         items: page.items.into_iter().map(TransactionBody::from).collect(),
-        next_cursor: page.next.as_ref().map(encode_cursor),
+        next_cursor: page.next.as_ref().map(|next| {
+            state
+                .cursors
+                .seal(CursorScope::PointTransactions, caller.0.user_id, next)
+        }),
     }))
 }
