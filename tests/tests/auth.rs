@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use coffee_e2e::{Api, Cluster, E2E_JWT_SECRET, base64url};
 use coffee_test_support::{TcpProxy, TestDatabase, host_port};
-use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
-use serde_json::json;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery staple";
+const AMERICANO: &str = "0192f0a0-0000-7000-8000-000000000001";
 
 fn email() -> String {
     format!("kim-{}@example.com", uuid::Uuid::new_v4().simple())
@@ -159,6 +160,91 @@ async fn forged_expired_unsigned_and_misused_tokens_are_refused() {
     let as_refresh = api.refresh(&access).await;
     assert_eq!(as_refresh.status, 401, "access token as refresh token");
     assert_eq!(api.me(&access).await.status, 200, "the genuine token still works");
+}
+
+/// The claims of a token the server issued, checked with the e2e key.
+fn claims_of(token: &str) -> Value {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_issuer(&["coffee"]);
+    validation.set_audience(&["coffee-api"]);
+    decode::<Value>(
+        token,
+        &DecodingKey::from_secret(E2E_JWT_SECRET.as_bytes()).expect("key"),
+        &validation,
+    )
+    .expect("a token the server issued")
+    .claims
+}
+
+/// `token` with its `sub` replaced and signed again with the real key: what
+/// anyone holding a leaked key and one live session of their own could mint.
+fn resigned_for(token: &str, sub: &str) -> String {
+    let mut claims = claims_of(token);
+    claims["sub"] = json!(sub);
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(E2E_JWT_SECRET.as_bytes()).expect("key"),
+    )
+    .expect("signed")
+}
+
+#[tokio::test]
+async fn a_live_session_does_not_vouch_for_another_user() {
+    let db = TestDatabase::create().await;
+    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let (bob, bob_token) = b.funded_user(10_000).await;
+    let (alice, alice_access, alice_refresh) = a.new_user().await;
+    let forged_access = resigned_for(&alice_access, &bob);
+    let forged_refresh = resigned_for(&alice_refresh, &bob);
+    assert_eq!(claims_of(&forged_access)["sid"], claims_of(&alice_access)["sid"]);
+    assert_eq!(claims_of(&forged_access)["jti"], claims_of(&alice_access)["jti"]);
+
+    let refused = [
+        (
+            "balance",
+            b.get(&format!("/users/{bob}/points"), Some(&forged_access)).await,
+        ),
+        (
+            "charge",
+            b.charge(&forged_access, &bob, Some("forged-charge"), json!({"amount": 1000}))
+                .await,
+        ),
+        (
+            "order",
+            b.order(
+                &forged_access,
+                Some("forged-order"),
+                json!([{"menuId": AMERICANO, "quantity": 1}]),
+            )
+            .await,
+        ),
+        ("me", b.me(&forged_access).await),
+        ("refresh", b.refresh(&forged_refresh).await),
+    ];
+    let statuses: Vec<_> = refused.iter().map(|(name, reply)| (*name, reply.status)).collect();
+    assert!(statuses.iter().all(|(_, status)| *status == 401), "{statuses:?}");
+    for (name, reply) in refused {
+        assert_eq!(reply.code(), "UNAUTHORIZED", "{name}, like a forged token");
+        assert!(reply.headers.contains_key("www-authenticate"), "{name}");
+    }
+
+    let balance = b.get(&format!("/users/{bob}/points"), Some(&bob_token)).await;
+    assert_eq!(balance.body, json!({"userId": bob, "balance": 10_000}));
+    assert_eq!(db.count("SELECT count(*) AS n FROM orders").await, 0);
+    db.assert_ledger_consistent().await;
+
+    let me = b.me(&alice_access).await;
+    assert_eq!(me.status, 200, "Alice's own access token still works: {:?}", me.body);
+    assert_eq!(me.str("id"), alice);
+    let refreshed = a.refresh(&alice_refresh).await;
+    assert_eq!(
+        refreshed.status, 200,
+        "the forged refresh left Alice's session alone: {:?}",
+        refreshed.body
+    );
+    assert_eq!(a.me(&refreshed.str("accessToken")).await.status, 200);
 }
 
 #[tokio::test]

@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use coffee_domain::{Principal, TokenKind};
-use coffee_ports::{InfraError, SessionStore, TokenCodec, TokenError};
+use coffee_ports::{AccessCheck, InfraError, SessionStore, TokenCodec, TokenError};
 
 /// Why a request is not authenticated.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthenticateError {
     #[error("the access token has expired")]
     Expired,
-    /// Forged, malformed, a refresh token, or revoked.
+    /// Forged, malformed, a refresh token, revoked, or of a session that
+    /// belongs to another user than its `sub`.
     #[error("the access token is not valid")]
     Invalid,
     #[error(transparent)]
@@ -19,7 +20,8 @@ pub enum AuthenticateError {
 
 /// Verifies signature, expiry and kind, then asks the shared store whether
 /// the token or its session has been revoked (so a logout on one instance is
-/// honoured by all).
+/// honoured by all) and whether the session is the `sub`'s own (so a leaked
+/// signing key does not turn one live session into every account).
 #[derive(Clone, Debug)]
 pub struct Authenticate {
     codec: Arc<dyn TokenCodec>,
@@ -39,8 +41,21 @@ impl Authenticate {
                 TokenError::Expired => AuthenticateError::Expired,
                 TokenError::Invalid => AuthenticateError::Invalid,
             })?;
-        if self.sessions.is_revoked(claims.token_id, claims.session_id).await? {
-            return Err(AuthenticateError::Invalid);
+        match self
+            .sessions
+            .check_access(claims.token_id, claims.session_id, claims.user_id)
+            .await?
+        {
+            AccessCheck::Granted => {}
+            AccessCheck::Revoked => return Err(AuthenticateError::Invalid),
+            AccessCheck::WrongUser => {
+                tracing::warn!(
+                    session = %claims.session_id,
+                    user = %claims.user_id,
+                    "a validly signed access token names another user than its session's"
+                );
+                return Err(AuthenticateError::Invalid);
+            }
         }
         Ok(Principal {
             user_id: claims.user_id,
@@ -76,17 +91,25 @@ mod tests {
         codec
     }
 
-    fn sessions(revoked: Result<bool, ()>) -> MockSessionStore {
+    /// A store answering `check` for the token, session and user the codec
+    /// decodes, and nothing else.
+    fn sessions(check: Result<AccessCheck, ()>) -> MockSessionStore {
         let mut sessions = MockSessionStore::new();
         sessions
-            .expect_is_revoked()
-            .returning(move |_, _| revoked.map_err(|()| InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
+            .expect_check_access()
+            .withf(|token, session, user| {
+                *token == TokenId::from_uuid(Uuid::from_u128(3))
+                    && *session == SessionId::from_uuid(Uuid::from_u128(2))
+                    && *user == UserId::from_uuid(Uuid::from_u128(1))
+            })
+            .times(1)
+            .returning(move |_, _, _| check.map_err(|()| InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
         sessions
     }
 
     #[tokio::test]
     async fn a_valid_unrevoked_token_names_the_caller() {
-        let principal = Authenticate::new(Arc::new(codec(Ok(()))), Arc::new(sessions(Ok(false))))
+        let principal = Authenticate::new(Arc::new(codec(Ok(()))), Arc::new(sessions(Ok(AccessCheck::Granted))))
             .execute("token")
             .await
             .expect("authenticated");
@@ -96,7 +119,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_revoked_token_is_invalid() {
-        let err = Authenticate::new(Arc::new(codec(Ok(()))), Arc::new(sessions(Ok(true))))
+        let err = Authenticate::new(Arc::new(codec(Ok(()))), Arc::new(sessions(Ok(AccessCheck::Revoked))))
             .execute("token")
             .await
             .expect_err("revoked");
@@ -104,9 +127,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_whose_session_belongs_to_another_user_is_invalid() {
+        let err = Authenticate::new(Arc::new(codec(Ok(()))), Arc::new(sessions(Ok(AccessCheck::WrongUser))))
+            .execute("token")
+            .await
+            .expect_err("another user's session");
+        assert!(matches!(err, AuthenticateError::Invalid));
+    }
+
+    #[tokio::test]
     async fn expired_and_forged_tokens_are_told_apart_without_asking_the_store() {
         let mut store = MockSessionStore::new();
-        store.expect_is_revoked().never();
+        store.expect_check_access().never();
         let store = Arc::new(store);
         let expired = Authenticate::new(Arc::new(codec(Err(TokenError::Expired))), store.clone())
             .execute("t")

@@ -28,19 +28,21 @@ impl LogOut {
     }
 
     /// `refresh_token`, when given and valid for the same user, ends that
-    /// token's session too (a client that kept a second login). An invalid
-    /// one is ignored: logout succeeds for what the caller proved.
+    /// token's session too (a client that kept a second login), provided the
+    /// store confirms the session is that user's. An invalid one, or one
+    /// naming another user's session, is ignored: logout succeeds for what
+    /// the caller proved.
     #[tracing::instrument(name = "log_out", skip_all, fields(user = %principal.user_id))]
     pub async fn execute(&self, principal: &Principal, refresh_token: Option<&str>) -> Result<(), LogOutError> {
         let remaining = time::Duration::max(principal.expires_at - self.clock.now(), time::Duration::ZERO);
         let ttl = std::time::Duration::try_from(remaining).unwrap_or_default() + TOKEN_LEEWAY;
         self.sessions.revoke_access_token(principal.token_id, ttl).await?;
-        self.sessions.end(principal.session_id).await?;
+        self.sessions.end(principal.session_id, principal.user_id).await?;
         if let Some(claims) = refresh_token.and_then(|t| self.codec.decode(t, TokenKind::Refresh).ok())
             && claims.user_id == principal.user_id
             && claims.session_id != principal.session_id
         {
-            self.sessions.end(claims.session_id).await?;
+            self.sessions.end(claims.session_id, principal.user_id).await?;
         }
         Ok(())
     }
@@ -93,9 +95,9 @@ mod tests {
             .returning(|_, _| Ok(()));
         sessions
             .expect_end()
-            .withf(|s| s.as_uuid() == Uuid::from_u128(2))
+            .withf(|s, u| s.as_uuid() == Uuid::from_u128(2) && u.as_uuid() == Uuid::from_u128(1))
             .times(1)
-            .returning(|_| Ok(()));
+            .returning(|_, _| Ok(()));
 
         LogOut::new(Arc::new(codec_for(1, 2)), Arc::new(sessions), clock())
             .execute(&principal(), None)
@@ -107,7 +109,18 @@ mod tests {
     async fn a_refresh_token_of_another_session_of_the_same_user_is_ended_too() {
         let mut sessions = MockSessionStore::new();
         sessions.expect_revoke_access_token().returning(|_, _| Ok(()));
-        sessions.expect_end().times(2).returning(|_| Ok(()));
+        sessions
+            .expect_end()
+            .withf(|s, _| s.as_uuid() == Uuid::from_u128(2))
+            .times(1)
+            .returning(|_, _| Ok(()));
+        // The store is told whose session it must be, so a token signed with
+        // a leaked key cannot end a session of another user.
+        sessions
+            .expect_end()
+            .withf(|s, u| s.as_uuid() == Uuid::from_u128(5) && u.as_uuid() == Uuid::from_u128(1))
+            .times(1)
+            .returning(|_, _| Ok(()));
 
         LogOut::new(Arc::new(codec_for(1, 5)), Arc::new(sessions), clock())
             .execute(&principal(), Some("refresh"))
@@ -120,7 +133,7 @@ mod tests {
         for (codec, token) in [(codec_for(99, 5), "refresh"), (codec_for(1, 5), "garbage")] {
             let mut sessions = MockSessionStore::new();
             sessions.expect_revoke_access_token().returning(|_, _| Ok(()));
-            sessions.expect_end().times(1).returning(|_| Ok(()));
+            sessions.expect_end().times(1).returning(|_, _| Ok(()));
 
             LogOut::new(Arc::new(codec), Arc::new(sessions), clock())
                 .execute(&principal(), Some(token))

@@ -13,7 +13,8 @@ use coffee_ports::SessionStore;
 pub enum RefreshError {
     #[error("the refresh token has expired")]
     Expired,
-    /// Forged, malformed, an access token, or its session has ended.
+    /// Forged, malformed, an access token, its session has ended, or its
+    /// session belongs to another user than its `sub`.
     #[error("the refresh token is not valid")]
     Invalid,
     /// An already-rotated token was presented: its session is now revoked.
@@ -23,7 +24,8 @@ pub enum RefreshError {
     Infra(#[from] InfraError),
 }
 
-/// Rotates the session's refresh token atomically in the shared store.
+/// Rotates the session's refresh token atomically in the shared store, only
+/// if the session belongs to the token's `sub`.
 #[derive(Clone, Debug)]
 pub struct RefreshTokens {
     sessions: Arc<dyn SessionStore>,
@@ -48,7 +50,13 @@ impl RefreshTokens {
         let next = TokenIssuer::new_token_id();
         let rotation = self
             .sessions
-            .rotate(claims.session_id, claims.token_id, next, self.issuer.refresh_ttl())
+            .rotate(
+                claims.session_id,
+                claims.user_id,
+                claims.token_id,
+                next,
+                self.issuer.refresh_ttl(),
+            )
             .await?;
         match rotation {
             Rotation::Rotated => Ok(self.issuer.issue(claims.user_id, claims.session_id, next)?),
@@ -69,6 +77,7 @@ mod tests {
     use coffee_ports::auth::{MockSessionStore, MockTokenCodec};
     use uuid::Uuid;
 
+    const USER: Uuid = Uuid::from_u128(1);
     const SESSION: Uuid = Uuid::from_u128(11);
     const PRESENTED: Uuid = Uuid::from_u128(12);
 
@@ -78,7 +87,7 @@ mod tests {
             let token_kind = result?;
             assert_eq!(kind, TokenKind::Refresh, "refresh must ask for a refresh token");
             Ok(TokenClaims {
-                user_id: UserId::from_uuid(Uuid::from_u128(1)),
+                user_id: UserId::from_uuid(USER),
                 session_id: SessionId::from_uuid(SESSION),
                 token_id: TokenId::from_uuid(PRESENTED),
                 kind: token_kind,
@@ -93,14 +102,15 @@ mod tests {
         let mut sessions = MockSessionStore::new();
         sessions
             .expect_rotate()
-            .withf(|s, presented, next, ttl| {
+            .withf(|s, user, presented, next, ttl| {
                 s.as_uuid() == SESSION
+                    && user.as_uuid() == USER
                     && presented.as_uuid() == PRESENTED
                     && next.as_uuid() != PRESENTED
                     && *ttl == REFRESH_TTL
             })
             .times(1)
-            .returning(move |_, _, _, _| Ok(rotation));
+            .returning(move |_, _, _, _, _| Ok(rotation));
         sessions
     }
 
@@ -144,6 +154,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_token_whose_session_belongs_to_another_user_is_invalid_and_issues_nothing() {
+        // The store answers `Unknown` for a session of another user than the
+        // one passed; the codec must not be asked to sign a new pair.
+        let mut codec = MockTokenCodec::new();
+        codec.expect_encode().never();
+        codec.expect_decode().returning(|_, kind| {
+            Ok(TokenClaims {
+                user_id: UserId::from_uuid(USER),
+                session_id: SessionId::from_uuid(SESSION),
+                token_id: TokenId::from_uuid(PRESENTED),
+                kind,
+                issued_at: fixed_now(),
+                expires_at: fixed_now(),
+            })
+        });
+        let use_case = RefreshTokens::new(Arc::new(sessions_answering(Rotation::Unknown)), issuer(codec));
+
+        let err = use_case.execute("token").await.expect_err("not the session's user");
+
+        assert!(matches!(err, RefreshError::Invalid));
+    }
+
+    #[tokio::test]
     async fn expired_and_invalid_tokens_never_reach_the_store() {
         for (decoded, expected_expired) in [(TokenError::Expired, true), (TokenError::Invalid, false)] {
             let mut sessions = MockSessionStore::new();
@@ -162,7 +195,7 @@ mod tests {
         let mut sessions = MockSessionStore::new();
         sessions
             .expect_rotate()
-            .returning(|_, _, _, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("down"))));
+            .returning(|_, _, _, _, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("down"))));
         let use_case = RefreshTokens::new(Arc::new(sessions), issuer(codec_decoding(Ok(TokenKind::Refresh))));
 
         let err = use_case.execute("token").await.expect_err("down");

@@ -6,32 +6,44 @@
 //! - `revoked-token:{jti}`: a blacklisted access token, kept until the token
 //!   would have expired plus the leeway.
 //!
-//! An access token is accepted only while its session key exists and its own
-//! id is not blacklisted, so ending a session (logout, refresh-token reuse)
-//! revokes every token of it at once.
+//! An access token is accepted only while its session key exists, belongs to
+//! the token's `sub`, and its own id is not blacklisted, so ending a session
+//! (logout, refresh-token reuse) revokes every token of it at once, and a
+//! live session never vouches for another user. Rotation and ending compare
+//! the stored user too, inside their scripts.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffee_domain::{SessionId, TokenId};
-use coffee_ports::{InfraError, NewSession, Rotation, SessionStore};
+use coffee_domain::{SessionId, TokenId, UserId};
+use coffee_ports::{AccessCheck, InfraError, NewSession, Rotation, SessionStore};
 use deadpool_redis::redis::{self, Script};
 
 use crate::error;
 use crate::pool::RedisPool;
 
 /// Compare-and-swap of the session's refresh token id, or revocation on a
-/// mismatch, in one atomic step.
+/// mismatch, in one atomic step; a session of another user than ARGV[1] is
+/// answered as unknown and not touched.
 const ROTATE: &str = r"
-local current = redis.call('HGET', KEYS[1], 'jti')
-if not current then return 0 end
-if current == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'jti', ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+local session = redis.call('HMGET', KEYS[1], 'user', 'jti')
+local user, current = session[1], session[2]
+if not current or user ~= ARGV[1] then return 0 end
+if current == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'jti', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
   return 1
 end
 redis.call('DEL', KEYS[1])
 return 2
+";
+
+/// Deletes the session only if it belongs to ARGV[1].
+const END: &str = r"
+if redis.call('HGET', KEYS[1], 'user') == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
 ";
 
 /// [`SessionStore`] on Redis.
@@ -39,6 +51,7 @@ return 2
 pub struct RedisSessionStore {
     pool: RedisPool,
     rotate: Script,
+    end: Script,
 }
 
 impl RedisSessionStore {
@@ -46,6 +59,7 @@ impl RedisSessionStore {
         Self {
             pool,
             rotate: Script::new(ROTATE),
+            end: Script::new(END),
         }
     }
 
@@ -87,6 +101,7 @@ impl SessionStore for RedisSessionStore {
     async fn rotate(
         &self,
         session: SessionId,
+        user: UserId,
         presented: TokenId,
         next: TokenId,
         ttl: Duration,
@@ -95,6 +110,7 @@ impl SessionStore for RedisSessionStore {
         let outcome: i64 = self
             .rotate
             .key(self.session_key(session))
+            .arg(user.to_string())
             .arg(presented.to_string())
             .arg(next.to_string())
             .arg(millis(ttl))
@@ -111,11 +127,12 @@ impl SessionStore for RedisSessionStore {
         }
     }
 
-    async fn end(&self, session: SessionId) -> Result<(), InfraError> {
+    async fn end(&self, session: SessionId, user: UserId) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await?;
-        redis::cmd("DEL")
-            .arg(self.session_key(session))
-            .query_async::<()>(&mut conn)
+        self.end
+            .key(self.session_key(session))
+            .arg(user.to_string())
+            .invoke_async::<()>(&mut conn)
             .await
             .map_err(error::from_redis)
     }
@@ -132,14 +149,19 @@ impl SessionStore for RedisSessionStore {
             .map_err(error::from_redis)
     }
 
-    async fn is_revoked(&self, token: TokenId, session: SessionId) -> Result<bool, InfraError> {
+    async fn check_access(&self, token: TokenId, session: SessionId, user: UserId) -> Result<AccessCheck, InfraError> {
         let mut conn = self.pool.get().await?;
-        let (blacklisted, session_alive): (bool, bool) = redis::pipe()
+        let (blacklisted, owner): (bool, Option<String>) = redis::pipe()
             .exists(self.revoked_key(token))
-            .exists(self.session_key(session))
+            .hget(self.session_key(session), "user")
             .query_async(&mut conn)
             .await
             .map_err(error::from_redis)?;
-        Ok(blacklisted || !session_alive)
+        Ok(match owner {
+            _ if blacklisted => AccessCheck::Revoked,
+            None => AccessCheck::Revoked,
+            Some(owner) if owner == user.to_string() => AccessCheck::Granted,
+            Some(_) => AccessCheck::WrongUser,
+        })
     }
 }

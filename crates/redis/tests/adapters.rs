@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffee_domain::{SessionId, TokenId, UserId};
-use coffee_ports::{LoginAttempt, LoginThrottle, NewSession, Rotation, SessionStore};
+use coffee_ports::{AccessCheck, LoginAttempt, LoginThrottle, NewSession, Rotation, SessionStore};
 use coffee_redis::{RedisLoginThrottle, RedisPool, RedisSessionStore, RedisSettings};
 use coffee_test_support::RedisNamespace;
 use deadpool_redis::redis;
@@ -41,18 +41,38 @@ fn ids() -> (SessionId, TokenId) {
     (SessionId::from_uuid(Uuid::new_v4()), TokenId::from_uuid(Uuid::new_v4()))
 }
 
-async fn open_session(store: &RedisSessionStore, ttl: Duration) -> (SessionId, TokenId) {
+fn new_user() -> UserId {
+    UserId::from_uuid(Uuid::new_v4())
+}
+
+fn new_token() -> TokenId {
+    TokenId::from_uuid(Uuid::new_v4())
+}
+
+/// A session of a fresh user: (session, its user, its refresh token id).
+async fn open_session(store: &RedisSessionStore, ttl: Duration) -> (SessionId, UserId, TokenId) {
     let (session, refresh) = ids();
+    let user = new_user();
     store
         .create(NewSession {
             id: session,
-            user_id: UserId::from_uuid(Uuid::new_v4()),
+            user_id: user,
             refresh_token_id: refresh,
             ttl,
         })
         .await
         .expect("created");
-    (session, refresh)
+    (session, user, refresh)
+}
+
+async fn stored_jti(pool: &RedisPool, session: SessionId) -> Option<String> {
+    let mut conn = pool.get().await.expect("connection");
+    redis::cmd("HGET")
+        .arg(pool.key(&format!("session:{session}")))
+        .arg("jti")
+        .query_async(&mut conn)
+        .await
+        .expect("HGET")
 }
 
 #[tokio::test]
@@ -60,12 +80,15 @@ async fn a_session_lives_for_its_ttl_and_keeps_its_tokens_valid() {
     let ns = RedisNamespace::new();
     let pool = pool_in(&ns);
     let store = RedisSessionStore::new(pool.clone());
-    let (session, _) = open_session(&store, Duration::from_secs(3600)).await;
+    let (session, user, _) = open_session(&store, Duration::from_secs(3600)).await;
 
     let ttl = pttl(&pool, &format!("session:{session}")).await;
     assert!((3_590_000..=3_600_000).contains(&ttl), "session TTL {ttl} ms");
     let access = TokenId::from_uuid(Uuid::new_v4());
-    assert!(!store.is_revoked(access, session).await.expect("checked"));
+    assert_eq!(
+        store.check_access(access, session, user).await.expect("checked"),
+        AccessCheck::Granted
+    );
 }
 
 #[tokio::test]
@@ -73,12 +96,12 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
     let ns = RedisNamespace::new();
     let pool = pool_in(&ns);
     let store = RedisSessionStore::new(pool.clone());
-    let (session, first) = open_session(&store, Duration::from_secs(60)).await;
+    let (session, user, first) = open_session(&store, Duration::from_secs(60)).await;
     let second = TokenId::from_uuid(Uuid::new_v4());
     let third = TokenId::from_uuid(Uuid::new_v4());
 
     let rotated = store
-        .rotate(session, first, second, Duration::from_secs(7200))
+        .rotate(session, user, first, second, Duration::from_secs(7200))
         .await
         .expect("rotate");
     assert_eq!(rotated, Rotation::Rotated);
@@ -86,19 +109,17 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
     assert!(ttl > 7_000_000, "rotation extends the session, TTL {ttl} ms");
 
     let replay = store
-        .rotate(session, first, third, Duration::from_secs(60))
+        .rotate(session, user, first, third, Duration::from_secs(60))
         .await
         .expect("rotate");
     assert_eq!(replay, Rotation::Reused);
-    assert!(
-        store
-            .is_revoked(TokenId::from_uuid(Uuid::new_v4()), session)
-            .await
-            .expect("checked")
+    assert_eq!(
+        store.check_access(new_token(), session, user).await.expect("checked"),
+        AccessCheck::Revoked
     );
 
     let after = store
-        .rotate(session, second, third, Duration::from_secs(60))
+        .rotate(session, user, second, third, Duration::from_secs(60))
         .await
         .expect("rotate");
     assert_eq!(after, Rotation::Unknown, "even the current token dies with the session");
@@ -108,7 +129,7 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
 async fn of_ten_concurrent_refreshes_with_one_token_exactly_one_rotates() {
     let ns = RedisNamespace::new();
     let store = Arc::new(RedisSessionStore::new(pool_in(&ns)));
-    let (session, refresh) = open_session(&store, Duration::from_secs(60)).await;
+    let (session, user, refresh) = open_session(&store, Duration::from_secs(60)).await;
 
     let attempts: Vec<_> = (0..10)
         .map(|_| {
@@ -117,6 +138,7 @@ async fn of_ten_concurrent_refreshes_with_one_token_exactly_one_rotates() {
                 store
                     .rotate(
                         session,
+                        user,
                         refresh,
                         TokenId::from_uuid(Uuid::new_v4()),
                         Duration::from_secs(60),
@@ -141,7 +163,7 @@ async fn a_revoked_access_token_stays_revoked_for_the_given_ttl() {
     let ns = RedisNamespace::new();
     let pool = pool_in(&ns);
     let store = RedisSessionStore::new(pool.clone());
-    let (session, _) = open_session(&store, Duration::from_secs(60)).await;
+    let (session, user, _) = open_session(&store, Duration::from_secs(60)).await;
     let access = TokenId::from_uuid(Uuid::new_v4());
 
     store
@@ -149,10 +171,14 @@ async fn a_revoked_access_token_stays_revoked_for_the_given_ttl() {
         .await
         .expect("revoked");
 
-    assert!(store.is_revoked(access, session).await.expect("checked"));
+    assert_eq!(
+        store.check_access(access, session, user).await.expect("checked"),
+        AccessCheck::Revoked
+    );
     let other = TokenId::from_uuid(Uuid::new_v4());
-    assert!(
-        !store.is_revoked(other, session).await.expect("checked"),
+    assert_eq!(
+        store.check_access(other, session, user).await.expect("checked"),
+        AccessCheck::Granted,
         "other tokens of the session still work"
     );
     let ttl = pttl(&pool, &format!("revoked-token:{access}")).await;
@@ -163,19 +189,18 @@ async fn a_revoked_access_token_stays_revoked_for_the_given_ttl() {
 async fn ending_a_session_revokes_its_access_tokens() {
     let ns = RedisNamespace::new();
     let store = RedisSessionStore::new(pool_in(&ns));
-    let (session, refresh) = open_session(&store, Duration::from_secs(60)).await;
+    let (session, user, refresh) = open_session(&store, Duration::from_secs(60)).await;
 
-    store.end(session).await.expect("ended");
+    store.end(session, user).await.expect("ended");
 
-    assert!(
-        store
-            .is_revoked(TokenId::from_uuid(Uuid::new_v4()), session)
-            .await
-            .expect("checked")
+    assert_eq!(
+        store.check_access(new_token(), session, user).await.expect("checked"),
+        AccessCheck::Revoked
     );
     let rotation = store
         .rotate(
             session,
+            user,
             refresh,
             TokenId::from_uuid(Uuid::new_v4()),
             Duration::from_secs(60),
@@ -183,6 +208,96 @@ async fn ending_a_session_revokes_its_access_tokens() {
         .await
         .expect("rotate");
     assert_eq!(rotation, Rotation::Unknown);
+}
+
+#[tokio::test]
+async fn a_session_of_one_user_does_not_vouch_for_another() {
+    let ns = RedisNamespace::new();
+    let store = RedisSessionStore::new(pool_in(&ns));
+    let (session, alice, _) = open_session(&store, Duration::from_secs(60)).await;
+    let bob = new_user();
+    let access = new_token();
+
+    assert_eq!(
+        store.check_access(access, session, bob).await.expect("checked"),
+        AccessCheck::WrongUser,
+        "Alice's live session with Bob's sub"
+    );
+    assert_eq!(
+        store.check_access(access, session, alice).await.expect("checked"),
+        AccessCheck::Granted,
+        "and Alice is still herself"
+    );
+
+    store
+        .revoke_access_token(access, Duration::from_secs(60))
+        .await
+        .expect("revoked");
+    assert_eq!(
+        store.check_access(access, session, bob).await.expect("checked"),
+        AccessCheck::Revoked,
+        "a blacklisted token is revoked whoever it names"
+    );
+}
+
+#[tokio::test]
+async fn rotating_a_session_for_another_user_is_unknown_and_leaves_it_alone() {
+    let ns = RedisNamespace::new();
+    let pool = pool_in(&ns);
+    let store = RedisSessionStore::new(pool.clone());
+    let (session, alice, current) = open_session(&store, Duration::from_secs(60)).await;
+    let bob = new_user();
+
+    let with_current = store
+        .rotate(session, bob, current, new_token(), Duration::from_secs(7200))
+        .await
+        .expect("rotate");
+    let with_stale = store
+        .rotate(session, bob, new_token(), new_token(), Duration::from_secs(7200))
+        .await
+        .expect("rotate");
+
+    assert_eq!(with_current, Rotation::Unknown, "Alice's current token with Bob's sub");
+    assert_eq!(
+        with_stale,
+        Rotation::Unknown,
+        "a mismatch for another user is not reuse: it must not end Alice's session"
+    );
+    assert_eq!(
+        stored_jti(&pool, session).await,
+        Some(current.to_string()),
+        "not rotated"
+    );
+    let ttl = pttl(&pool, &format!("session:{session}")).await;
+    assert!(ttl <= 60_000, "not extended, TTL {ttl} ms");
+    assert_eq!(
+        store.check_access(new_token(), session, alice).await.expect("checked"),
+        AccessCheck::Granted
+    );
+    let alices = store
+        .rotate(session, alice, current, new_token(), Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(alices, Rotation::Rotated, "Alice's own refresh still works");
+}
+
+#[tokio::test]
+async fn ending_a_session_for_another_user_leaves_it_alone() {
+    let ns = RedisNamespace::new();
+    let store = RedisSessionStore::new(pool_in(&ns));
+    let (session, alice, current) = open_session(&store, Duration::from_secs(60)).await;
+
+    store.end(session, new_user()).await.expect("end");
+
+    assert_eq!(
+        store.check_access(new_token(), session, alice).await.expect("checked"),
+        AccessCheck::Granted
+    );
+    let rotation = store
+        .rotate(session, alice, current, new_token(), Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(rotation, Rotation::Rotated);
 }
 
 #[tokio::test]
@@ -286,7 +401,7 @@ async fn an_unreachable_redis_is_unavailable() {
 
     assert!(
         store
-            .is_revoked(token, session)
+            .check_access(token, session, new_user())
             .await
             .expect_err("down")
             .is_unavailable()
