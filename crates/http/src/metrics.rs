@@ -3,11 +3,21 @@
 //! Recording goes through the `metrics` facade (a no-op until a recorder is
 //! installed, as `coffee serve` does); the route renders the Prometheus
 //! handle held in [`crate::AppState`].
+//!
+//! Every label value comes from a small set the service decides, never from
+//! the request as sent: the exporter keeps each series for the life of the
+//! process, so one label a client could choose would let anyone grow
+//! `/metrics` and the process's memory without limit. Methods are folded to
+//! the standard ones plus `OTHER` ([`method_label`]), routes to the
+//! registered templates plus `unmatched` ([`route_label`]), statuses are the
+//! numbers the service itself answered with.
 
 use actix_web::HttpResponse;
+use actix_web::http::{Method, StatusCode};
 use actix_web::web;
+use metrics::Label;
 
-use crate::app::AppState;
+use crate::app::{API_ROUTES, AppState, DOCUMENT_ROUTES};
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -18,16 +28,54 @@ pub const LOGIN_FAILURES: &str = "coffee_login_failures_total";
 pub const LOGINS_THROTTLED: &str = "coffee_logins_throttled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "coffee_idempotent_replays_total";
 
-/// One finished request, labelled by route template (never the raw path, so
-/// ids do not explode the label space) and status.
-pub fn record_request(method: &str, route: &str, status: u16, seconds: f64) {
+/// The `route` label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The `method` label of any method but the eight of RFC 9110 and PATCH.
+pub const OTHER_METHOD: &str = "OTHER";
+
+/// The `method` label: the method itself when it is a standard one (methods
+/// are case-sensitive, so `get` is not `GET`), `OTHER` for anything else.
+pub fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "PATCH" => "PATCH",
+        _ => OTHER_METHOD,
+    }
+}
+
+/// The `route` label: the template of the route the router matched (never
+/// the raw path, so ids do not become labels), looked up in the routes this
+/// crate registers; anything else, including no match, is `unmatched`.
+pub fn route_label(pattern: Option<&str>) -> &'static str {
+    let Some(pattern) = pattern else {
+        return UNMATCHED;
+    };
+    API_ROUTES
+        .iter()
+        .map(|(path, _)| *path)
+        .chain(DOCUMENT_ROUTES.iter().copied())
+        .find(|known| *known == pattern)
+        .unwrap_or(UNMATCHED)
+}
+
+/// One finished request, labelled by folded method, route template and
+/// status (see the module documentation for why each is bounded).
+pub fn record_request(method: &Method, route: &'static str, status: StatusCode, seconds: f64) {
     let labels = [
-        ("method", method.to_owned()),
-        ("route", route.to_owned()),
-        ("status", status.to_string()),
+        Label::from_static_parts("method", method_label(method)),
+        Label::from_static_parts("route", route),
+        Label::new("status", status.as_u16().to_string()),
     ];
-    metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
-    metrics::histogram!(HTTP_DURATION, &labels).record(seconds);
+    metrics::counter!(HTTP_REQUESTS, labels.iter()).increment(1);
+    metrics::histogram!(HTTP_DURATION, labels.iter()).record(seconds);
 }
 
 /// A response replayed from an idempotency record.
@@ -43,4 +91,45 @@ pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(state.metrics.render())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standard_methods_keep_their_name_and_every_other_one_is_other() {
+        for standard in [
+            "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+        ] {
+            let method = Method::from_bytes(standard.as_bytes()).expect("method");
+            assert_eq!(method_label(&method), standard);
+        }
+        for invented in [
+            "get",
+            "Post",
+            "BREW",
+            "PROPFIND",
+            "X-EVERY-REQUEST-A-NEW-ONE-1234567890",
+        ] {
+            let method = Method::from_bytes(invented.as_bytes()).expect("method");
+            assert_eq!(method_label(&method), OTHER_METHOD, "{invented}");
+        }
+    }
+
+    #[test]
+    fn every_registered_template_is_its_own_label_and_anything_else_is_unmatched() {
+        for (path, _) in API_ROUTES {
+            assert_eq!(route_label(Some(*path)), *path);
+        }
+        for path in DOCUMENT_ROUTES {
+            assert_eq!(route_label(Some(path)), path);
+        }
+        assert_eq!(route_label(None), UNMATCHED);
+        assert_eq!(
+            route_label(Some("/orders/0192f0a0-0000-7000-8000-000000000001")),
+            UNMATCHED
+        );
+        assert_eq!(route_label(Some("/anything/{else}")), UNMATCHED);
+    }
 }

@@ -182,3 +182,59 @@ async fn pool_and_outbox_figures_are_exported_and_follow_an_undeliverable_event(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+/// The value of `label` in one sample line, if the line has it.
+fn label_value<'a>(line: &'a str, label: &str) -> Option<&'a str> {
+    let start = line.find(&format!("{label}=\""))? + label.len() + 2;
+    line[start..].split('"').next()
+}
+
+#[tokio::test]
+async fn invented_methods_and_paths_never_become_labels() {
+    let app = spawn_app().await;
+    let invented = format!("BREW{}", uuid::Uuid::new_v4().simple().to_string().to_uppercase());
+    for method in [invented.as_str(), "get", "PROPFIND"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        for path in [
+            "/menus",
+            "/orders/0192f0a0-0000-7000-8000-000000000001",
+            "/no/such/path?a=b",
+        ] {
+            let response = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.address))
+                .header("x-anything", "value")
+                .send()
+                .await
+                .expect("sent");
+            assert!(
+                response.status().is_client_error(),
+                "{method} {path}: {}",
+                response.status()
+            );
+        }
+    }
+
+    let text = metrics(&app).await;
+    assert!(!text.contains(&invented), "an invented method became a label");
+    let methods = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "OTHER",
+    ];
+    let routes: Vec<&str> = coffee_http::app::API_ROUTES
+        .iter()
+        .map(|(path, _)| *path)
+        .chain(["/openapi.json", "/docs", "/docs/{_:.*}"])
+        .chain(["unmatched"])
+        .collect();
+    let mut others = 0;
+    for line in text.lines().filter(|l| l.starts_with("http_request")) {
+        let method = label_value(line, "method").expect("a method label");
+        let route = label_value(line, "route").expect("a route label");
+        let status = label_value(line, "status").expect("a status label");
+        assert!(methods.contains(&method), "method {method:?} in {line}");
+        assert!(routes.contains(&route), "route {route:?} in {line}");
+        assert!(status.parse::<u16>().is_ok(), "status {status:?} in {line}");
+        others += usize::from(method == "OTHER");
+    }
+    assert!(others > 0, "the invented methods are counted as OTHER:\n{text}");
+}
