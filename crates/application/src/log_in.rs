@@ -37,8 +37,8 @@ pub enum LogInError {
     Infra(#[from] InfraError),
 }
 
-/// Looks the account up, counts the attempt against the throttle, then checks
-/// the password and opens a session.
+/// Looks the account up, takes a place in the hashing queue, counts the
+/// attempt against the throttle, then checks the password and opens a session.
 #[derive(Clone, Debug)]
 pub struct LogIn {
     users: Arc<dyn UserRepository>,
@@ -75,18 +75,22 @@ impl LogIn {
             Ok(email) => self.users.find_credentials(&email).await?,
             Err(_) => None,
         };
+        // A place in the hashing queue is taken before the attempt is counted:
+        // when the queue is full the login is refused at once (503) without
+        // using up one of the user's attempts.
+        let slot = self.hasher.reserve()?;
         let throttle_key = Email::normalize(&command.email);
         if let LoginAttempt::Blocked { retry_after } = self.throttle.attempt(&throttle_key).await? {
             tracing::warn!("login throttled");
             return Err(LogInError::TooManyAttempts { retry_after });
         }
         let Some(credentials) = credentials else {
-            self.hasher.verify_dummy(&command.password).await?;
+            self.hasher.verify_dummy(slot, &command.password).await?;
             return Err(LogInError::InvalidCredentials);
         };
         if !self
             .hasher
-            .verify(&command.password, &credentials.password_hash)
+            .verify(slot, &command.password, &credentials.password_hash)
             .await?
         {
             return Err(LogInError::InvalidCredentials);
@@ -112,8 +116,8 @@ mod tests {
     use super::*;
     use crate::token_issuer::test_support::{REFRESH_TTL, encoding_codec, issuer};
     use coffee_domain::{PasswordHash, UserId};
-    use coffee_ports::Credentials;
     use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository};
+    use coffee_ports::{Credentials, HashSlot};
 
     const USER: Uuid = Uuid::from_u128(7);
 
@@ -128,9 +132,11 @@ mod tests {
         fn new() -> Self {
             let mut throttle = MockLoginThrottle::new();
             throttle.expect_attempt().returning(|_| Ok(LoginAttempt::Allowed));
+            let mut hasher = MockPasswordHasher::new();
+            hasher.expect_reserve().returning(|| Ok(HashSlot::unbounded()));
             Self {
                 users: MockUserRepository::new(),
-                hasher: MockPasswordHasher::new(),
+                hasher,
                 throttle,
                 sessions: MockSessionStore::new(),
             }
@@ -167,7 +173,10 @@ mod tests {
     #[tokio::test]
     async fn the_right_password_opens_a_session_and_resets_the_throttle() {
         let mut fakes = Fakes::new().with_account();
-        fakes.hasher.expect_verify().returning(|p, _| Ok(p == "right password"));
+        fakes
+            .hasher
+            .expect_verify()
+            .returning(|_, p, _| Ok(p == "right password"));
         fakes
             .throttle
             .expect_reset()
@@ -194,7 +203,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_password_is_invalid_credentials_and_opens_nothing() {
         let mut fakes = Fakes::new().with_account();
-        fakes.hasher.expect_verify().returning(|_, _| Ok(false));
+        fakes.hasher.expect_verify().returning(|_, _, _| Ok(false));
         fakes.throttle.expect_reset().never();
         fakes.sessions.expect_create().never();
 
@@ -211,7 +220,7 @@ mod tests {
     async fn an_unknown_email_spends_a_dummy_verification_and_looks_the_same() {
         let mut fakes = Fakes::new();
         fakes.users.expect_find_credentials().returning(|_| Ok(None));
-        fakes.hasher.expect_verify_dummy().times(1).returning(|_| Ok(()));
+        fakes.hasher.expect_verify_dummy().times(1).returning(|_, _| Ok(()));
 
         let err = fakes
             .use_case()
@@ -226,7 +235,7 @@ mod tests {
     async fn a_malformed_email_is_treated_as_unknown() {
         let mut fakes = Fakes::new();
         fakes.users.expect_find_credentials().never();
-        fakes.hasher.expect_verify_dummy().times(1).returning(|_| Ok(()));
+        fakes.hasher.expect_verify_dummy().times(1).returning(|_, _| Ok(()));
 
         let err = fakes
             .use_case()
@@ -301,7 +310,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_store_failure_issues_no_tokens() {
         let mut fakes = Fakes::new().with_account();
-        fakes.hasher.expect_verify().returning(|_, _| Ok(true));
+        fakes.hasher.expect_verify().returning(|_, _, _| Ok(true));
         fakes.throttle.expect_reset().returning(|_| Ok(()));
         fakes
             .sessions
@@ -315,5 +324,52 @@ mod tests {
             .expect_err("no session");
 
         assert!(matches!(err, LogInError::Infra(_)));
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_is_unavailable_and_counts_no_attempt() {
+        let mut fakes = Fakes::new().with_account();
+        fakes.hasher = MockPasswordHasher::new();
+        fakes
+            .hasher
+            .expect_reserve()
+            .times(1)
+            .returning(|| Err(InfraError::unavailable("password hasher", anyhow::anyhow!("full"))));
+        fakes.hasher.expect_verify().never();
+        fakes.hasher.expect_verify_dummy().never();
+        fakes.throttle = MockLoginThrottle::new();
+        fakes.throttle.expect_attempt().never();
+        fakes.throttle.expect_reset().never();
+        fakes.sessions.expect_create().never();
+
+        let err = fakes
+            .use_case()
+            .execute(command("kim@example.com", "right password"))
+            .await
+            .expect_err("shed");
+
+        assert!(matches!(err, LogInError::Infra(ref e) if e.is_unavailable()));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_email_is_shed_like_a_known_one() {
+        let mut fakes = Fakes::new();
+        fakes.users.expect_find_credentials().returning(|_| Ok(None));
+        fakes.hasher = MockPasswordHasher::new();
+        fakes
+            .hasher
+            .expect_reserve()
+            .returning(|| Err(InfraError::unavailable("password hasher", anyhow::anyhow!("full"))));
+        fakes.hasher.expect_verify_dummy().never();
+        fakes.throttle = MockLoginThrottle::new();
+        fakes.throttle.expect_attempt().never();
+
+        let err = fakes
+            .use_case()
+            .execute(command("nobody@example.com", "whatever"))
+            .await
+            .expect_err("shed");
+
+        assert!(matches!(err, LogInError::Infra(ref e) if e.is_unavailable()));
     }
 }

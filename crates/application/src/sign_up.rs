@@ -23,7 +23,8 @@ pub enum SignUpError {
     Infra(#[from] InfraError),
 }
 
-/// Hashes the password and stores the user with a zero balance.
+/// Takes a place in the hashing queue, hashes the password and stores the
+/// user with a zero balance. A full queue is `Unavailable` at once.
 #[derive(Clone, Debug)]
 pub struct SignUp {
     users: Arc<dyn UserRepository>,
@@ -37,7 +38,8 @@ impl SignUp {
 
     #[tracing::instrument(name = "sign_up", skip_all)]
     pub async fn execute(&self, command: SignUpCommand) -> Result<User, SignUpError> {
-        let password_hash = self.hasher.hash(&command.password).await?;
+        let slot = self.hasher.reserve()?;
+        let password_hash = self.hasher.hash(slot, &command.password).await?;
         let new_user = NewUser {
             id: UserId::from_uuid(Uuid::now_v7()),
             email: command.email,
@@ -55,6 +57,7 @@ impl SignUp {
 mod tests {
     use super::*;
     use coffee_domain::{PasswordHash, Points};
+    use coffee_ports::HashSlot;
     use coffee_ports::auth::{MockPasswordHasher, MockUserRepository};
     use time::OffsetDateTime;
 
@@ -68,10 +71,11 @@ mod tests {
 
     fn hasher() -> MockPasswordHasher {
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_reserve().returning(|| Ok(HashSlot::unbounded()));
         hasher
             .expect_hash()
             .times(1)
-            .returning(|_| Ok(PasswordHash::new("$argon2id$hash".to_owned())));
+            .returning(|_, _| Ok(PasswordHash::new("$argon2id$hash".to_owned())));
         hasher
     }
 
@@ -136,9 +140,10 @@ mod tests {
     #[tokio::test]
     async fn a_hashing_failure_creates_nothing() {
         let mut hasher = MockPasswordHasher::new();
+        hasher.expect_reserve().returning(|| Ok(HashSlot::unbounded()));
         hasher
             .expect_hash()
-            .returning(|_| Err(InfraError::Unexpected(anyhow::anyhow!("pool closed"))));
+            .returning(|_, _| Err(InfraError::Unexpected(anyhow::anyhow!("pool closed"))));
         let mut users = MockUserRepository::new();
         users.expect_create().never();
 
@@ -148,5 +153,23 @@ mod tests {
             .expect_err("fails");
 
         assert!(matches!(err, SignUpError::Infra(_)));
+    }
+
+    #[tokio::test]
+    async fn a_full_hashing_queue_is_unavailable_and_hashes_nothing() {
+        let mut hasher = MockPasswordHasher::new();
+        hasher
+            .expect_reserve()
+            .returning(|| Err(InfraError::unavailable("password hasher", anyhow::anyhow!("full"))));
+        hasher.expect_hash().never();
+        let mut users = MockUserRepository::new();
+        users.expect_create().never();
+
+        let err = SignUp::new(Arc::new(users), Arc::new(hasher))
+            .execute(command())
+            .await
+            .expect_err("shed");
+
+        assert!(matches!(err, SignUpError::Infra(ref e) if e.is_unavailable()));
     }
 }

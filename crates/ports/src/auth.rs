@@ -52,19 +52,59 @@ pub trait UserRepository: Send + Sync + std::fmt::Debug {
     async fn find_by_id(&self, id: UserId) -> Result<Option<User>, InfraError>;
 }
 
+/// A place in the password hasher's queue, taken with
+/// [`PasswordHasher::reserve`] before any work that must not happen when the
+/// hash would be refused (counting a login attempt), then handed to the one
+/// hash it was taken for.
+///
+/// Dropping an unused slot gives the place back. A hasher keeps the slot it
+/// is given until the hash has really finished, even when the caller stops
+/// waiting for it, so the queue bound also bounds the work in progress.
+pub struct HashSlot {
+    _guard: Box<dyn std::any::Any + Send>,
+}
+
+impl HashSlot {
+    /// A slot that holds `guard` (whatever the hasher releases by dropping)
+    /// until the slot is dropped.
+    pub fn new(guard: impl Send + 'static) -> Self {
+        Self {
+            _guard: Box::new(guard),
+        }
+    }
+
+    /// A slot that holds nothing: for hashers without a queue, and fakes.
+    pub fn unbounded() -> Self {
+        Self::new(())
+    }
+}
+
+impl std::fmt::Debug for HashSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HashSlot")
+    }
+}
+
 /// Slow, salted password hashing. Implementations must not block the async
-/// runtime (the work runs on a bounded blocking pool).
+/// runtime (the work runs on a bounded blocking pool) and must bound the
+/// hashes waiting for it.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait PasswordHasher: Send + Sync + std::fmt::Debug {
-    async fn hash(&self, password: &Password) -> Result<PasswordHash, InfraError>;
+    /// Takes a place in the queue for one hash, without waiting.
+    /// Errors: `Unavailable` when the queue is full: the caller should answer
+    /// at once and let the client retry, rather than wait behind it.
+    fn reserve(&self) -> Result<HashSlot, InfraError>;
+
+    /// Hashes `password` in the place `slot` holds.
+    async fn hash(&self, slot: HashSlot, password: &Password) -> Result<PasswordHash, InfraError>;
 
     /// Whether `password` matches `hash`. A malformed hash is `Unexpected`.
-    async fn verify(&self, password: &str, hash: &PasswordHash) -> Result<bool, InfraError>;
+    async fn verify(&self, slot: HashSlot, password: &str, hash: &PasswordHash) -> Result<bool, InfraError>;
 
     /// Spends the same time as a real `verify` without any account, so an
     /// unknown email cannot be told from a wrong password by timing.
-    async fn verify_dummy(&self, password: &str) -> Result<(), InfraError>;
+    async fn verify_dummy(&self, slot: HashSlot, password: &str) -> Result<(), InfraError>;
 }
 
 /// Why a token was not accepted.
@@ -107,8 +147,22 @@ pub enum Rotation {
     /// It was an older token of a live session: a replay. The session has
     /// been ended, so every token of it is now refused.
     Reused,
-    /// The session does not exist (ended, revoked or expired).
+    /// The session does not exist (ended, revoked or expired), or it belongs
+    /// to another user than the token's; either way it is left untouched.
     Unknown,
+}
+
+/// What the shared store says about an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessCheck {
+    /// Its session is live and belongs to the token's user, and the token
+    /// itself is not blacklisted.
+    Granted,
+    /// The token is blacklisted or its session has ended.
+    Revoked,
+    /// The session is live but belongs to another user: a validly signed
+    /// token whose `sub` was not issued for its session (a leaked key).
+    WrongUser,
 }
 
 /// Sessions and revocations shared by every API instance.
@@ -117,27 +171,31 @@ pub enum Rotation {
 pub trait SessionStore: Send + Sync + std::fmt::Debug {
     async fn create(&self, session: NewSession) -> Result<(), InfraError>;
 
-    /// Atomically: if `presented` is the session's current refresh token,
-    /// replace it with `next` and extend the session by `ttl`; if it is not,
-    /// end the session. Of concurrent rotations with one token exactly one
-    /// gets `Rotated`.
+    /// Atomically: if the session belongs to `user` and `presented` is its
+    /// current refresh token, replace it with `next` and extend the session
+    /// by `ttl`; if it belongs to `user` and `presented` is not current, end
+    /// the session. A session of another user is `Unknown` and left as it
+    /// is. Of concurrent rotations with one token exactly one gets `Rotated`.
     async fn rotate(
         &self,
         session: SessionId,
+        user: UserId,
         presented: TokenId,
         next: TokenId,
         ttl: Duration,
     ) -> Result<Rotation, InfraError>;
 
-    /// Ends the session: its refresh token and access tokens stop working.
-    async fn end(&self, session: SessionId) -> Result<(), InfraError>;
+    /// Ends the session if it belongs to `user`: its refresh token and
+    /// access tokens stop working. A session of another user is left as it is.
+    async fn end(&self, session: SessionId, user: UserId) -> Result<(), InfraError>;
 
     /// Blacklists one access token for `ttl` (its remaining life plus leeway).
     async fn revoke_access_token(&self, token: TokenId, ttl: Duration) -> Result<(), InfraError>;
 
-    /// Whether an access token may no longer be used: it is blacklisted or
-    /// its session has ended. One round trip.
-    async fn is_revoked(&self, token: TokenId, session: SessionId) -> Result<bool, InfraError>;
+    /// Whether access token `token` of `session`, issued to `user`, may be
+    /// used: not blacklisted, its session live and that session `user`'s.
+    /// One round trip.
+    async fn check_access(&self, token: TokenId, session: SessionId, user: UserId) -> Result<AccessCheck, InfraError>;
 }
 
 /// Whether a login attempt may go ahead.

@@ -16,8 +16,8 @@ pub mod outbox;
 pub mod points;
 
 pub use auth::{
-    CreateUserError, Credentials, LoginAttempt, LoginThrottle, NewSession, NewUser, PasswordHasher, Rotation,
-    SessionStore, TokenCodec, TokenError, UserRepository,
+    AccessCheck, CreateUserError, Credentials, HashSlot, LoginAttempt, LoginThrottle, NewSession, NewUser,
+    PasswordHasher, Rotation, SessionStore, TokenCodec, TokenError, UserRepository,
 };
 pub use clock::{Clock, SystemClock};
 pub use error::InfraError;

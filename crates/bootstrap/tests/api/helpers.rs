@@ -63,6 +63,15 @@ pub async fn spawn_app() -> TestApp {
     start(config, Some(db)).await
 }
 
+/// The application on a fresh, migrated database, with `overrides` of the
+/// test configuration.
+pub async fn spawn_app_with(overrides: &[(&str, String)]) -> TestApp {
+    let db = TestDatabase::create().await;
+    let mut vars = vec![("DATABASE_URL", db.url().to_owned())];
+    vars.extend(overrides.iter().cloned());
+    start(base_config(&vars), Some(db)).await
+}
+
 /// The application pointed at a PostgreSQL that does not exist.
 pub async fn spawn_app_without_database() -> TestApp {
     let config = base_config(&[

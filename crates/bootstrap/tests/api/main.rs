@@ -3,5 +3,6 @@
 
 mod health;
 mod helpers;
+mod login_shedding;
 mod menus;
 mod metrics;
