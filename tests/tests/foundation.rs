@@ -188,6 +188,28 @@ async fn the_configuration_refuses_a_short_signing_key() {
 }
 
 #[tokio::test]
+async fn the_built_in_signing_key_never_serves_a_public_address() {
+    for env in [
+        vec![("BIND_ADDR", format!("0.0.0.0:{}", free_port()))],
+        vec![
+            ("BIND_ADDR", format!("[::]:{}", free_port())),
+            ("APP_ENV", "test".to_owned()),
+        ],
+        vec![
+            ("BIND_ADDR", format!("127.0.0.1:{}", free_port())),
+            ("APP_ENV", "production".to_owned()),
+        ],
+    ] {
+        let (status, output) = run_coffee(&["serve"], &env).expect("runs");
+        assert_eq!(status.code(), Some(2), "{env:?}: {output}");
+        assert!(
+            output.contains("JWT_SECRET") && output.contains("openssl rand"),
+            "{env:?}: {output}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn the_mock_collector_binary_deduplicates_and_counts() {
     let collector = start_mock_collector(&[]).await.expect("mock collector starts");
     let client = reqwest::Client::new();

@@ -48,6 +48,9 @@ pub struct Config {
     pub login_window: Duration,
     /// Password hashes computed at once; the rest queue.
     pub password_hash_concurrency: usize,
+    /// Hashes (logins, signups) that may wait for one of those; past it they
+    /// are answered `503` at once, before a login attempt is counted.
+    pub password_hash_queue_max: usize,
     pub charge_max_amount: i64,
     pub balance_max: i64,
     /// How long a request waits for an unfinished one with its idempotency key.
@@ -69,6 +72,9 @@ pub struct Config {
     pub outbox_delivered_retention: Duration,
     pub log_format: LogFormat,
     pub shutdown_timeout: Duration,
+    /// How long an instance keeps serving after SIGTERM, answering
+    /// `/health/ready` with `503`, before it stops accepting connections.
+    pub shutdown_drain: Duration,
 }
 
 /// Why the configuration is unusable. The message names the variable.
@@ -76,8 +82,25 @@ pub struct Config {
 pub enum ConfigError {
     #[error("{name} is not valid: {reason}")]
     Invalid { name: &'static str, reason: String },
-    #[error("{name} must be set when APP_ENV=production")]
+    #[error("{name} must be set when APP_ENV=production ({HOW_TO_SET_JWT_SECRET})")]
     MissingInProduction { name: &'static str },
+    #[error(
+        "JWT_SECRET is not set, and the built-in development key may only serve a loopback address, \
+         not BIND_ADDR={bind_addr} ({HOW_TO_SET_JWT_SECRET})"
+    )]
+    DevKeyOffLoopback { bind_addr: String },
+}
+
+/// What every refusal over the signing key tells the operator to do.
+const HOW_TO_SET_JWT_SECRET: &str =
+    "set JWT_SECRET to a random secret of at least 32 bytes, e.g. JWT_SECRET=$(openssl rand -base64 48)";
+
+/// Whether `addr` (`host:port`) listens only on this machine.
+fn is_loopback(addr: &str) -> bool {
+    match addr.parse::<std::net::SocketAddr>() {
+        Ok(addr) => addr.ip().is_loopback(),
+        Err(_) => addr.rsplit_once(':').is_some_and(|(host, _)| host == "localhost"),
+    }
 }
 
 /// Only for development and tests: the server refuses it in production.
@@ -108,11 +131,15 @@ impl Config {
                 });
             }
         };
+        let bind_addr = get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned());
         let jwt_secret = match get("JWT_SECRET") {
             Some(secret) => secret,
             None if app_env == AppEnv::Production => {
                 return Err(ConfigError::MissingInProduction { name: "JWT_SECRET" });
             }
+            // The built-in key is in the repository: anyone could mint tokens
+            // with it, so it only ever serves this machine.
+            None if !is_loopback(&bind_addr) => return Err(ConfigError::DevKeyOffLoopback { bind_addr }),
             None => DEV_JWT_SECRET.to_owned(),
         };
         if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
@@ -133,7 +160,7 @@ impl Config {
         };
         let config = Self {
             app_env,
-            bind_addr: get("BIND_ADDR").unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+            bind_addr,
             http_workers: optional_number(&get, "HTTP_WORKERS")?,
             database_url: SecretString::from(
                 get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
@@ -156,6 +183,8 @@ impl Config {
             login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
             // One core stays free for everything else during a login storm.
             password_hash_concurrency: number(&get, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?,
+            // About 3 s of waiting at ~35 release hashes per second and core.
+            password_hash_queue_max: number(&get, "PASSWORD_HASH_QUEUE_MAX", 128)?,
             charge_max_amount: number(&get, "CHARGE_MAX_AMOUNT", 1_000_000)?,
             balance_max: number(&get, "BALANCE_MAX", 100_000_000)?,
             idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
@@ -180,6 +209,9 @@ impl Config {
             )?),
             log_format,
             shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
+            // Long enough for a balancer that checks every 1 to 2 s to see
+            // the instance is not ready (two failed checks) and move away.
+            shutdown_drain: Duration::from_secs(number(&get, "SHUTDOWN_DRAIN_SECS", 5)?),
         };
         // A claim must outlive a delivery attempt, or another instance takes
         // the event over while it is still being sent.
@@ -187,6 +219,27 @@ impl Config {
             return Err(ConfigError::Invalid {
                 name: "OUTBOX_LEASE_MS",
                 reason: "it must be longer than COLLECTOR_TIMEOUT_MS".to_owned(),
+            });
+        }
+        // The ranking trusts statistics older than SETTLE to be final; an
+        // order that could still commit after that would be missed by every
+        // instance until its cache turns over.
+        let longest = coffee_postgres::longest_order_transaction(
+            config.database_acquire_timeout,
+            config.idempotency_wait,
+            config.database_statement_timeout,
+        );
+        if longest >= coffee_postgres::popular::SETTLE {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_STATEMENT_TIMEOUT_MS",
+                reason: format!(
+                    "an order's transaction could then stay open {} s (DATABASE_ACQUIRE_TIMEOUT_MS + \
+                     IDEMPOTENCY_WAIT_MS + {} statements at DATABASE_STATEMENT_TIMEOUT_MS), which must stay \
+                     under the popular ranking's {} s settling margin",
+                    longest.as_secs(),
+                    coffee_postgres::orders::ORDER_STATEMENTS,
+                    coffee_postgres::popular::SETTLE.as_secs()
+                ),
             });
         }
         Ok(config)
@@ -249,6 +302,29 @@ mod tests {
     }
 
     #[test]
+    fn the_development_key_serves_only_loopback_addresses() {
+        for bind in ["127.0.0.1:8080", "[::1]:8080", "localhost:8080", "127.0.0.2:9000"] {
+            assert!(config(&[("BIND_ADDR", bind)]).is_ok(), "{bind}");
+        }
+        for (env, bind) in [
+            ("development", "0.0.0.0:8080"),
+            ("test", "[::]:8080"),
+            ("development", "10.1.2.3:8080"),
+            ("development", "api.example.com:8080"),
+            ("production", "127.0.0.1:8080"),
+        ] {
+            let err = config(&[("APP_ENV", env), ("BIND_ADDR", bind)]).expect_err("must refuse");
+            let message = err.to_string();
+            assert!(
+                message.contains("JWT_SECRET") && message.contains("openssl rand"),
+                "{message}"
+            );
+        }
+        let key = "k".repeat(MIN_JWT_SECRET_BYTES);
+        assert!(config(&[("BIND_ADDR", "0.0.0.0:8080"), ("JWT_SECRET", &key)]).is_ok());
+    }
+
+    #[test]
     fn a_short_signing_key_is_refused_everywhere() {
         for env in ["development", "production"] {
             let err = config(&[("APP_ENV", env), ("JWT_SECRET", "too-short")]).expect_err("must refuse");
@@ -275,6 +351,15 @@ mod tests {
     fn a_lease_shorter_than_a_delivery_attempt_is_refused() {
         let err = config(&[("OUTBOX_LEASE_MS", "1000"), ("COLLECTOR_TIMEOUT_MS", "5000")]).expect_err("refused");
         assert!(err.to_string().contains("OUTBOX_LEASE_MS"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_that_let_an_order_outlive_the_settling_margin_are_refused() {
+        let err = config(&[("DATABASE_STATEMENT_TIMEOUT_MS", "30000")]).expect_err("refused");
+        assert!(err.to_string().contains("DATABASE_STATEMENT_TIMEOUT_MS"), "{err}");
+        let err = config(&[("IDEMPOTENCY_WAIT_MS", "300000")]).expect_err("refused");
+        assert!(err.to_string().contains("settling margin"), "{err}");
+        assert!(config(&[("DATABASE_STATEMENT_TIMEOUT_MS", "20000")]).is_ok());
     }
 
     #[test]

@@ -34,6 +34,8 @@ pub struct Application {
     background: Vec<tokio::task::JoinHandle<()>>,
     relay: RelayHandle,
     shutdown_timeout: std::time::Duration,
+    shutdown_drain: std::time::Duration,
+    drain: coffee_http::Drain,
 }
 
 /// The outbox relay task and the switch that stops it.
@@ -80,7 +82,8 @@ impl Application {
         .context("building the Redis pool")?;
 
         let metrics = crate::telemetry::metrics_handle()?;
-        let state = web::Data::new(build_state(config, &pg, &redis, metrics.clone())?);
+        let drain = coffee_http::Drain::default();
+        let state = web::Data::new(build_state(config, &pg, &redis, metrics.clone(), drain.clone())?);
         let relay = start_relay(config, &background_pg)?;
         let mut background = maintenance_tasks(config, &background_pg);
         background.push(tokio::spawn(sample_gauges(
@@ -92,8 +95,11 @@ impl Application {
         )));
         let listener = TcpListener::bind(&config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
         let port = listener.local_addr()?.port();
+        // Signals are ours (see `run_until_stopped`): actix would stop
+        // accepting at once, while a balancer still routes here.
         let mut server = HttpServer::new(move || build_app(state.clone()))
             .listen(listener)?
+            .disable_signals()
             .shutdown_timeout(config.shutdown_timeout.as_secs());
         if let Some(workers) = config.http_workers {
             server = server.workers(workers);
@@ -105,6 +111,8 @@ impl Application {
             background,
             relay,
             shutdown_timeout: config.shutdown_timeout,
+            shutdown_drain: config.shutdown_drain,
+            drain,
         })
     }
 
@@ -113,10 +121,16 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGTERM or SIGINT, then lets in-flight requests finish
-    /// (up to `SHUTDOWN_TIMEOUT_SECS`).
+    /// Serves until SIGTERM or SIGINT, then drains: `/health/ready` answers
+    /// `503` and responses ask clients to reconnect elsewhere while the
+    /// instance keeps serving for `SHUTDOWN_DRAIN_SECS`; then it stops
+    /// accepting and lets in-flight requests finish (up to
+    /// `SHUTDOWN_TIMEOUT_SECS`). A second signal stops it at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let signals = tokio::spawn(stop_on_signals(handle, self.drain.clone(), self.shutdown_drain));
         let result = self.server.await;
+        signals.abort();
         for task in self.background {
             task.abort();
         }
@@ -135,6 +149,62 @@ impl Application {
     /// The relay's delivered / retried / dead counters.
     pub fn relay_counters(&self) -> Arc<RelayCounters> {
         Arc::clone(&self.relay.counters)
+    }
+}
+
+/// The shutdown sequence the signals drive (see
+/// [`Application::run_until_stopped`]).
+async fn stop_on_signals(
+    server: actix_web::dev::ServerHandle,
+    drain: coffee_http::Drain,
+    drain_for: std::time::Duration,
+) {
+    let Ok(mut signals) = Signals::new() else {
+        tracing::error!("could not listen for SIGTERM and SIGINT; stop this instance with SIGKILL");
+        return;
+    };
+    let signal = signals.next().await;
+    drain.start();
+    tracing::info!(signal, drain_secs = drain_for.as_secs(), "draining before shutdown");
+    tokio::select! {
+        () = tokio::time::sleep(drain_for) => {}
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: stopping at once");
+            server.stop(false).await;
+            return;
+        }
+    }
+    tracing::info!("no longer accepting connections; finishing in-flight requests");
+    tokio::select! {
+        () = server.stop(true) => {}
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: stopping at once");
+            server.stop(false).await;
+        }
+    }
+}
+
+/// SIGTERM and SIGINT, whichever comes.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
     }
 }
 
@@ -309,6 +379,7 @@ fn build_state(
     pg: &PgPool,
     redis: &RedisPool,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
+    drain: coffee_http::Drain,
 ) -> anyhow::Result<AppState> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let codec: Arc<dyn TokenCodec> = Arc::new(
@@ -324,7 +395,10 @@ fn build_state(
     let users = Arc::new(PgUserRepository::new(pg.clone()));
     let points = Arc::new(PgPointStore::new(pg.clone(), config.idempotency_wait));
     let orders = Arc::new(PgOrderStore::new(pg.clone(), config.idempotency_wait));
-    let hasher = Arc::new(Argon2Hasher::new(config.password_hash_concurrency)?);
+    let hasher = Arc::new(Argon2Hasher::new(
+        config.password_hash_concurrency,
+        config.password_hash_queue_max,
+    )?);
     let throttle = Arc::new(RedisLoginThrottle::new(
         redis.clone(),
         config.login_max_attempts,
@@ -354,10 +428,12 @@ fn build_state(
         charge_points: ChargePoints::new(points.clone(), charge_limits(config)?),
         get_balance: GetBalance::new(points.clone()),
         list_point_transactions: ListPointTransactions::new(points),
-        place_order: PlaceOrder::new(orders.clone(), clock.clone()),
+        place_order: PlaceOrder::new(orders.clone()),
         get_order: GetOrder::new(orders.clone()),
         list_orders: ListOrders::new(orders),
-        get_popular_menus: GetPopularMenus::new(Arc::new(PgPopularMenus::new(pg.clone())), clock.clone()),
+        get_popular_menus: GetPopularMenus::new(Arc::new(PgPopularMenus::new(pg.clone()))),
+        drain,
+        cursors: coffee_http::CursorKey::derive(config.jwt_secret.expose_secret().as_bytes()),
         metrics,
     })
 }

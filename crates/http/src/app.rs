@@ -37,6 +37,10 @@ pub struct AppState {
     pub get_order: GetOrder,
     pub list_orders: ListOrders,
     pub get_popular_menus: GetPopularMenus,
+    /// Set when the instance starts shutting down (see [`crate::drain`]).
+    pub drain: crate::drain::Drain,
+    /// Seals and opens the lists' pagination cursors.
+    pub cursors: crate::pagination::CursorKey,
     /// Renders `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
@@ -54,14 +58,19 @@ macro_rules! api_routes {
             // One per worker (each worker builds its own App).
             cfg.app_data(web::Data::new(menus::MenusJson::default()));
             $(cfg.service(web::resource($path)$(.route(web::$method().to($handler)))+);)+
-            cfg.service(web::resource("/openapi.json").route(web::get().to(openapi_json)));
-            cfg.service(SwaggerUi::new("/docs/{_:.*}").config(
-                utoipa_swagger_ui::Config::new(["/openapi.json"]).persist_authorization(true),
+            let [openapi, docs, docs_assets] = DOCUMENT_ROUTES;
+            cfg.service(web::resource(openapi).route(web::get().to(openapi_json)));
+            cfg.service(SwaggerUi::new(docs_assets).config(
+                utoipa_swagger_ui::Config::new([openapi]).persist_authorization(true),
             ));
-            cfg.service(web::resource("/docs").route(web::get().to(docs_redirect)));
+            cfg.service(web::resource(docs).route(web::get().to(docs_redirect)));
         }
     };
 }
+
+/// The routes of the API document and its page, besides [`API_ROUTES`]: the
+/// document, the redirect, and Swagger UI's assets.
+pub const DOCUMENT_ROUTES: [&str; 3] = ["/openapi.json", "/docs", "/docs/{_:.*}"];
 
 api_routes! {
     "/auth/signup" => [post => auth::sign_up],

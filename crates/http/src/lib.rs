@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod drain;
 pub mod extract;
 pub mod idempotency;
 pub mod json_time;
@@ -22,4 +23,6 @@ pub mod problem;
 pub mod routes;
 
 pub use app::{AppState, build_app};
+pub use drain::Drain;
+pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};

@@ -5,10 +5,13 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
-use actix_web::{Error, HttpMessage, ResponseError};
+use actix_web::{Error, HttpMessage, ResponseError, web};
+
+use crate::app::AppState;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
@@ -26,9 +29,10 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone, Copy)]
 struct RequestStart(Instant);
 
-/// The route template the request matched, for the metrics' label.
-#[derive(Debug, Clone)]
-struct RoutePattern(String);
+/// The route template the request matched (one of a fixed set, see
+/// [`crate::metrics::route_label`]), for the metrics' label.
+#[derive(Debug, Clone, Copy)]
+struct RoutePattern(&'static str);
 
 /// Accepts ids of 1 to 128 visible ASCII characters; anything else could
 /// pollute logs, so it is replaced.
@@ -70,12 +74,26 @@ pub async fn request_context(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
+    // While draining, every client is asked to reconnect (to another
+    // instance, once the balancer has seen this one is not ready).
+    let draining = response
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .is_some_and(|state| state.drain.is_draining());
+    if draining {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
     Ok(response)
 }
 
 /// Root span of every request: method, route template, request id, and the
 /// authenticated user once known (`Span::current().record("user_id", ..)`).
-/// When the request ends it emits the one `request completed` line.
+/// When the request ends it emits the one `request completed` line. Method
+/// and route are the metrics' bounded labels, not the raw request line: an
+/// invented method of any length is logged as `OTHER`.
 #[derive(Debug)]
 pub struct CoffeeRootSpan;
 
@@ -87,12 +105,12 @@ impl RootSpanBuilder for CoffeeRootSpan {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         // Resolved once here (it walks the router) and kept for the metrics.
-        let route = request.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
-        request.extensions_mut().insert(RoutePattern(route.clone()));
+        let route = crate::metrics::route_label(request.match_pattern().as_deref());
+        request.extensions_mut().insert(RoutePattern(route));
         tracing::info_span!(
             "http_request",
-            method = %request.method(),
-            route = %route,
+            method = crate::metrics::method_label(request.method()),
+            route = route,
             request_id = %request_id,
             user_id = tracing::field::Empty,
         )
@@ -104,12 +122,14 @@ impl RootSpanBuilder for CoffeeRootSpan {
                 let request = response.request();
                 let started = request.extensions().get::<RequestStart>().copied();
                 let latency = started.map(|s| s.0.elapsed().as_secs_f64() * 1000.0);
-                let extensions = request.extensions();
-                let route = extensions.get::<RoutePattern>().map_or("unmatched", |r| r.0.as_str());
+                let route = request
+                    .extensions()
+                    .get::<RoutePattern>()
+                    .map_or(crate::metrics::UNMATCHED, |r| r.0);
                 crate::metrics::record_request(
-                    request.method().as_str(),
+                    request.method(),
                     route,
-                    response.status().as_u16(),
+                    response.status(),
                     latency.unwrap_or_default() / 1000.0,
                 );
                 (response.status(), latency)

@@ -9,7 +9,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::test;
 use coffee_domain::{SessionId, TokenClaims, TokenId, TokenKind, UserId};
 use coffee_http::build_app;
-use coffee_ports::{InfraError, LoginAttempt, TokenError};
+use coffee_ports::{AccessCheck, HashSlot, InfraError, LoginAttempt, TokenError};
 use common::Fakes;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
@@ -72,8 +72,10 @@ async fn a_throttled_login_is_429_with_retry_after() {
             retry_after: Duration::from_secs(840),
         })
     });
-    // The account is looked up before the attempt is counted.
+    // The account is looked up and a hashing place taken before the attempt
+    // is counted.
     fakes.users.expect_find_credentials().returning(|_| Ok(None));
+    fakes.hasher.expect_reserve().returning(|| Ok(HashSlot::unbounded()));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let response = test::call_service(
@@ -98,6 +100,46 @@ async fn a_throttled_login_is_429_with_retry_after() {
 }
 
 #[actix_web::test]
+async fn a_full_hashing_queue_sheds_logins_and_signups_with_503_and_retry_after() {
+    let mut fakes = Fakes::new();
+    fakes.users.expect_find_credentials().returning(|_| Ok(None));
+    fakes
+        .hasher
+        .expect_reserve()
+        .returning(|| Err(InfraError::unavailable("password hasher", anyhow::anyhow!("full"))));
+    fakes.hasher.expect_hash().never();
+    fakes.hasher.expect_verify_dummy().never();
+    fakes.throttle.expect_attempt().never();
+    fakes.users.expect_create().never();
+    let app = test::init_service(build_app(fakes.state())).await;
+
+    for (uri, body) in [
+        (
+            "/auth/login",
+            json!({"email": "kim@example.com", "password": "whatever1"}),
+        ),
+        (
+            "/auth/signup",
+            json!({"email": "kim@example.com", "password": "a long unusual passphrase", "name": "Kim"}),
+        ),
+    ] {
+        let response = test::call_service(&app, post(uri, body)).await;
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{uri}");
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes().to_vec()),
+            Some(b"1".to_vec()),
+            "{uri}"
+        );
+        let body: Value = test::read_body_json(response).await;
+        assert_eq!(body["code"], "DEPENDENCY_UNAVAILABLE", "{uri}");
+    }
+}
+
+#[actix_web::test]
 async fn unknown_email_and_wrong_password_get_the_identical_body() {
     let mut fakes = Fakes::new();
     fakes.throttle.expect_attempt().returning(|_| Ok(LoginAttempt::Allowed));
@@ -111,8 +153,9 @@ async fn unknown_email_and_wrong_password_get_the_identical_body() {
             Ok(None)
         }
     });
-    fakes.hasher.expect_verify().returning(|_, _| Ok(false));
-    fakes.hasher.expect_verify_dummy().returning(|_| Ok(()));
+    fakes.hasher.expect_reserve().returning(|| Ok(HashSlot::unbounded()));
+    fakes.hasher.expect_verify().returning(|_, _, _| Ok(false));
+    fakes.hasher.expect_verify_dummy().returning(|_, _| Ok(()));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let wrong = test::call_service(
@@ -179,8 +222,8 @@ async fn an_unreachable_session_store_fails_closed_with_503() {
     accepting_codec(&mut fakes);
     fakes
         .sessions
-        .expect_is_revoked()
-        .returning(|_, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
+        .expect_check_access()
+        .returning(|_, _, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let response = test::call_service(
@@ -198,16 +241,44 @@ async fn an_unreachable_session_store_fails_closed_with_503() {
 }
 
 #[actix_web::test]
+async fn a_token_whose_session_is_another_users_is_401_like_a_forged_one() {
+    let mut fakes = Fakes::new();
+    accepting_codec(&mut fakes);
+    fakes
+        .sessions
+        .expect_check_access()
+        .returning(|_, _, _| Ok(AccessCheck::WrongUser));
+    let app = test::init_service(build_app(fakes.state())).await;
+
+    let response = test::call_service(
+        &app,
+        test::TestRequest::get()
+            .uri("/auth/me")
+            .insert_header((header::AUTHORIZATION, "Bearer good"))
+            .to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(body["code"], "UNAUTHORIZED");
+}
+
+#[actix_web::test]
 async fn logout_takes_no_body_or_a_refresh_token_and_answers_204() {
     let mut fakes = Fakes::new();
     accepting_codec(&mut fakes);
-    fakes.sessions.expect_is_revoked().returning(|_, _| Ok(false));
+    fakes
+        .sessions
+        .expect_check_access()
+        .returning(|_, _, _| Ok(AccessCheck::Granted));
     fakes
         .sessions
         .expect_revoke_access_token()
         .times(2)
         .returning(|_, _| Ok(()));
-    fakes.sessions.expect_end().times(2).returning(|_| Ok(()));
+    fakes.sessions.expect_end().times(2).returning(|_, _| Ok(()));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let bare = test::call_service(
@@ -249,7 +320,7 @@ async fn a_reused_refresh_token_is_refresh_token_reused() {
     fakes
         .sessions
         .expect_rotate()
-        .returning(|_, _, _, _| Ok(coffee_ports::Rotation::Reused));
+        .returning(|_, _, _, _, _| Ok(coffee_ports::Rotation::Reused));
     let app = test::init_service(build_app(fakes.state())).await;
 
     let response = test::call_service(&app, post("/auth/refresh", json!({"refreshToken": "old"}))).await;

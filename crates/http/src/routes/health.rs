@@ -15,14 +15,22 @@ pub async fn live() -> HttpResponse {
 }
 
 /// `200` when PostgreSQL and Redis both answer; otherwise `503` with a problem
-/// body naming what is down. A load balancer should route on this.
+/// body naming what is down, or saying the instance is draining before a
+/// shutdown. A load balancer should route on this.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "ready",
     responses(
         (status = 200, description = "PostgreSQL and Redis answer", body = crate::openapi::Ready),
-        (status = 503, description = "A dependency is down: DEPENDENCY_UNAVAILABLE, with `dependencies`", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A dependency is down (DEPENDENCY_UNAVAILABLE, with `dependencies`), or the instance is draining before a shutdown (with `draining: true`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.drain.is_draining() {
+        return Err(ApiError::new(
+            ProblemCode::DependencyUnavailable,
+            "Draining: this instance is shutting down; send requests to another one",
+        )
+        .with_extension("draining", true));
+    }
     let report = state.check_readiness.execute().await;
     let dependencies: Map<String, Value> = report
         .dependencies

@@ -92,10 +92,12 @@ impl Fakes {
             charge_points: ChargePoints::new(points.clone(), limits()),
             get_balance: GetBalance::new(points.clone()),
             list_point_transactions: ListPointTransactions::new(points),
-            place_order: PlaceOrder::new(orders.clone(), clock.clone()),
+            place_order: PlaceOrder::new(orders.clone()),
             get_order: GetOrder::new(orders.clone()),
             list_orders: ListOrders::new(orders),
-            get_popular_menus: GetPopularMenus::new(Arc::new(self.popular), clock.clone()),
+            get_popular_menus: GetPopularMenus::new(Arc::new(self.popular)),
+            drain: coffee_http::Drain::default(),
+            cursors: coffee_http::CursorKey::derive(b"http-tests-cursor-key-of-32-bytes!!"),
             metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
                 .build_recorder()
                 .handle(),
