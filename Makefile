@@ -10,7 +10,7 @@ BIN_DIR := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 SHORT_SOAK_SECS := 60
 SOAK_SECS ?= 600
 
-.PHONY: help services run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
+.PHONY: help services test-tools cluster cluster-down cluster-test run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ run: services ## Run the API (migrations applied) with the mock collector beside
 migrate: services ## Create the database if needed and apply pending migrations
 	$(CARGO) run --profile $(PROFILE) --bin coffee -- migrate
 
-test: services lint ## Everything CI checks: fmt, clippy, architecture, all tests, the short soak, the contract fuzzer
+test: services test-tools lint ## Everything CI checks: fmt, clippy, architecture, all tests, the short soak, the contract fuzzer
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	SOAK_SECS=$(SHORT_SOAK_SECS) target/debug/soak
@@ -43,7 +43,10 @@ check-architecture: ## Fail if domain/ports/application depend on infrastructure
 unit: ## Only the tests that need no server (domain, application, http)
 	$(CARGO) test -p coffee-domain -p coffee-application -p coffee-http
 
-e2e: services ## End-to-end tests against the built binaries
+test-tools: ## Install what the tests need from Debian's packages when missing (faketime, locales)
+	@scripts/test-tools.sh
+
+e2e: services test-tools ## End-to-end tests against the built binaries
 	$(CARGO) build --workspace --bins
 	$(CARGO) test -p coffee-e2e
 
@@ -58,10 +61,17 @@ docs-check: services ## Render /docs in headless Chromium, screenshot it, check 
 	@scripts/docs-check.sh
 
 up: ## Start PostgreSQL, Redis and the mock collector with docker compose
-	docker compose -f docker/compose.yml up -d
+	docker compose -p coffee -f docker/compose.yml up -d
 
 down: ## Stop the docker compose services
-	docker compose -f docker/compose.yml down
+	docker compose -p coffee -f docker/compose.yml down
+
+cluster: services ## CLUSTER_SIZE instances (default 3) behind HAProxy, with the mock collector; prints the balancer's URL
+	$(CARGO) build --profile $(PROFILE) --bin coffee --bin mock-collector
+	@scripts/cluster.sh up $(BIN_DIR)
+
+cluster-down: ## Stop what `make cluster` started
+	@scripts/cluster.sh down
 
 stop-local: ## Stop throwaway servers that `make services` started under .local/
 	@scripts/services.sh stop-local

@@ -42,7 +42,7 @@ is_local() { [ "$1" = 127.0.0.1 ] || [ "$1" = localhost ]; }
 start_with_docker() {
   command -v docker >/dev/null && docker info >/dev/null 2>&1 || return 1
   echo "services: starting PostgreSQL and Redis with docker compose"
-  docker compose -f docker/compose.yml up -d postgres redis
+  docker compose -p coffee -f docker/compose.yml up -d postgres redis
 }
 
 start_local_postgres() {
