@@ -1,5 +1,6 @@
 //! The connection pool, with timeouts so a sick database gives a timely error.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
@@ -75,11 +76,17 @@ impl PgPool {
             "; SET synchronous_commit = off"
         };
         let mut config = ManagerConfig::<AsyncPgConnection>::default();
+        let learned = Arc::new(tokio::sync::OnceCell::new());
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
+            let learned = Arc::clone(&learned);
             async move {
+                // Once per pool (retried until it works), on a connection of
+                // its own that is closed afterwards.
+                let _ = learned
+                    .get_or_try_init(|| learn_statement_timeout_text(&url))
+                    .await;
                 let mut conn = AsyncPgConnection::establish(&url).await?;
-                learn_statement_timeout_text(&mut conn).await?;
                 conn.batch_execute(&format!(
                     "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
                 ))
@@ -113,20 +120,29 @@ impl PgPool {
     }
 }
 
-/// Provokes one statement timeout on a new connection and remembers the
-/// server's text for it, in the server's own language (see [`error`]). Costs
-/// a few milliseconds once per connection.
-async fn learn_statement_timeout_text(conn: &mut AsyncPgConnection) -> Result<(), diesel::ConnectionError> {
-    let setup = diesel::ConnectionError::CouldntSetupConfiguration;
-    conn.batch_execute("SET statement_timeout = 1").await.map_err(setup)?;
-    match conn.batch_execute("SELECT pg_sleep(0.05)").await {
-        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
-            error::learn_statement_timeout(info.message());
+/// Provokes one statement timeout on a throwaway connection and remembers
+/// the server's text for it, in the server's own language (see [`error`]).
+/// The connection is closed afterwards, so no pooled connection ever runs
+/// with the probe's 1 ms timeout.
+async fn learn_statement_timeout_text(url: &str) -> Result<(), ()> {
+    let probe = async {
+        let mut conn = AsyncPgConnection::establish(url).await?;
+        conn.batch_execute("SET statement_timeout = 1").await?;
+        match conn.batch_execute("SELECT pg_sleep(0.05)").await {
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
+                error::learn_statement_timeout(info.message());
+                anyhow::Ok(())
+            }
+            Err(other) => Err(other.into()),
+            Ok(()) => Err(anyhow::anyhow!("a 1 ms statement timeout did not cancel a 50 ms sleep")),
         }
-        Err(other) => return Err(setup(other)),
-        Ok(()) => tracing::warn!("a 1 ms statement timeout did not cancel a 50 ms sleep"),
-    }
-    Ok(())
+    };
+    probe.await.map_err(|e| {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "could not learn the server's statement-timeout message; will try again"
+        );
+    })
 }
 
 use diesel_async::AsyncConnection as _;
