@@ -70,6 +70,10 @@ cluster: services ## CLUSTER_SIZE instances (default 3) behind HAProxy, with the
 	$(CARGO) build --profile $(PROFILE) --bin coffee --bin mock-collector
 	@scripts/cluster.sh up $(BIN_DIR)
 
+cluster-test: services test-tools ## The cluster test (rolling restart, SIGKILL behind HAProxy) for CLUSTER_TEST_ROUNDS rounds (default 5)
+	$(CARGO) build --workspace --bins
+	CLUSTER_TEST_ROUNDS=$${CLUSTER_TEST_ROUNDS:-5} $(CARGO) test -p coffee-e2e --test cluster -- --nocapture
+
 cluster-down: ## Stop what `make cluster` started
 	@scripts/cluster.sh down
 

@@ -3,12 +3,14 @@
 # Debian's packages, when it is missing:
 # - faketime: runs an instance with a skewed wall clock (tests/tests/clocks.rs);
 # - locales: glibc's localedef, to make the ko_KR locale with which PostgreSQL
-#   answers in Korean (crates/postgres/tests/locale.rs).
+#   answers in Korean (crates/postgres/tests/locale.rs);
+# - haproxy: the balancer of the cluster test (tests/tests/cluster.rs).
 set -euo pipefail
 
 missing=()
 command -v faketime >/dev/null || missing+=(faketime)
 command -v localedef >/dev/null || missing+=(locales)
+[ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || missing+=(haproxy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -338,17 +338,25 @@ impl Api {
     }
 
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Reply {
-        let response = request.send().await.unwrap_or_else(|e| panic!("request failed: {e}"));
+        self.try_send(request)
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+
+    /// Like [`Api::send`], with a failed exchange (no connection, a closed
+    /// connection, a body cut short) as an error instead of a panic.
+    pub async fn try_send(&self, request: reqwest::RequestBuilder) -> Result<Reply, reqwest::Error> {
+        let response = request.send().await?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap_or_default();
+        let bytes = response.bytes().await?;
         let body = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
             serde_json::from_slice(&bytes)
                 .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
-        Reply { status, headers, body }
+        Ok(Reply { status, headers, body })
     }
 
     pub fn url(&self, path: &str) -> String {
