@@ -28,26 +28,26 @@ pub fn init(format: LogFormat) {
 }
 
 /// The process-wide Prometheus recorder, installed on first use (so several
-/// applications in one test process share it).
+/// applications in one test process share it). Concurrent first callers wait
+/// for the one that installs it.
 pub fn metrics_handle() -> anyhow::Result<metrics_exporter_prometheus::PrometheusHandle> {
-    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> = std::sync::OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
-    let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            metrics_exporter_prometheus::Matcher::Full(coffee_http::metrics::HTTP_DURATION.to_owned()),
-            &buckets,
-        )?
-        .build_recorder();
-    let handle = recorder.handle();
-    // Losing a race to another caller is fine: theirs is installed.
-    if metrics::set_global_recorder(recorder).is_ok() {
-        let _ = HANDLE.set(handle);
-    }
+    static HANDLE: std::sync::OnceLock<Result<metrics_exporter_prometheus::PrometheusHandle, String>> =
+        std::sync::OnceLock::new();
     HANDLE
-        .get()
-        .cloned()
-        .ok_or_else(|| anyhow::anyhow!("another metrics recorder is installed"))
+        .get_or_init(|| {
+            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(coffee_http::metrics::HTTP_DURATION.to_owned()),
+                    &buckets,
+                )
+                .map_err(|e| e.to_string())?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder)
+                .map_err(|e| format!("another metrics recorder is installed: {e}"))?;
+            Ok(handle)
+        })
+        .clone()
+        .map_err(|e| anyhow::anyhow!(e))
 }
