@@ -249,7 +249,7 @@ async fn cursors_the_api_did_not_issue_are_400_on_both_lists() {
     let my_orders = next_cursor(&a, "/orders?limit=1", &token).await;
     let my_history = next_cursor(&a, &format!("/users/{user}/points/transactions?limit=1"), &token).await;
 
-    let ancient = coffee_e2e::base64url(b"-999999999999999999.0192f0a0-0000-7000-8000-000000000001");
+    let ancient = coffee_e2e::base64url(b"-220000000000000000.0192f0a0-0000-7000-8000-000000000001");
     let plausible = coffee_e2e::base64url(b"1795000000000000.0192f0a0-0000-7000-8000-000000000001");
     let history = format!("/users/{user}/points/transactions?limit=1&cursor=");
     let orders = "/orders?limit=1&cursor=".to_owned();

@@ -218,9 +218,10 @@ mod tests {
 
     #[test]
     fn forged_cursors_are_refused_whatever_they_decode_to() {
-        // The old unsealed format, a timestamp before 4713 BC, and a sealed
-        // cursor with one byte changed.
-        let ancient = URL_SAFE_NO_PAD.encode(format!("-999999999999999999.{}", Uuid::from_u128(1)));
+        // The old unsealed format with a timestamp of about 5000 BC (which
+        // PostgreSQL cannot hold; it gave 500), and a sealed cursor with one
+        // byte changed.
+        let ancient = URL_SAFE_NO_PAD.encode(format!("-220000000000000000.{}", Uuid::from_u128(1)));
         let mut tampered = key().seal(CursorScope::Orders, user(1), &cursor()).into_bytes();
         tampered[3] = if tampered[3] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).expect("ascii");
