@@ -478,6 +478,34 @@ impl Api {
     }
 }
 
+/// `(id, quantity, orderCount)` of each entry of a `GET /menus/popular` body.
+pub fn ranking(body: &serde_json::Value) -> Vec<(String, i64, i64)> {
+    body.as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .map(|r| {
+                    (
+                        r["id"].as_str().unwrap_or_default().to_owned(),
+                        r["quantity"].as_i64().unwrap_or(-1),
+                        r["orderCount"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The ground truth of the ranking, counted from `orders`, in the shape of
+/// [`ranking`].
+pub async fn ranking_truth(db: &coffee_test_support::TestDatabase) -> Vec<(String, i64, i64)> {
+    db.popular_ground_truth(None)
+        .await
+        .iter()
+        .map(|t| (t.id.to_string(), t.quantity, t.order_count))
+        .collect()
+}
+
 /// Unpadded base64url, for tests that hand-craft tokens.
 pub fn base64url(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

@@ -75,28 +75,11 @@ async fn skewed_instances_neither_misplace_nor_hide_an_order() {
         charge.body["chargedAt"]
     );
 
-    let truth: Vec<(String, i64)> = db
-        .popular_ground_truth(None)
-        .await
-        .iter()
-        .map(|r| (r.id.to_string(), r.quantity))
-        .collect();
-    assert_eq!(truth, vec![(LATTE.to_owned(), 7), (AMERICANO.to_owned(), 5)]);
+    let truth = coffee_e2e::ranking_truth(&db).await;
+    assert_eq!(truth, vec![(LATTE.to_owned(), 7, 2), (AMERICANO.to_owned(), 5, 1)]);
     for (name, api) in [("honest", &honest), ("behind", &behind), ("ahead", &ahead)] {
-        let ranking = api.get("/menus/popular", None).await;
-        let got: Vec<(String, i64)> = ranking
-            .body
-            .as_array()
-            .expect("a list")
-            .iter()
-            .map(|r| {
-                (
-                    r["id"].as_str().unwrap_or_default().to_owned(),
-                    r["quantity"].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect();
-        assert_eq!(got, truth, "the {name} instance's ranking");
+        let reply = api.get("/menus/popular", None).await;
+        assert_eq!(coffee_e2e::ranking(&reply.body), truth, "the {name} instance's ranking");
     }
     // Newest first, in the order they were placed, whichever instance did.
     let listed = honest.get("/orders", Some(&token)).await;

@@ -324,28 +324,10 @@ async fn rolling_restarts_and_a_killed_instance_fail_no_request() {
     );
     db.assert_ledger_consistent().await;
     // Popular = a count from `orders`, on every instance.
-    let truth: Vec<(String, i64, i64)> = db
-        .popular_ground_truth(None)
-        .await
-        .iter()
-        .map(|r| (r.id.to_string(), r.quantity, r.order_count))
-        .collect();
+    let truth = coffee_e2e::ranking_truth(&db).await;
     for process in &instances.processes {
-        let ranking = Api::new(&process.base_url).get("/menus/popular", None).await;
-        let got: Vec<(String, i64, i64)> = ranking
-            .body
-            .as_array()
-            .expect("a list")
-            .iter()
-            .map(|r| {
-                (
-                    r["id"].as_str().unwrap_or_default().to_owned(),
-                    r["quantity"].as_i64().unwrap_or(-1),
-                    r["orderCount"].as_i64().unwrap_or(-1),
-                )
-            })
-            .collect();
-        assert_eq!(got, truth);
+        let reply = Api::new(&process.base_url).get("/menus/popular", None).await;
+        assert_eq!(coffee_e2e::ranking(&reply.body), truth);
     }
     // Every order's event reaches the collector (at least once).
     let orders = db.count("SELECT count(*) AS n FROM orders").await;

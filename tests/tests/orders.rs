@@ -167,22 +167,7 @@ async fn sixty_four_clients_on_one_menu_are_counted_by_the_very_next_query_anywh
     );
     assert_eq!(ranking[1]["id"], LATTE);
     assert_eq!(ranking[1]["quantity"], 1);
-    let truth = db.popular_ground_truth(None).await;
-    let got: Vec<(String, i64, i64)> = ranking
-        .iter()
-        .map(|r| {
-            (
-                r["id"].as_str().unwrap_or_default().to_owned(),
-                r["quantity"].as_i64().unwrap_or(-1),
-                r["orderCount"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect();
-    let want: Vec<(String, i64, i64)> = truth
-        .iter()
-        .map(|t| (t.id.to_string(), t.quantity, t.order_count))
-        .collect();
-    assert_eq!(got, want);
+    assert_eq!(coffee_e2e::ranking(&popular.body), coffee_e2e::ranking_truth(&db).await);
     db.assert_ledger_consistent().await;
 }
 
