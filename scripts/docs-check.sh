@@ -22,10 +22,21 @@ cargo build -q --bin coffee
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 out=target/docs-check
 mkdir -p "$out"
+# A throwaway database of its own, so the server it renders /docs from is a
+# healthy one (no log of connection failures) and nothing else is touched.
+db=coffee_docs_$$
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+target/debug/coffee migrate >/dev/null 2>&1
 BIND_ADDR="127.0.0.1:$port" RUST_LOG=warn APP_ENV=test target/debug/coffee serve &
 server=$!
 profile=$(mktemp -d)
-trap 'kill $server 2>/dev/null || true; rm -rf "$profile"' EXIT
+cleanup() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  rm -rf "$profile"
+  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
 
 flags=(--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking

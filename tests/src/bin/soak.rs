@@ -1,6 +1,7 @@
 //! The soak: three `coffee serve` instances, a collector failing 30% of
 //! deliveries, 200 simulated customers and four deliberate faults, then every
-//! invariant of the system checked at the end (see `docs/SOAK.md`).
+//! invariant of the system checked at the end (README.md, "Soak"; the
+//! choices behind it in docs/DECISIONS.md, "Soak and benchmarks").
 //!
 //! `SOAK_SECS` (default 60) is how long the customers run; `make test` runs
 //! the short version, `make soak` a long one. Exits non-zero on any violation.
