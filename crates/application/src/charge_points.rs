@@ -6,7 +6,7 @@ use coffee_domain::{
     ChargeAmount, ChargeLimits, ChargeOutcome, IdempotencyContext, IdempotencyKey, IdempotencyScope, Idempotent,
     Principal, UserId,
 };
-use coffee_ports::{IdempotencyError, InfraError, PointStore};
+use coffee_ports::{IdempotencyConflict, IdempotencyError, InfraError, PointStore};
 
 use crate::fingerprint::fingerprint;
 
@@ -27,10 +27,8 @@ pub enum ChargeError {
     Forbidden,
     #[error("the amount must be 1 to {max}")]
     InvalidAmount { max: i64 },
-    #[error("the idempotency key was used with a different request")]
-    KeyReused,
-    #[error("a request with this idempotency key is in progress")]
-    KeyInUse,
+    #[error(transparent)]
+    Conflict(#[from] IdempotencyConflict),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -38,8 +36,7 @@ pub enum ChargeError {
 impl From<IdempotencyError> for ChargeError {
     fn from(error: IdempotencyError) -> Self {
         match error {
-            IdempotencyError::KeyReused => Self::KeyReused,
-            IdempotencyError::InUse => Self::KeyInUse,
+            IdempotencyError::Conflict(conflict) => Self::Conflict(conflict),
             IdempotencyError::Infra(e) => Self::Infra(e),
         }
     }
@@ -197,14 +194,20 @@ mod tests {
 
     #[tokio::test]
     async fn key_conflicts_and_store_failures_are_reported() {
-        for (error, expected) in [
-            (IdempotencyError::KeyReused, "KeyReused"),
-            (IdempotencyError::InUse, "KeyInUse"),
+        type Expected = fn(&ChargeError) -> bool;
+        let cases: [(IdempotencyError, Expected); 3] = [
+            (IdempotencyConflict::KeyReused.into(), |e| {
+                matches!(e, ChargeError::Conflict(IdempotencyConflict::KeyReused))
+            }),
+            (IdempotencyConflict::KeyInUse.into(), |e| {
+                matches!(e, ChargeError::Conflict(IdempotencyConflict::KeyInUse))
+            }),
             (
                 IdempotencyError::Infra(InfraError::unavailable("database", anyhow::anyhow!("down"))),
-                "Infra",
+                |e| matches!(e, ChargeError::Infra(e) if e.is_unavailable()),
             ),
-        ] {
+        ];
+        for (error, expected) in cases {
             let mut store = MockPointStore::new();
             let error = std::sync::Mutex::new(Some(error));
             store
@@ -216,7 +219,7 @@ mod tests {
                 .await
                 .expect_err("fails");
 
-            assert!(format!("{err:?}").starts_with(expected), "{err:?}");
+            assert!(expected(&err), "{err:?}");
         }
     }
 }

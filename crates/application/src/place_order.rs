@@ -6,7 +6,7 @@ use coffee_domain::{
     IdempotencyContext, IdempotencyKey, IdempotencyScope, Idempotent, MenuId, OrderRequest, OrderRequestError,
     PlaceOrderOutcome, Principal,
 };
-use coffee_ports::{IdempotencyError, InfraError, OrderStore};
+use coffee_ports::{IdempotencyConflict, IdempotencyError, InfraError, OrderStore};
 
 use crate::fingerprint::fingerprint;
 
@@ -23,10 +23,8 @@ pub struct PlaceOrderCommand {
 pub enum PlaceOrderError {
     #[error(transparent)]
     Invalid(#[from] OrderRequestError),
-    #[error("the idempotency key was used with a different request")]
-    KeyReused,
-    #[error("a request with this idempotency key is in progress")]
-    KeyInUse,
+    #[error(transparent)]
+    Conflict(#[from] IdempotencyConflict),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }
@@ -34,8 +32,7 @@ pub enum PlaceOrderError {
 impl From<IdempotencyError> for PlaceOrderError {
     fn from(error: IdempotencyError) -> Self {
         match error {
-            IdempotencyError::KeyReused => Self::KeyReused,
-            IdempotencyError::InUse => Self::KeyInUse,
+            IdempotencyError::Conflict(conflict) => Self::Conflict(conflict),
             IdempotencyError::Infra(e) => Self::Infra(e),
         }
     }
@@ -188,12 +185,19 @@ mod tests {
     #[tokio::test]
     async fn key_conflicts_and_store_failures_are_reported() {
         type MakeError = fn() -> IdempotencyError;
-        let cases: Vec<(MakeError, &str)> = vec![
-            (|| IdempotencyError::KeyReused, "KeyReused"),
-            (|| IdempotencyError::InUse, "KeyInUse"),
+        type Expected = fn(&PlaceOrderError) -> bool;
+        let cases: [(MakeError, Expected); 3] = [
+            (
+                || IdempotencyConflict::KeyReused.into(),
+                |e| matches!(e, PlaceOrderError::Conflict(IdempotencyConflict::KeyReused)),
+            ),
+            (
+                || IdempotencyConflict::KeyInUse.into(),
+                |e| matches!(e, PlaceOrderError::Conflict(IdempotencyConflict::KeyInUse)),
+            ),
             (
                 || IdempotencyError::Infra(InfraError::unavailable("database", anyhow::anyhow!("down"))),
-                "Infra",
+                |e| matches!(e, PlaceOrderError::Infra(e) if e.is_unavailable()),
             ),
         ];
         for (error, expected) in cases {
@@ -205,7 +209,7 @@ mod tests {
                 .await
                 .expect_err("fails");
 
-            assert!(format!("{err:?}").starts_with(expected), "{err:?}");
+            assert!(expected(&err), "{err:?}");
         }
     }
 }

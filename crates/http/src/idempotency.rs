@@ -4,12 +4,29 @@ use actix_web::dev::Payload;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use coffee_domain::{IdempotencyKey, Idempotent};
+use coffee_ports::IdempotencyConflict;
 use std::future::{Ready, ready};
 
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+/// The one answer to a key conflict, whichever idempotent operation met it.
+impl From<IdempotencyConflict> for ApiError {
+    fn from(conflict: IdempotencyConflict) -> Self {
+        match conflict {
+            IdempotencyConflict::KeyReused => ApiError::new(
+                ProblemCode::IdempotencyKeyReused,
+                "This Idempotency-Key was already used with a different request body",
+            ),
+            IdempotencyConflict::KeyInUse => ApiError::new(
+                ProblemCode::IdempotencyKeyInUse,
+                "A request with this Idempotency-Key is still being processed; retry shortly",
+            ),
+        }
+    }
+}
 
 /// A required, valid `Idempotency-Key` header: missing is
 /// `400 IDEMPOTENCY_KEY_MISSING`, malformed `400 VALIDATION_FAILED`.

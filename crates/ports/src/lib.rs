@@ -25,4 +25,4 @@ pub use health::DependencyProbe;
 pub use menu::MenuRepository;
 pub use orders::{OrderStore, PopularMenus};
 pub use outbox::{EventSink, OutboxStore};
-pub use points::{IdempotencyError, IdempotencyRecords, PointStore};
+pub use points::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, PointStore};

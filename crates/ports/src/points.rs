@@ -10,16 +10,24 @@ use coffee_domain::{
 
 use crate::InfraError;
 
-/// Why an idempotent operation was not carried out or replayed.
-#[derive(Debug, thiserror::Error)]
-pub enum IdempotencyError {
+/// Why a request's idempotency key cannot be used for it: the same two
+/// answers for every idempotent operation (charges and orders alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IdempotencyConflict {
     /// The key was used before with a different request.
     #[error("the idempotency key was used with a different request")]
     KeyReused,
     /// A request with the key is still being processed (it did not finish
     /// within the wait the store allows).
     #[error("a request with this idempotency key is in progress")]
-    InUse,
+    KeyInUse,
+}
+
+/// Why an idempotent operation was not carried out or replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error(transparent)]
+    Conflict(#[from] IdempotencyConflict),
     #[error(transparent)]
     Infra(#[from] InfraError),
 }

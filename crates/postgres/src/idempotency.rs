@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use coffee_domain::IdempotencyContext;
-use coffee_ports::{IdempotencyError, IdempotencyRecords, InfraError};
+use coffee_ports::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, InfraError};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Bytea, Integer, Interval, Jsonb, Nullable, Text, Uuid as SqlUuid};
@@ -92,9 +92,9 @@ async fn claim<T: DeserializeOwned>(
             .await?;
     match (row.state.as_str(), row.fingerprint, row.outcome) {
         ("fresh", _, _) => Ok(Claim::Fresh),
-        ("in_use", _, _) => Err(IdempotencyError::InUse.into()),
+        ("in_use", _, _) => Err(IdempotencyError::from(IdempotencyConflict::KeyInUse).into()),
         ("stored", Some(fingerprint), _) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
-            Err(IdempotencyError::KeyReused.into())
+            Err(IdempotencyError::from(IdempotencyConflict::KeyReused).into())
         }
         ("stored", Some(_), Some(outcome)) => serde_json::from_value(outcome).map(Claim::Replay).map_err(|e| {
             InfraError::Unexpected(anyhow::Error::new(e).context("stored idempotent outcome is unreadable")).into()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use coffee_domain::{
     ChargeAmount, ChargeLimits, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, Points, UserId,
 };
-use coffee_ports::{IdempotencyError, PointStore};
+use coffee_ports::{IdempotencyConflict, IdempotencyError, PointStore};
 use coffee_postgres::{PgPointStore, PgPool, PgPoolSettings};
 use coffee_test_support::TestDatabase;
 use diesel_async::SimpleAsyncConnection;
@@ -69,7 +69,10 @@ async fn a_duplicate_still_in_progress_is_in_use_in_korean() {
     let amount = ChargeAmount::new(100, &limits()).expect("amount");
     let answer = store.charge(charge_context(user, "dup"), amount, limits()).await;
 
-    assert!(matches!(answer, Err(IdempotencyError::InUse)), "{answer:?}");
+    assert!(
+        matches!(answer, Err(IdempotencyError::Conflict(IdempotencyConflict::KeyInUse))),
+        "{answer:?}"
+    );
     first.batch_execute("ROLLBACK").await.expect("rollback");
     assert_eq!(db.balance_of(user).await, 0);
 }

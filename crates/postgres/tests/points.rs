@@ -8,7 +8,7 @@ use coffee_domain::{
     ChargeAmount, ChargeLimits, ChargeOutcome, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope,
     Idempotent, PageSize, Points, TransactionKind, UserId,
 };
-use coffee_ports::{IdempotencyError, IdempotencyRecords, PointStore};
+use coffee_ports::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, PointStore};
 use coffee_postgres::{PgIdempotencyRecords, PgPointStore, PgPool, PgPoolSettings};
 use coffee_test_support::TestDatabase;
 use diesel_async::SimpleAsyncConnection;
@@ -152,7 +152,10 @@ async fn a_key_reused_with_another_request_is_refused() {
 
     let err = charge(&store, user, "k", 200).await.expect_err("reused");
 
-    assert!(matches!(err, IdempotencyError::KeyReused));
+    assert!(matches!(
+        err,
+        IdempotencyError::Conflict(IdempotencyConflict::KeyReused)
+    ));
     assert_eq!(db.balance_of(user).await, 100);
     let other_user = db.insert_user(0).await;
     assert!(
@@ -177,7 +180,10 @@ async fn a_key_held_by_an_unfinished_request_is_in_use() {
 
     let err = charge(&store, user, "held", 100).await.expect_err("in use");
 
-    assert!(matches!(err, IdempotencyError::InUse), "{err:?}");
+    assert!(
+        matches!(err, IdempotencyError::Conflict(IdempotencyConflict::KeyInUse)),
+        "{err:?}"
+    );
     holder.batch_execute("ROLLBACK").await.expect("released");
     assert!(matches!(
         charge(&store, user, "held", 100).await.expect("now free"),

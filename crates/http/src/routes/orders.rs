@@ -99,14 +99,7 @@ impl From<PlaceOrderError> for ApiError {
                 };
                 ApiError::validation(vec![FieldError::new(field, e.to_string())])
             }
-            PlaceOrderError::KeyReused => ApiError::new(
-                ProblemCode::IdempotencyKeyReused,
-                "This Idempotency-Key was already used with a different request body",
-            ),
-            PlaceOrderError::KeyInUse => ApiError::new(
-                ProblemCode::IdempotencyKeyInUse,
-                "A request with this Idempotency-Key is still being processed; retry shortly",
-            ),
+            PlaceOrderError::Conflict(conflict) => conflict.into(),
             PlaceOrderError::Infra(e) => e.into(),
         }
     }

@@ -102,14 +102,7 @@ impl From<ChargeError> for ApiError {
                 "amount",
                 format!("must be a whole number from 1 to {max}"),
             )]),
-            ChargeError::KeyReused => ApiError::new(
-                ProblemCode::IdempotencyKeyReused,
-                "This Idempotency-Key was already used with a different request body",
-            ),
-            ChargeError::KeyInUse => ApiError::new(
-                ProblemCode::IdempotencyKeyInUse,
-                "A request with this Idempotency-Key is still being processed; retry shortly",
-            ),
+            ChargeError::Conflict(conflict) => conflict.into(),
             ChargeError::Infra(e) => e.into(),
         }
     }
