@@ -83,7 +83,9 @@ pub fn record_replay(endpoint: &'static str) {
     metrics::counter!(IDEMPOTENT_REPLAYS, "endpoint" => endpoint).increment(1);
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// Metrics
+///
+/// The process's counters and histograms in the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]

@@ -125,3 +125,41 @@ async fn the_docs_page_is_served_without_the_internet() {
         "the UI's JavaScript is bundled, not fetched from a CDN"
     );
 }
+
+#[actix_web::test]
+async fn every_operation_has_a_short_human_summary_and_a_description() {
+    const METHOD_WORDS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let mut problems = Vec::new();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            let Some(operation) = item.get(method) else { continue };
+            checked += 1;
+            let at = format!("{} {path}", method.to_ascii_uppercase());
+            let summary = operation["summary"].as_str().unwrap_or_default();
+            if summary.is_empty() || summary.chars().count() > 40 {
+                problems.push(format!("{at}: summary {summary:?} is empty or over 40 characters"));
+            }
+            if !summary.chars().next().is_some_and(char::is_uppercase) {
+                problems.push(format!(
+                    "{at}: summary {summary:?} does not start with an uppercase letter"
+                ));
+            }
+            if summary.contains('`') || summary.contains('/') {
+                problems.push(format!("{at}: summary {summary:?} has a backtick or a path"));
+            }
+            if summary
+                .split(|c: char| !c.is_ascii_alphabetic())
+                .any(|word| METHOD_WORDS.contains(&word))
+            {
+                problems.push(format!("{at}: summary {summary:?} names an HTTP method"));
+            }
+            if operation["description"].as_str().unwrap_or_default().trim().is_empty() {
+                problems.push(format!("{at}: no description"));
+            }
+        }
+    }
+    assert!(checked > 0, "the document has operations");
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}

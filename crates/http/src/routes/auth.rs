@@ -200,7 +200,10 @@ impl From<GetMeError> for ApiError {
     }
 }
 
-/// `POST /auth/signup` → `201` user.
+/// Sign up
+///
+/// Creates an account with an email and a password and answers `201` with
+/// the new user.
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signUp", request_body = SignUpBody,
     responses(
         (status = 201, description = "The account", body = UserBody),
@@ -218,7 +221,11 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> R
     Ok(HttpResponse::Created().json(UserBody::from(user)))
 }
 
-/// `POST /auth/login` → `200` token pair.
+/// Log in
+///
+/// Trades an email and a password for a token pair (an access token and a
+/// refresh token). An unknown email and a wrong password answer alike;
+/// repeated failures are throttled with `Retry-After`.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "logIn", request_body = LogInBody,
     responses(
         (status = 200, description = "A token pair", body = TokenPairBody),
@@ -256,7 +263,10 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Res
     Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
 }
 
-/// `POST /auth/logout` → `204`.
+/// Log out
+///
+/// Revokes the access token and its session, answering `204`. The body may
+/// name a refresh token of another session of yours to end it too.
 #[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logOut", request_body(content = Option<LogOutBody>, description = "Optional: a refresh token of another session of yours to end too"),
     security(("bearer" = [])),
     responses(
@@ -279,7 +289,9 @@ pub async fn log_out(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// `GET /auth/me` → `200` user.
+/// Who am I
+///
+/// The account the access token belongs to.
 #[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "me", security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = UserBody,
@@ -297,7 +309,10 @@ pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<Htt
     Ok(HttpResponse::Ok().json(UserBody::from(user)))
 }
 
-/// `POST /auth/refresh` → `200` token pair.
+/// Refresh tokens
+///
+/// Trades a refresh token for a new token pair; the presented refresh token
+/// stops working. Presenting a used refresh token again revokes its session.
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh", request_body = RefreshBody,
     responses(
         (status = 200, description = "A new token pair; the presented refresh token stops working", body = TokenPairBody),

@@ -6,6 +6,8 @@ use serde_json::{Map, Value, json};
 use crate::app::AppState;
 use crate::problem::{ApiError, ProblemCode};
 
+/// Liveness
+///
 /// The process is up and serving HTTP; says nothing about dependencies.
 #[utoipa::path(get, path = "/health/live", tag = "operations", operation_id = "live",
     responses((status = 200, description = "The process is up", body = crate::openapi::Live))
@@ -14,6 +16,8 @@ pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "up" }))
 }
 
+/// Readiness
+///
 /// `200` when PostgreSQL and Redis both answer; otherwise `503` with a problem
 /// body naming what is down, or saying the instance is draining before a
 /// shutdown. A load balancer should route on this.

@@ -36,6 +36,8 @@ impl From<ListMenusError> for ApiError {
     }
 }
 
+/// List the menu
+///
 /// Every menu item, ordered by name.
 #[utoipa::path(get, path = "/menus", tag = "menus", operation_id = "listMenus",
     responses(
@@ -100,7 +102,10 @@ impl From<PopularMenu> for PopularMenuBody {
     }
 }
 
-/// The top 3 menus by cups ordered in the last 7 days.
+/// Popular menus
+///
+/// The top 3 menus by cups ordered in the last 7 days; ties go to the menu
+/// with more orders, then by name.
 #[utoipa::path(get, path = "/menus/popular", tag = "menus", operation_id = "popularMenus",
     responses(
         (status = 200, description = "Top 3 menus by cups ordered in (now - 7 days, now]; ties by order count, then name", body = [PopularMenuBody]),

@@ -114,7 +114,12 @@ impl From<OrderQueryError> for ApiError {
     }
 }
 
-/// `POST /orders` → `201` order, or a stored `404`/`409` (also on replay).
+/// Place an order
+///
+/// Orders menu items and pays for them from the caller's points, answering
+/// `201` with the order. Retrying with the same `Idempotency-Key` and body
+/// replays the first response, including a stored `404` (unknown menu) or
+/// `409` (not enough points).
 #[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderBody,
     security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
@@ -180,7 +185,10 @@ pub async fn place(
     }
 }
 
-/// `GET /orders?limit&cursor` → the caller's orders, newest first.
+/// List your orders
+///
+/// The caller's orders, newest first, a page at a time (`limit` and
+/// `cursor`).
 #[utoipa::path(get, path = "/orders", tag = "orders", operation_id = "listOrders",
     security(("bearer" = [])),
     params(crate::pagination::PageQuery),
@@ -208,7 +216,10 @@ pub async fn list(
     }))
 }
 
-/// `GET /orders/{orderId}` → the order if it is the caller's, else `404`.
+/// Get an order
+///
+/// The order if it is the caller's; anyone else's order answers `404`, as
+/// if it did not exist.
 #[utoipa::path(get, path = "/orders/{orderId}", tag = "orders", operation_id = "getOrder",
     security(("bearer" = [])),
     params(("orderId" = uuid::Uuid, Path)),

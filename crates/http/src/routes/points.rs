@@ -118,7 +118,12 @@ impl From<PointQueryError> for ApiError {
     }
 }
 
-/// `POST /users/{userId}/points/charge` → `200`, or a stored `422` on replay too.
+/// Charge points
+///
+/// Adds points to the caller's own balance, answering `200` with the new
+/// balance. Retrying with the same `Idempotency-Key` and body replays the
+/// first response, including a stored `422` when the charge would take the
+/// balance over its limit.
 #[utoipa::path(post, path = "/users/{userId}/points/charge", tag = "points", operation_id = "chargePoints", request_body = ChargeBody,
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"),
@@ -185,7 +190,9 @@ pub async fn charge(
     }
 }
 
-/// `GET /users/{userId}/points` → `200 {userId, balance}`.
+/// Point balance
+///
+/// The caller's own point balance, as `userId` and `balance`.
 #[utoipa::path(get, path = "/users/{userId}/points", tag = "points", operation_id = "getBalance",
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id")),
@@ -212,7 +219,10 @@ pub async fn balance(
     }))
 }
 
-/// `GET /users/{userId}/points/transactions?limit&cursor` → a page, newest first.
+/// Point history
+///
+/// The caller's own point ledger, newest first, a page at a time (`limit`
+/// and `cursor`).
 #[utoipa::path(get, path = "/users/{userId}/points/transactions", tag = "points", operation_id = "listPointTransactions",
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"), crate::pagination::PageQuery),
