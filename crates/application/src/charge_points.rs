@@ -80,7 +80,8 @@ impl ChargePoints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffee_domain::{Charge, Points, SessionId, TokenId};
+    use crate::test_support::caller_of;
+    use coffee_domain::{Charge, Points};
     use coffee_ports::points::MockPointStore;
     use time::OffsetDateTime;
     use uuid::Uuid;
@@ -95,12 +96,7 @@ mod tests {
     }
 
     fn caller() -> Principal {
-        Principal {
-            user_id: UserId::from_uuid(OWNER),
-            session_id: SessionId::from_uuid(Uuid::from_u128(2)),
-            token_id: TokenId::from_uuid(Uuid::from_u128(3)),
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        }
+        caller_of(UserId::from_uuid(OWNER))
     }
 
     fn command(user: Uuid, amount: i64, key: &str) -> ChargeCommand {

@@ -34,19 +34,11 @@ impl GetMe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffee_domain::{Email, Points, SessionId, TokenId, UserId, UserName};
+    use crate::test_support::caller;
+    use coffee_domain::{Email, Points, UserId, UserName};
     use coffee_ports::auth::MockUserRepository;
     use time::OffsetDateTime;
     use uuid::Uuid;
-
-    fn principal() -> Principal {
-        Principal {
-            user_id: UserId::from_uuid(Uuid::from_u128(1)),
-            session_id: SessionId::from_uuid(Uuid::from_u128(2)),
-            token_id: TokenId::from_uuid(Uuid::from_u128(3)),
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
 
     #[tokio::test]
     async fn returns_the_callers_account() {
@@ -65,7 +57,7 @@ mod tests {
                 }))
             });
 
-        let user = GetMe::new(Arc::new(users)).execute(&principal()).await.expect("found");
+        let user = GetMe::new(Arc::new(users)).execute(&caller()).await.expect("found");
 
         assert_eq!(user.point.value(), 500);
     }
@@ -75,10 +67,7 @@ mod tests {
         let mut users = MockUserRepository::new();
         users.expect_find_by_id().returning(|_| Ok(None));
 
-        let err = GetMe::new(Arc::new(users))
-            .execute(&principal())
-            .await
-            .expect_err("gone");
+        let err = GetMe::new(Arc::new(users)).execute(&caller()).await.expect_err("gone");
 
         assert!(matches!(err, GetMeError::Gone));
     }
@@ -90,10 +79,7 @@ mod tests {
             .expect_find_by_id()
             .returning(|_| Err(InfraError::unavailable("database", anyhow::anyhow!("down"))));
 
-        let err = GetMe::new(Arc::new(users))
-            .execute(&principal())
-            .await
-            .expect_err("down");
+        let err = GetMe::new(Arc::new(users)).execute(&caller()).await.expect_err("down");
 
         assert!(matches!(err, GetMeError::Infra(_)));
     }

@@ -24,6 +24,9 @@ pub mod relay_outbox;
 pub mod sign_up;
 pub mod token_issuer;
 
+#[cfg(test)]
+mod test_support;
+
 pub use authenticate::{Authenticate, AuthenticateError};
 pub use charge_points::{ChargeCommand, ChargeError, ChargePoints};
 pub use check_readiness::{CheckReadiness, DependencyStatus, ReadinessReport};

@@ -114,7 +114,7 @@ impl LogIn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_issuer::test_support::{REFRESH_TTL, encoding_codec, issuer};
+    use crate::test_support::{REFRESH_TTL, encoding_codec, issuer};
     use coffee_domain::{PasswordHash, UserId};
     use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository};
     use coffee_ports::{Credentials, HashSlot};

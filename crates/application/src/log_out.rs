@@ -51,7 +51,7 @@ impl LogOut {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_issuer::test_support::{clock, fixed_now};
+    use crate::test_support::{clock, fixed_now};
     use coffee_domain::{SessionId, TokenClaims, TokenId, UserId};
     use coffee_ports::TokenError;
     use coffee_ports::auth::{MockSessionStore, MockTokenCodec};

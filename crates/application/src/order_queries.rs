@@ -59,18 +59,9 @@ impl ListOrders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffee_domain::{SessionId, TokenId, UserId};
+    use crate::test_support::caller;
+    use coffee_domain::UserId;
     use coffee_ports::orders::MockOrderStore;
-    use time::OffsetDateTime;
-
-    fn caller() -> Principal {
-        Principal {
-            user_id: UserId::from_uuid(Uuid::from_u128(1)),
-            session_id: SessionId::from_uuid(Uuid::from_u128(2)),
-            token_id: TokenId::from_uuid(Uuid::from_u128(3)),
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
 
     #[tokio::test]
     async fn an_order_is_looked_up_within_the_callers_own() {

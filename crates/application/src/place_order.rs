@@ -72,20 +72,11 @@ impl PlaceOrder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_issuer::test_support::fixed_now;
-    use coffee_domain::{OrderLine, PlacedOrder, Points, SessionId, TokenId, UserId};
+    use crate::test_support::caller;
+    use crate::test_support::fixed_now;
+    use coffee_domain::{OrderLine, PlacedOrder, Points, UserId};
     use coffee_ports::orders::MockOrderStore;
-    use time::OffsetDateTime;
     use uuid::Uuid;
-
-    fn caller() -> Principal {
-        Principal {
-            user_id: UserId::from_uuid(Uuid::from_u128(1)),
-            session_id: SessionId::from_uuid(Uuid::from_u128(2)),
-            token_id: TokenId::from_uuid(Uuid::from_u128(3)),
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
 
     fn menu(n: u128) -> MenuId {
         MenuId::from_uuid(Uuid::from_u128(n))

@@ -67,19 +67,10 @@ impl ListPointTransactions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffee_domain::{SessionId, TokenId};
+    use crate::test_support::caller;
     use coffee_ports::points::MockPointStore;
     use time::OffsetDateTime;
     use uuid::Uuid;
-
-    fn caller() -> Principal {
-        Principal {
-            user_id: UserId::from_uuid(Uuid::from_u128(1)),
-            session_id: SessionId::from_uuid(Uuid::from_u128(2)),
-            token_id: TokenId::from_uuid(Uuid::from_u128(3)),
-            expires_at: OffsetDateTime::UNIX_EPOCH,
-        }
-    }
 
     fn me() -> UserId {
         UserId::from_uuid(Uuid::from_u128(1))

@@ -52,7 +52,7 @@ impl CompactSalesStatistics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_issuer::test_support::{clock, fixed_now};
+    use crate::test_support::{clock, fixed_now};
     use coffee_ports::orders::MockPopularMenus;
 
     #[tokio::test]

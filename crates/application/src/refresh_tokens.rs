@@ -72,7 +72,7 @@ impl RefreshTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::token_issuer::test_support::{REFRESH_TTL, encoding_codec, fixed_now, issuer};
+    use crate::test_support::{REFRESH_TTL, encoding_codec, fixed_now, issuer};
     use coffee_domain::{SessionId, TokenClaims, TokenId, UserId};
     use coffee_ports::auth::{MockSessionStore, MockTokenCodec};
     use uuid::Uuid;

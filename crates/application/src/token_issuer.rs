@@ -67,43 +67,9 @@ impl TokenIssuer {
 }
 
 #[cfg(test)]
-pub(crate) mod test_support {
-    use super::*;
-    use coffee_ports::auth::MockTokenCodec;
-    use coffee_ports::clock::MockClock;
-    use time::OffsetDateTime;
-
-    pub const ACCESS_TTL: Duration = Duration::from_secs(900);
-    pub const REFRESH_TTL: Duration = Duration::from_secs(1_209_600);
-
-    pub fn fixed_now() -> OffsetDateTime {
-        OffsetDateTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
-    }
-
-    pub fn clock() -> Arc<dyn Clock> {
-        let mut clock = MockClock::new();
-        clock.expect_now().returning(fixed_now);
-        Arc::new(clock)
-    }
-
-    /// A codec whose tokens are `"<kind>:<jti>"`, decoding nothing.
-    pub fn encoding_codec() -> MockTokenCodec {
-        let mut codec = MockTokenCodec::new();
-        codec
-            .expect_encode()
-            .returning(|c| Ok(format!("{}:{}", c.kind.as_str(), c.token_id)));
-        codec
-    }
-
-    pub fn issuer(codec: MockTokenCodec) -> TokenIssuer {
-        TokenIssuer::new(Arc::new(codec), clock(), ACCESS_TTL, REFRESH_TTL)
-    }
-}
-
-#[cfg(test)]
 mod tests {
-    use super::test_support::*;
     use super::*;
+    use crate::test_support::*;
 
     #[test]
     fn a_pair_carries_both_lifetimes_and_the_given_refresh_id() {
