@@ -89,7 +89,7 @@ impl RelayOutbox {
             Err(error) => self
                 .settings
                 .retry
-                .after_failure(message.attempts, error, (self.random)()),
+                .after_failure(message.attempts, error.to_string(), (self.random)()),
         };
         let counter = match &result {
             DeliveryResult::Delivered => &self.counters.delivered,
@@ -116,6 +116,7 @@ impl RelayOutbox {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use coffee_ports::DeliveryError;
     use coffee_ports::outbox::{MockEventSink, MockOutboxStore};
     use uuid::Uuid;
 
@@ -189,8 +190,7 @@ mod tests {
             )],
         );
         let mut sink = MockEventSink::new();
-        sink.expect_send()
-            .returning(|_, _| Err("collector answered 503".to_owned()));
+        sink.expect_send().returning(|_, _| Err(DeliveryError::Refused(503)));
         let relay = relay(store, sink);
 
         relay.run_once().await.expect("round");
@@ -211,8 +211,7 @@ mod tests {
             )],
         );
         let mut sink = MockEventSink::new();
-        sink.expect_send()
-            .returning(|_, _| Err("collector timed out".to_owned()));
+        sink.expect_send().returning(|_, _| Err(DeliveryError::TimedOut));
         relay(store, sink).run_once().await.expect("round");
     }
 
@@ -238,7 +237,7 @@ mod tests {
             .in_sequence(&mut recorded)
             .returning(|_, _, _| Ok(()));
         let mut sink = MockEventSink::new();
-        let mut answers = vec![Ok(()), Err("collector unreachable".to_owned())];
+        let mut answers = vec![Ok(()), Err(DeliveryError::Unreachable)];
         sink.expect_send()
             .times(2)
             .returning(move |_, _| answers.pop().unwrap_or(Ok(())));
@@ -263,8 +262,7 @@ mod tests {
             )],
         );
         let mut sink = MockEventSink::new();
-        sink.expect_send()
-            .returning(|_, _| Err("collector answered 500".to_owned()));
+        sink.expect_send().returning(|_, _| Err(DeliveryError::Refused(500)));
         let relay = relay(store, sink);
 
         relay.run_once().await.expect("round");

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use coffee_ports::EventSink;
+use coffee_ports::{DeliveryError, EventSink};
 use uuid::Uuid;
 
 /// How the client reaches the collector.
@@ -19,24 +19,14 @@ pub struct CollectorSettings {
     pub request_timeout: Duration,
 }
 
-/// What one delivery attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    /// Any `2xx`: the collector has the event.
-    Delivered,
-    /// Anything else: a timeout, a connection failure or a non-`2xx` status.
-    /// The relay retries with backoff until it gives up and dead-letters.
-    Failed(String),
-}
-
 /// Classifies a finished exchange: only `2xx` counts as delivered.
-pub fn classify(result: Result<reqwest::StatusCode, &reqwest::Error>) -> Delivery {
+pub fn classify(result: Result<reqwest::StatusCode, &reqwest::Error>) -> Result<(), DeliveryError> {
     match result {
-        Ok(status) if status.is_success() => Delivery::Delivered,
-        Ok(status) => Delivery::Failed(format!("collector answered {status}")),
-        Err(e) if e.is_timeout() => Delivery::Failed("collector timed out".to_owned()),
-        Err(e) if e.is_connect() => Delivery::Failed("collector unreachable".to_owned()),
-        Err(e) => Delivery::Failed(format!("collector request failed: {e}")),
+        Ok(status) if status.is_success() => Ok(()),
+        Ok(status) => Err(DeliveryError::Refused(status.as_u16())),
+        Err(e) if e.is_timeout() => Err(DeliveryError::TimedOut),
+        Err(e) if e.is_connect() => Err(DeliveryError::Unreachable),
+        Err(e) => Err(DeliveryError::Failed(e.to_string())),
     }
 }
 
@@ -62,7 +52,7 @@ impl CollectorClient {
 
     /// Sends one event body (JSON text) with `Idempotency-Key: <event_id>` so
     /// the collector can deduplicate retries.
-    pub async fn send(&self, event_id: &str, body: &str) -> Delivery {
+    pub async fn send(&self, event_id: &str, body: &str) -> Result<(), DeliveryError> {
         let result = self
             .http
             .post(&self.events_url)
@@ -80,11 +70,8 @@ impl CollectorClient {
 
 #[async_trait::async_trait]
 impl EventSink for CollectorClient {
-    async fn send(&self, event_id: Uuid, payload: &str) -> Result<(), String> {
-        match CollectorClient::send(self, &event_id.to_string(), payload).await {
-            Delivery::Delivered => Ok(()),
-            Delivery::Failed(reason) => Err(reason),
-        }
+    async fn send(&self, event_id: Uuid, payload: &str) -> Result<(), DeliveryError> {
+        CollectorClient::send(self, &event_id.to_string(), payload).await
     }
 }
 
@@ -138,11 +125,7 @@ mod tests {
     async fn a_2xx_is_delivered() {
         for status in [200, 202, 204] {
             let sink = client(server(status, Duration::ZERO));
-            assert_eq!(
-                CollectorClient::send(&sink, "e-1", &event()).await,
-                Delivery::Delivered,
-                "{status}"
-            );
+            assert_eq!(CollectorClient::send(&sink, "e-1", &event()).await, Ok(()), "{status}");
         }
     }
 
@@ -151,7 +134,7 @@ mod tests {
         for status in [400, 409, 500, 503] {
             let sink = client(server(status, Duration::ZERO));
             assert!(
-                matches!(CollectorClient::send(&sink, "e-1", &event()).await, Delivery::Failed(_)),
+                CollectorClient::send(&sink, "e-1", &event()).await == Err(DeliveryError::Refused(status)),
                 "{status}"
             );
         }
@@ -162,7 +145,7 @@ mod tests {
         let sink = client(server(200, Duration::from_secs(3)));
         assert_eq!(
             CollectorClient::send(&sink, "e-1", &event()).await,
-            Delivery::Failed("collector timed out".to_owned())
+            Err(DeliveryError::TimedOut)
         );
     }
 
@@ -171,7 +154,7 @@ mod tests {
         let sink = client("http://127.0.0.1:1".to_owned());
         assert_eq!(
             CollectorClient::send(&sink, "e-1", &event()).await,
-            Delivery::Failed("collector unreachable".to_owned())
+            Err(DeliveryError::Unreachable)
         );
     }
 }

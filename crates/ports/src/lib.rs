@@ -24,5 +24,5 @@ pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;
 pub use orders::{OrderStore, PopularMenus};
-pub use outbox::{EventSink, OutboxStore};
+pub use outbox::{DeliveryError, EventSink, OutboxStore};
 pub use points::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, PointStore};

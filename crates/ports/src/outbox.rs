@@ -38,12 +38,29 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
     async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError>;
 }
 
+/// Why the data-collection platform did not take an event. Every kind is
+/// retried by the relay; the text is what the outbox row records.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    /// No answer within the request timeout.
+    #[error("collector timed out")]
+    TimedOut,
+    /// No connection could be made.
+    #[error("collector unreachable")]
+    Unreachable,
+    /// It answered, with a status other than `2xx`.
+    #[error("collector answered {0}")]
+    Refused(u16),
+    /// The exchange failed some other way (a cut connection, a bad answer).
+    #[error("collector request failed: {0}")]
+    Failed(String),
+}
+
 /// The data-collection platform.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait EventSink: Send + Sync + std::fmt::Debug {
-    /// Sends one event with `Idempotency-Key: <event_id>`. `Err` carries why
-    /// it was not accepted (timeout, connection, non-2xx status); the relay
-    /// retries.
-    async fn send(&self, event_id: Uuid, payload: &str) -> Result<(), String>;
+    /// Sends one event with `Idempotency-Key: <event_id>`. Any `2xx` is
+    /// `Ok`; `Err` says why it was not accepted, and the relay retries.
+    async fn send(&self, event_id: Uuid, payload: &str) -> Result<(), DeliveryError>;
 }
