@@ -9,15 +9,13 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use coffee_application::{
-    Authenticate, ChargePoints, CheckReadiness, CompactSalesStatistics, GetBalance, GetMe, GetOrder, GetPopularMenus,
-    ListMenus, ListOrders, ListPointTransactions, LogIn, LogOut, OutboxAdmin, PlaceOrder, PurgeIdempotencyKeys,
-    RefreshTokens, RelayCounters, RelayOutbox, RelaySettings, SignUp, TokenIssuer,
+    CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox, RelaySettings,
 };
 use coffee_collector::{CollectorClient, CollectorSettings};
 use coffee_crypto::{Argon2Hasher, JwtCodec, JwtSettings};
 use coffee_domain::{ChargeLimits, Points, TOKEN_LEEWAY};
-use coffee_http::{AppState, build_app};
-use coffee_ports::{Clock, SessionStore, SystemClock, TokenCodec};
+use coffee_http::{AppState, Ports, StateSettings, build_app};
+use coffee_ports::{Clock, SystemClock, TokenCodec};
 use coffee_postgres::{
     PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
     PgPopularMenus, PgProbe, PgUserRepository,
@@ -373,7 +371,7 @@ where
     }
 }
 
-/// Every use case, wired to its adapters.
+/// The adapters behind every port, and the state built from them.
 fn build_state(
     config: &Config,
     pg: &PgPool,
@@ -381,7 +379,6 @@ fn build_state(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     drain: coffee_http::Drain,
 ) -> anyhow::Result<AppState> {
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let codec: Arc<dyn TokenCodec> = Arc::new(
         JwtCodec::new(&JwtSettings {
             secret: config.jwt_secret.clone(),
@@ -391,51 +388,40 @@ fn build_state(
         })
         .context("building the token codec")?,
     );
-    let sessions: Arc<dyn SessionStore> = Arc::new(RedisSessionStore::new(redis.clone()));
-    let users = Arc::new(PgUserRepository::new(pg.clone()));
-    let points = Arc::new(PgPointStore::new(pg.clone(), config.idempotency_wait));
-    let orders = Arc::new(PgOrderStore::new(pg.clone(), config.idempotency_wait));
-    let hasher = Arc::new(Argon2Hasher::new(
-        config.password_hash_concurrency,
-        config.password_hash_queue_max,
-    )?);
-    let throttle = Arc::new(RedisLoginThrottle::new(
-        redis.clone(),
-        config.login_max_attempts,
-        config.login_window,
-    ));
-    let issuer = TokenIssuer::new(
-        codec.clone(),
-        clock.clone(),
-        config.access_token_ttl,
-        config.refresh_token_ttl,
-    );
-    Ok(AppState {
-        list_menus: ListMenus::new(Arc::new(PgMenuRepository::with_cache(
-            pg.clone(),
-            config.menu_cache_ttl,
-        ))),
-        check_readiness: CheckReadiness::new(vec![
+    let ports = Ports {
+        menus: Arc::new(PgMenuRepository::with_cache(pg.clone(), config.menu_cache_ttl)),
+        probes: vec![
             Arc::new(PgProbe::new(pg.clone())),
             Arc::new(RedisProbe::new(redis.clone())),
-        ]),
-        sign_up: SignUp::new(users.clone(), hasher.clone()),
-        log_in: LogIn::new(users.clone(), hasher, throttle, sessions.clone(), issuer.clone()),
-        log_out: LogOut::new(codec.clone(), sessions.clone(), clock.clone()),
-        refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
-        get_me: GetMe::new(users),
-        authenticate: Authenticate::new(codec, sessions),
-        charge_points: ChargePoints::new(points.clone(), charge_limits(config)?),
-        get_balance: GetBalance::new(points.clone()),
-        list_point_transactions: ListPointTransactions::new(points),
-        place_order: PlaceOrder::new(orders.clone()),
-        get_order: GetOrder::new(orders.clone()),
-        list_orders: ListOrders::new(orders),
-        get_popular_menus: GetPopularMenus::new(Arc::new(PgPopularMenus::new(pg.clone()))),
-        drain,
-        cursors: coffee_http::CursorKey::derive(config.jwt_secret.expose_secret().as_bytes()),
-        metrics,
-    })
+        ],
+        users: Arc::new(PgUserRepository::new(pg.clone())),
+        hasher: Arc::new(Argon2Hasher::new(
+            config.password_hash_concurrency,
+            config.password_hash_queue_max,
+        )?),
+        throttle: Arc::new(RedisLoginThrottle::new(
+            redis.clone(),
+            config.login_max_attempts,
+            config.login_window,
+        )),
+        sessions: Arc::new(RedisSessionStore::new(redis.clone())),
+        codec,
+        points: Arc::new(PgPointStore::new(pg.clone(), config.idempotency_wait)),
+        orders: Arc::new(PgOrderStore::new(pg.clone(), config.idempotency_wait)),
+        popular: Arc::new(PgPopularMenus::new(pg.clone())),
+        clock: Arc::new(SystemClock),
+    };
+    Ok(AppState::build(
+        ports,
+        StateSettings {
+            access_token_ttl: config.access_token_ttl,
+            refresh_token_ttl: config.refresh_token_ttl,
+            charge_limits: charge_limits(config)?,
+            cursors: coffee_http::CursorKey::derive(config.jwt_secret.expose_secret().as_bytes()),
+            drain,
+            metrics,
+        },
+    ))
 }
 
 fn charge_limits(config: &Config) -> anyhow::Result<ChargeLimits> {

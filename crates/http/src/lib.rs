@@ -21,8 +21,10 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod routes;
+pub mod wiring;
 
 pub use app::{AppState, build_app};
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};
+pub use wiring::{Ports, StateSettings};

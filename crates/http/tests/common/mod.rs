@@ -7,20 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::web;
-use coffee_application::{
-    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
-    ListPointTransactions, LogIn, LogOut, PlaceOrder, RefreshTokens, SignUp, TokenIssuer,
-};
 use coffee_domain::{ChargeLimits, Points};
-use coffee_http::AppState;
+use coffee_http::{AppState, Ports, StateSettings};
 use coffee_ports::DependencyProbe;
+use coffee_ports::InfraError;
 use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockTokenCodec, MockUserRepository};
 use coffee_ports::clock::MockClock;
 use coffee_ports::health::MockDependencyProbe;
 use coffee_ports::menu::MockMenuRepository;
 use coffee_ports::orders::{MockOrderStore, MockPopularMenus};
 use coffee_ports::points::MockPointStore;
-use coffee_ports::{InfraError, SessionStore, TokenCodec};
 
 /// Every port, as a fake to set expectations on before [`Fakes::state`].
 #[derive(Default)]
@@ -61,47 +57,32 @@ impl Fakes {
     pub fn state(self) -> web::Data<AppState> {
         let mut clock = MockClock::new();
         clock.expect_now().returning(time::OffsetDateTime::now_utc);
-        let clock: Arc<dyn coffee_ports::Clock> = Arc::new(clock);
-        let codec: Arc<dyn TokenCodec> = Arc::new(self.codec);
-        let sessions: Arc<dyn SessionStore> = Arc::new(self.sessions);
-        let users = Arc::new(self.users);
-        let points = Arc::new(self.points);
-        let orders = Arc::new(self.orders);
-        let hasher = Arc::new(self.hasher);
-        let issuer = TokenIssuer::new(
-            codec.clone(),
-            clock.clone(),
-            Duration::from_secs(900),
-            Duration::from_secs(3600),
-        );
-        web::Data::new(AppState {
-            list_menus: ListMenus::new(Arc::new(self.menus)),
-            check_readiness: CheckReadiness::new(vec![probe("database", self.database_up), probe("cache", true)]),
-            sign_up: SignUp::new(users.clone(), hasher.clone()),
-            log_in: LogIn::new(
-                users.clone(),
-                hasher,
-                Arc::new(self.throttle),
-                sessions.clone(),
-                issuer.clone(),
-            ),
-            log_out: LogOut::new(codec.clone(), sessions.clone(), clock.clone()),
-            refresh_tokens: RefreshTokens::new(sessions.clone(), issuer),
-            get_me: GetMe::new(users),
-            authenticate: Authenticate::new(codec, sessions),
-            charge_points: ChargePoints::new(points.clone(), limits()),
-            get_balance: GetBalance::new(points.clone()),
-            list_point_transactions: ListPointTransactions::new(points),
-            place_order: PlaceOrder::new(orders.clone()),
-            get_order: GetOrder::new(orders.clone()),
-            list_orders: ListOrders::new(orders),
-            get_popular_menus: GetPopularMenus::new(Arc::new(self.popular)),
-            drain: coffee_http::Drain::default(),
-            cursors: coffee_http::CursorKey::derive(b"http-tests-cursor-key-of-32-bytes!!"),
-            metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
-                .build_recorder()
-                .handle(),
-        })
+        let ports = Ports {
+            menus: Arc::new(self.menus),
+            probes: vec![probe("database", self.database_up), probe("cache", true)],
+            users: Arc::new(self.users),
+            hasher: Arc::new(self.hasher),
+            throttle: Arc::new(self.throttle),
+            sessions: Arc::new(self.sessions),
+            codec: Arc::new(self.codec),
+            points: Arc::new(self.points),
+            orders: Arc::new(self.orders),
+            popular: Arc::new(self.popular),
+            clock: Arc::new(clock),
+        };
+        web::Data::new(AppState::build(
+            ports,
+            StateSettings {
+                access_token_ttl: Duration::from_secs(900),
+                refresh_token_ttl: Duration::from_secs(3600),
+                charge_limits: limits(),
+                cursors: coffee_http::CursorKey::derive(b"http-tests-cursor-key-of-32-bytes!!"),
+                drain: coffee_http::Drain::default(),
+                metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
+                    .build_recorder()
+                    .handle(),
+            },
+        ))
     }
 }
 
