@@ -45,11 +45,14 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
-/// Declares the API's routes once: [`API_ROUTES`] (what the router serves,
-/// checked against the OpenAPI document by a test) and [`routes`] (the
-/// registration) come from the same table, so they cannot drift apart.
+/// Declares the API's routes once. The same table gives [`API_ROUTES`] (what
+/// the router serves), [`routes`] (the registration with actix) and
+/// [`RoutedPaths`] (the operations of the OpenAPI document, read from each
+/// handler's `#[utoipa::path]`), so a route cannot be served undocumented: a
+/// handler without `#[utoipa::path]` does not compile, and a test checks that
+/// each handler documents the path and method it is registered under.
 macro_rules! api_routes {
-    ($($path:literal => [$($method:ident => $handler:path),+ $(,)?]),+ $(,)?) => {
+    ($($path:literal => [$($method:ident => $($handler:ident)::+),+ $(,)?]),+ $(,)?) => {
         /// Every (path, methods) the router serves, besides `/openapi.json` and `/docs`.
         pub const API_ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),+];
 
@@ -57,7 +60,7 @@ macro_rules! api_routes {
         pub fn routes(cfg: &mut web::ServiceConfig) {
             // One per worker (each worker builds its own App).
             cfg.app_data(web::Data::new(menus::MenusJson::default()));
-            $(cfg.service(web::resource($path)$(.route(web::$method().to($handler)))+);)+
+            $(cfg.service(web::resource($path)$(.route(web::$method().to($($handler)::+)))+);)+
             let [openapi, docs, docs_assets] = DOCUMENT_ROUTES;
             cfg.service(web::resource(openapi).route(web::get().to(openapi_json)));
             cfg.service(SwaggerUi::new(docs_assets).config(
@@ -65,6 +68,12 @@ macro_rules! api_routes {
             ));
             cfg.service(web::resource(docs).route(web::get().to(docs_redirect)));
         }
+
+        /// The operations of every routed handler; [`crate::openapi::ApiDoc`]
+        /// adds the document's title, tags and shared components.
+        #[derive(Debug, utoipa::OpenApi)]
+        #[openapi(paths($($($($handler)::+),+),+))]
+        pub struct RoutedPaths;
     };
 }
 

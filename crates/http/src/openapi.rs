@@ -3,11 +3,14 @@
 
 use std::collections::BTreeMap;
 
+use utoipa::openapi::content::Content;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
 
-use crate::problem::FieldError;
-use crate::routes::{auth, health, menus, orders, points};
+use crate::problem::{FieldError, PROBLEM_JSON, ProblemCode};
 
 /// An RFC 9457 problem (`application/problem+json`).
 #[derive(Debug, ToSchema)]
@@ -20,15 +23,73 @@ pub struct Problem {
     #[schema(minimum = 400, maximum = 599)]
     status: u16,
     detail: String,
-    /// A stable code: VALIDATION_FAILED, MALFORMED_REQUEST, IDEMPOTENCY_KEY_MISSING, UNAUTHORIZED,
-    /// INVALID_CREDENTIALS, TOKEN_EXPIRED, REFRESH_TOKEN_REUSED, FORBIDDEN, NOT_FOUND, MENU_NOT_FOUND,
-    /// METHOD_NOT_ALLOWED, EMAIL_TAKEN, INSUFFICIENT_POINTS, IDEMPOTENCY_KEY_IN_USE, PAYLOAD_TOO_LARGE,
-    /// UNSUPPORTED_MEDIA_TYPE, IDEMPOTENCY_KEY_REUSED, BALANCE_LIMIT_EXCEEDED, TOO_MANY_ATTEMPTS, INTERNAL,
-    /// DEPENDENCY_UNAVAILABLE.
-    #[schema(pattern = "^[A-Z_]+$", example = "VALIDATION_FAILED")]
+    /// A stable code, one of [`ProblemCode::ALL`].
+    #[schema(schema_with = problem_codes)]
     code: String,
     /// Present on VALIDATION_FAILED: each invalid field.
     errors: Option<Vec<FieldError>>,
+}
+
+/// The `code` of a problem: the list comes from [`ProblemCode::ALL`], so a
+/// new code is documented by adding it there.
+fn problem_codes() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .description(Some("A stable, machine-readable code (SPEC.md section 7)"))
+        .enum_values(Some(ProblemCode::ALL.iter().map(|code| code.as_str())))
+        .examples([ProblemCode::ValidationFailed.as_str()])
+        .build()
+}
+
+/// A problem+json response described once in `components/responses` and
+/// referred to by the operations that answer it.
+fn problem_response(description: &str) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(PROBLEM_JSON, Content::new(Some(Ref::from_schema_name("Problem"))))
+        .build()
+        .into()
+}
+
+/// Declares the problem responses many operations share. An operation refers
+/// to one as `(status = 401, response = crate::openapi::Unauthorized)`; a
+/// response specific to one operation stays inline in its handler.
+macro_rules! shared_problems {
+    ($($name:ident => $description:literal),+ $(,)?) => {
+        $(
+            #[doc = $description]
+            #[derive(Debug)]
+            pub struct $name;
+
+            impl<'r> ToResponse<'r> for $name {
+                fn response() -> (&'r str, RefOr<Response>) {
+                    (stringify!($name), problem_response($description))
+                }
+            }
+        )+
+
+        /// Registers the shared responses in `components/responses`.
+        #[derive(Debug)]
+        struct SharedProblems;
+
+        impl Modify for SharedProblems {
+            fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+                let components = openapi.components.get_or_insert_with(Default::default);
+                $(components.responses.insert(stringify!($name).to_owned(), $name::response().1);)+
+            }
+        }
+    };
+}
+
+shared_problems! {
+    BadRequest => "Invalid input: VALIDATION_FAILED (with `errors`) or MALFORMED_REQUEST; \
+                   IDEMPOTENCY_KEY_MISSING where the operation takes an `Idempotency-Key`",
+    Unauthorized => "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED",
+    PayloadTooLarge => "Body over 16 KiB: PAYLOAD_TOO_LARGE",
+    UnsupportedMediaType => "Not JSON: UNSUPPORTED_MEDIA_TYPE",
+    NotYourAccount => "FORBIDDEN: the path names another user's account",
+    Internal => "Unexpected failure: INTERNAL",
+    DependencyUnavailable => "A dependency is unavailable: DEPENDENCY_UNAVAILABLE",
 }
 
 /// `GET /health/live`.
@@ -47,6 +108,16 @@ pub struct Ready {
     status: String,
     /// `database` and `cache`: `up` or `down`.
     dependencies: BTreeMap<String, String>,
+}
+
+/// Adds the operations of the route table ([`crate::app::RoutedPaths`]).
+#[derive(Debug)]
+struct Routed;
+
+impl Modify for Routed {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        openapi.merge(crate::app::RoutedPaths::openapi());
+    }
 }
 
 struct BearerAuth;
@@ -76,15 +147,8 @@ impl Modify for BearerAuth {
                        `Idempotency-Key`.",
         version = env!("CARGO_PKG_VERSION")
     ),
-    paths(
-        auth::sign_up, auth::log_in, auth::log_out, auth::me, auth::refresh,
-        menus::list_menus, menus::popular,
-        points::charge, points::balance, points::transactions,
-        orders::place, orders::list, orders::get,
-        health::live, health::ready, crate::metrics::render,
-    ),
     components(schemas(Problem, FieldError)),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &SharedProblems, &Routed),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "menus", description = "The menu and its popularity"),

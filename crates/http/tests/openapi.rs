@@ -163,3 +163,73 @@ async fn every_operation_has_a_short_human_summary_and_a_description() {
     assert!(checked > 0, "the document has operations");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// Every `$ref` in `value` (a JSON pointer into the document).
+fn refs(value: &Value, found: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                found.push(target.clone());
+            }
+            map.values().for_each(|v| refs(v, found));
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+        _ => {}
+    }
+}
+
+#[actix_web::test]
+async fn shared_problem_responses_are_declared_once_and_referred_to() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let shared = doc["components"]["responses"]
+        .as_object()
+        .expect("components/responses");
+    for name in [
+        "BadRequest",
+        "Unauthorized",
+        "PayloadTooLarge",
+        "UnsupportedMediaType",
+        "Internal",
+    ] {
+        assert!(shared.contains_key(name), "{name} is a shared response");
+    }
+    let shared_descriptions: BTreeSet<&str> = shared.values().filter_map(|r| r["description"].as_str()).collect();
+
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    for target in &found {
+        let pointer = target.strip_prefix('#').expect("a local reference");
+        assert!(doc.pointer(pointer).is_some(), "{target} resolves");
+    }
+    let mut pasted = Vec::new();
+    let mut referred = 0;
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                if response.get("$ref").is_some() {
+                    referred += 1;
+                } else if response["description"]
+                    .as_str()
+                    .is_some_and(|d| shared_descriptions.contains(d))
+                {
+                    pasted.push(format!("{method} {path} {status}"));
+                }
+            }
+        }
+    }
+    assert!(pasted.is_empty(), "pasted copies of shared responses: {pasted:?}");
+    assert!(referred >= 40, "operations refer to the shared responses ({referred})");
+}
+
+#[actix_web::test]
+async fn the_documented_problem_codes_are_problem_codes_list() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let documented: Vec<&str> = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
+        .as_array()
+        .expect("an enum of codes")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let codes: Vec<&str> = coffee_http::ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+    assert_eq!(documented, codes);
+}

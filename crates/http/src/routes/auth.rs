@@ -207,12 +207,12 @@ impl From<GetMeError> for ApiError {
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signUp", request_body = SignUpBody,
     responses(
         (status = 201, description = "The account", body = UserBody),
-        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 409, description = "EMAIL_TAKEN", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> Result<HttpResponse, ApiError> {
@@ -229,14 +229,14 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> R
 #[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "logIn", request_body = LogInBody,
     responses(
         (status = 200, description = "A token pair", body = TokenPairBody),
-        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 401, description = "INVALID_CREDENTIALS (unknown email and wrong password alike)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "TOO_MANY_ATTEMPTS, with Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Result<HttpResponse, ApiError> {
@@ -271,12 +271,12 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Res
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The access token and its session are revoked"),
-        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn log_out(
@@ -299,9 +299,9 @@ pub async fn log_out(
                 ("getBalance" = (operation_id = "getBalance", parameters(("userId" = "$response.body#/id")))),
                 ("chargePoints" = (operation_id = "chargePoints", parameters(("userId" = "$response.body#/id"))))
             )),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
@@ -316,12 +316,12 @@ pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<Htt
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh", request_body = RefreshBody,
     responses(
         (status = 200, description = "A new token pair; the presented refresh token stops working", body = TokenPairBody),
-        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 401, description = "UNAUTHORIZED, TOKEN_EXPIRED, or REFRESH_TOKEN_REUSED (the session is revoked)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn refresh(state: web::Data<AppState>, body: ApiJson<RefreshBody>) -> Result<HttpResponse, ApiError> {

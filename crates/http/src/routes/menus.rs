@@ -42,8 +42,8 @@ impl From<ListMenusError> for ApiError {
 #[utoipa::path(get, path = "/menus", tag = "menus", operation_id = "listMenus",
     responses(
         (status = 200, description = "Every menu item, ordered by name", body = [MenuBody]),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn list_menus(state: web::Data<AppState>, json: web::Data<MenusJson>) -> Result<HttpResponse, ApiError> {
@@ -109,8 +109,8 @@ impl From<PopularMenu> for PopularMenuBody {
 #[utoipa::path(get, path = "/menus/popular", tag = "menus", operation_id = "popularMenus",
     responses(
         (status = 200, description = "Top 3 menus by cups ordered in (now - 7 days, now]; ties by order count, then name", body = [PopularMenuBody]),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn popular(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

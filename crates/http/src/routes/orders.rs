@@ -128,15 +128,15 @@ impl From<OrderQueryError> for ApiError {
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response")),
             links(("getOrder" = (operation_id = "getOrder", parameters(("orderId" = "$response.body#/id")),
                 description = "The order just placed")))),
-        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "MENU_NOT_FOUND, with `menuIds` (stored and replayed)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "INSUFFICIENT_POINTS, with `balance` and `required` (stored and replayed), or IDEMPOTENCY_KEY_IN_USE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn place(
@@ -194,10 +194,10 @@ pub async fn place(
     params(crate::pagination::PageQuery),
     responses(
         (status = 200, description = "Your orders, newest first", body = OrderPage),
-        (status = 400, description = "VALIDATION_FAILED: bad limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn list(
@@ -225,11 +225,11 @@ pub async fn list(
     params(("orderId" = uuid::Uuid, Path)),
     responses(
         (status = 200, description = "The order", body = OrderResponse),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "NOT_FOUND: no such order of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn get(

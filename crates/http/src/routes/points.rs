@@ -135,15 +135,15 @@ impl From<PointQueryError> for ApiError {
                 ("getBalance" = (operation_id = "getBalance", parameters(("userId" = "$response.body#/userId")))),
                 ("listPointTransactions" = (operation_id = "listPointTransactions", parameters(("userId" = "$response.body#/userId"))))
             )),
-        (status = 400, description = "Invalid input: VALIDATION_FAILED or MALFORMED_REQUEST", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 413, description = "Body over 16 KiB: PAYLOAD_TOO_LARGE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON: UNSUPPORTED_MEDIA_TYPE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "FORBIDDEN: not your account", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::NotYourAccount),
         (status = 409, description = "IDEMPOTENCY_KEY_IN_USE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "BALANCE_LIMIT_EXCEEDED (stored and replayed) or IDEMPOTENCY_KEY_REUSED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn charge(
@@ -198,12 +198,12 @@ pub async fn charge(
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id")),
     responses(
         (status = 200, description = "The balance", body = BalanceResponse),
-        (status = 400, description = "VALIDATION_FAILED: the id is not a UUID", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "FORBIDDEN: not your account", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::NotYourAccount),
         (status = 404, description = "NOT_FOUND: the account no longer exists", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn balance(
@@ -228,11 +228,11 @@ pub async fn balance(
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"), crate::pagination::PageQuery),
     responses(
         (status = 200, description = "The ledger, newest first", body = TransactionPage),
-        (status = 400, description = "VALIDATION_FAILED: bad id, limit or cursor", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "FORBIDDEN: not your account", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A dependency is unavailable: DEPENDENCY_UNAVAILABLE", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 500, description = "Unexpected failure: INTERNAL", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::NotYourAccount),
+        (status = 503, response = crate::openapi::DependencyUnavailable),
+        (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn transactions(
