@@ -95,7 +95,7 @@ shared_problems! {
 /// `GET /health/live`.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
-pub struct Live {
+pub struct LiveResponse {
     #[schema(example = "up")]
     status: String,
 }
@@ -103,7 +103,7 @@ pub struct Live {
 /// `GET /health/ready`.
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
-pub struct Ready {
+pub struct ReadyResponse {
     #[schema(example = "ready")]
     status: String,
     /// `database` and `cache`: `up` or `down`.

@@ -94,7 +94,7 @@ async fn the_document_is_openapi_3_1_with_bearer_auth_and_problem_responses() {
             .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"))
     );
     assert!(charge["responses"]["422"]["content"]["application/problem+json"].is_object());
-    let amount = &doc["components"]["schemas"]["ChargeBody"]["properties"]["amount"];
+    let amount = &doc["components"]["schemas"]["ChargeRequest"]["properties"]["amount"];
     assert_eq!(
         (amount["minimum"].as_i64(), amount["maximum"].as_i64()),
         (Some(1), Some(1_000_000))
@@ -232,4 +232,30 @@ async fn the_documented_problem_codes_are_problem_codes_list() {
         .collect();
     let codes: Vec<&str> = coffee_http::ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
     assert_eq!(documented, codes);
+}
+
+#[actix_web::test]
+async fn dtos_are_named_alike_requests_and_responses() {
+    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+    let misnamed: Vec<&String> = schemas
+        .keys()
+        .filter(|name| !["Problem", "FieldError"].contains(&name.as_str()))
+        .filter(|name| !name.ends_with("Request") && !name.ends_with("Response"))
+        .collect();
+    assert!(
+        misnamed.is_empty(),
+        "schemas named neither …Request nor …Response: {misnamed:?}"
+    );
+
+    let mut bodies = Vec::new();
+    for item in doc["paths"].as_object().expect("paths").values() {
+        for operation in item.as_object().expect("path item").values() {
+            refs(&operation["requestBody"], &mut bodies);
+        }
+    }
+    assert!(!bodies.is_empty(), "some operations take a body");
+    for body in bodies {
+        assert!(body.ends_with("Request"), "request body {body} is not named …Request");
+    }
 }

@@ -20,7 +20,7 @@ const MAX_LOGIN_FIELD: usize = 1024;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SignUpBody {
+pub struct SignUpRequest {
     /// Trimmed and lower-cased before it is stored.
     #[schema(format = Email, max_length = 254, example = "kim@example.com")]
     pub email: String,
@@ -37,11 +37,11 @@ pub struct SignUpBody {
     pub name: String,
 }
 
-impl TryFrom<SignUpBody> for SignUpCommand {
+impl TryFrom<SignUpRequest> for SignUpCommand {
     type Error = ApiError;
 
     /// Reports every invalid field at once.
-    fn try_from(body: SignUpBody) -> Result<Self, Self::Error> {
+    fn try_from(body: SignUpRequest) -> Result<Self, Self::Error> {
         let email = Email::parse(&body.email);
         let password = Password::parse(&body.password);
         let name = UserName::parse(&body.name);
@@ -66,7 +66,7 @@ impl TryFrom<SignUpBody> for SignUpCommand {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct LogInBody {
+pub struct LogInRequest {
     #[schema(max_length = 1024, example = "kim@example.com")]
     pub email: String,
     #[schema(max_length = 1024, example = "correct horse battery staple")]
@@ -75,20 +75,20 @@ pub struct LogInBody {
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct RefreshBody {
+pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct LogOutBody {
+pub struct LogOutRequest {
     pub refresh_token: Option<String>,
 }
 
 /// An account as clients see it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct UserBody {
+pub struct UserResponse {
     pub id: Uuid,
     #[schema(format = Email)]
     pub email: String,
@@ -103,7 +103,7 @@ pub struct UserBody {
     pub updated_at: OffsetDateTime,
 }
 
-impl From<User> for UserBody {
+impl From<User> for UserResponse {
     fn from(user: User) -> Self {
         Self {
             id: user.id.as_uuid(),
@@ -118,7 +118,7 @@ impl From<User> for UserBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TokenPairBody {
+pub struct TokenPairResponse {
     pub access_token: String,
     pub refresh_token: String,
     #[schema(value_type = String, example = "Bearer")]
@@ -127,7 +127,7 @@ pub struct TokenPairBody {
     pub refresh_expires_in: u64,
 }
 
-impl From<TokenPair> for TokenPairBody {
+impl From<TokenPair> for TokenPairResponse {
     fn from(pair: TokenPair) -> Self {
         Self {
             access_token: pair.access_token,
@@ -204,9 +204,9 @@ impl From<GetMeError> for ApiError {
 ///
 /// Creates an account with an email and a password and answers `201` with
 /// the new user.
-#[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signUp", request_body = SignUpBody,
+#[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signUp", request_body = SignUpRequest,
     responses(
-        (status = 201, description = "The account", body = UserBody),
+        (status = 201, description = "The account", body = UserResponse),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -215,10 +215,10 @@ impl From<GetMeError> for ApiError {
         (status = 500, response = crate::openapi::Internal),
     )
 )]
-pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> Result<HttpResponse, ApiError> {
+pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpRequest>) -> Result<HttpResponse, ApiError> {
     let command = SignUpCommand::try_from(body.0)?;
     let user = state.sign_up.execute(command).await?;
-    Ok(HttpResponse::Created().json(UserBody::from(user)))
+    Ok(HttpResponse::Created().json(UserResponse::from(user)))
 }
 
 /// Log in
@@ -226,9 +226,9 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> R
 /// Trades an email and a password for a token pair (an access token and a
 /// refresh token). An unknown email and a wrong password answer alike;
 /// repeated failures are throttled with `Retry-After`.
-#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "logIn", request_body = LogInBody,
+#[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "logIn", request_body = LogInRequest,
     responses(
-        (status = 200, description = "A token pair", body = TokenPairBody),
+        (status = 200, description = "A token pair", body = TokenPairResponse),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -239,8 +239,8 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpBody>) -> R
         (status = 500, response = crate::openapi::Internal),
     )
 )]
-pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Result<HttpResponse, ApiError> {
-    let LogInBody { email, password } = body.0;
+pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInRequest>) -> Result<HttpResponse, ApiError> {
+    let LogInRequest { email, password } = body.0;
     let mut errors = Vec::new();
     if email.len() > MAX_LOGIN_FIELD {
         errors.push(FieldError::new("email", format!("at most {MAX_LOGIN_FIELD} bytes")));
@@ -260,14 +260,14 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Res
             LogInError::TooManyAttempts { .. } => metrics::counter!(crate::metrics::LOGINS_THROTTLED).increment(1),
             LogInError::Infra(_) => {}
         })?;
-    Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
+    Ok(HttpResponse::Ok().json(TokenPairResponse::from(pair)))
 }
 
 /// Log out
 ///
 /// Revokes the access token and its session, answering `204`. The body may
 /// name a refresh token of another session of yours to end it too.
-#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logOut", request_body(content = Option<LogOutBody>, description = "Optional: a refresh token of another session of yours to end too"),
+#[utoipa::path(post, path = "/auth/logout", tag = "auth", operation_id = "logOut", request_body(content = Option<LogOutRequest>, description = "Optional: a refresh token of another session of yours to end too"),
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The access token and its session are revoked"),
@@ -282,7 +282,7 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInBody>) -> Res
 pub async fn log_out(
     state: web::Data<AppState>,
     caller: Authenticated,
-    body: OptionalJson<LogOutBody>,
+    body: OptionalJson<LogOutRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.0.unwrap_or_default();
     state.log_out.execute(&caller.0, body.refresh_token.as_deref()).await?;
@@ -294,7 +294,7 @@ pub async fn log_out(
 /// The account the access token belongs to.
 #[utoipa::path(get, path = "/auth/me", tag = "auth", operation_id = "me", security(("bearer" = [])),
     responses(
-        (status = 200, description = "The caller's account", body = UserBody,
+        (status = 200, description = "The caller's account", body = UserResponse,
             links(
                 ("getBalance" = (operation_id = "getBalance", parameters(("userId" = "$response.body#/id")))),
                 ("chargePoints" = (operation_id = "chargePoints", parameters(("userId" = "$response.body#/id"))))
@@ -306,16 +306,16 @@ pub async fn log_out(
 )]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
     let user = state.get_me.execute(&caller.0).await?;
-    Ok(HttpResponse::Ok().json(UserBody::from(user)))
+    Ok(HttpResponse::Ok().json(UserResponse::from(user)))
 }
 
 /// Refresh tokens
 ///
 /// Trades a refresh token for a new token pair; the presented refresh token
 /// stops working. Presenting a used refresh token again revokes its session.
-#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh", request_body = RefreshBody,
+#[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh", request_body = RefreshRequest,
     responses(
-        (status = 200, description = "A new token pair; the presented refresh token stops working", body = TokenPairBody),
+        (status = 200, description = "A new token pair; the presented refresh token stops working", body = TokenPairResponse),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -324,7 +324,7 @@ pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<Htt
         (status = 500, response = crate::openapi::Internal),
     )
 )]
-pub async fn refresh(state: web::Data<AppState>, body: ApiJson<RefreshBody>) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(state: web::Data<AppState>, body: ApiJson<RefreshRequest>) -> Result<HttpResponse, ApiError> {
     let pair = state.refresh_tokens.execute(&body.0.refresh_token).await?;
-    Ok(HttpResponse::Ok().json(TokenPairBody::from(pair)))
+    Ok(HttpResponse::Ok().json(TokenPairResponse::from(pair)))
 }

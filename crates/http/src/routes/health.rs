@@ -10,7 +10,7 @@ use crate::problem::{ApiError, ProblemCode};
 ///
 /// The process is up and serving HTTP; says nothing about dependencies.
 #[utoipa::path(get, path = "/health/live", tag = "operations", operation_id = "live",
-    responses((status = 200, description = "The process is up", body = crate::openapi::Live))
+    responses((status = 200, description = "The process is up", body = crate::openapi::LiveResponse))
 )]
 pub async fn live() -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "up" }))
@@ -23,7 +23,7 @@ pub async fn live() -> HttpResponse {
 /// shutdown. A load balancer should route on this.
 #[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "ready",
     responses(
-        (status = 200, description = "PostgreSQL and Redis answer", body = crate::openapi::Ready),
+        (status = 200, description = "PostgreSQL and Redis answer", body = crate::openapi::ReadyResponse),
         (status = 503, description = "A dependency is down (DEPENDENCY_UNAVAILABLE, with `dependencies`), or the instance is draining before a shutdown (with `draining: true`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]

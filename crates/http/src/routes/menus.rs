@@ -12,13 +12,13 @@ use crate::problem::ApiError;
 /// A menu item as clients see it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct MenuBody {
+pub struct MenuResponse {
     pub id: Uuid,
     pub name: String,
     pub price: i64,
 }
 
-impl From<Menu> for MenuBody {
+impl From<Menu> for MenuResponse {
     fn from(menu: Menu) -> Self {
         Self {
             id: menu.id.as_uuid(),
@@ -41,7 +41,7 @@ impl From<ListMenusError> for ApiError {
 /// Every menu item, ordered by name.
 #[utoipa::path(get, path = "/menus", tag = "menus", operation_id = "listMenus",
     responses(
-        (status = 200, description = "Every menu item, ordered by name", body = [MenuBody]),
+        (status = 200, description = "Every menu item, ordered by name", body = [MenuResponse]),
         (status = 503, response = crate::openapi::DependencyUnavailable),
         (status = 500, response = crate::openapi::Internal),
     )
@@ -67,7 +67,7 @@ impl MenusJson {
         {
             return Ok(bytes.clone());
         }
-        let body: Vec<MenuBody> = menus.iter().cloned().map(MenuBody::from).collect();
+        let body: Vec<MenuResponse> = menus.iter().cloned().map(MenuResponse::from).collect();
         let bytes = web::Bytes::from(serde_json::to_vec(&body).map_err(|e| {
             tracing::error!(error = %e, "serialising the menu failed");
             ApiError::new(crate::problem::ProblemCode::Internal, "Internal server error")
@@ -80,7 +80,7 @@ impl MenusJson {
 /// One entry of `GET /menus/popular`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PopularMenuBody {
+pub struct PopularMenuResponse {
     pub rank: u32,
     pub id: Uuid,
     pub name: String,
@@ -89,7 +89,7 @@ pub struct PopularMenuBody {
     pub order_count: i64,
 }
 
-impl From<PopularMenu> for PopularMenuBody {
+impl From<PopularMenu> for PopularMenuResponse {
     fn from(p: PopularMenu) -> Self {
         Self {
             rank: p.rank,
@@ -108,14 +108,14 @@ impl From<PopularMenu> for PopularMenuBody {
 /// with more orders, then by name.
 #[utoipa::path(get, path = "/menus/popular", tag = "menus", operation_id = "popularMenus",
     responses(
-        (status = 200, description = "Top 3 menus by cups ordered in (now - 7 days, now]; ties by order count, then name", body = [PopularMenuBody]),
+        (status = 200, description = "Top 3 menus by cups ordered in (now - 7 days, now]; ties by order count, then name", body = [PopularMenuResponse]),
         (status = 503, response = crate::openapi::DependencyUnavailable),
         (status = 500, response = crate::openapi::Internal),
     )
 )]
 pub async fn popular(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let ranking = state.get_popular_menus.execute().await?;
-    let body: Vec<PopularMenuBody> = ranking.into_iter().map(PopularMenuBody::from).collect();
+    let body: Vec<PopularMenuResponse> = ranking.into_iter().map(PopularMenuResponse::from).collect();
     Ok(HttpResponse::Ok().json(body))
 }
 

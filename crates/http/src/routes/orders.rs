@@ -17,15 +17,15 @@ use crate::problem::{ApiError, FieldError, ProblemCode};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PlaceOrderBody {
+pub struct PlaceOrderRequest {
     /// 1 to 20 lines; lines with the same menu are merged.
     #[schema(min_items = 1, max_items = 20)]
-    pub items: Vec<OrderItemBody>,
+    pub items: Vec<OrderItemRequest>,
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct OrderItemBody {
+pub struct OrderItemRequest {
     pub menu_id: Uuid,
     /// JSON integers only; the range is checked by the domain.
     #[schema(minimum = 1, maximum = 100)]
@@ -84,7 +84,7 @@ impl From<PlacedOrder> for OrderResponse {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderPage {
+pub struct OrderPageResponse {
     pub items: Vec<OrderResponse>,
     pub next_cursor: Option<String>,
 }
@@ -120,7 +120,7 @@ impl From<OrderQueryError> for ApiError {
 /// `201` with the order. Retrying with the same `Idempotency-Key` and body
 /// replays the first response, including a stored `404` (unknown menu) or
 /// `409` (not enough points).
-#[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderBody,
+#[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderRequest,
     security(("bearer" = [])),
     params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
     responses(
@@ -143,7 +143,7 @@ pub async fn place(
     state: web::Data<AppState>,
     caller: Authenticated,
     key: IdempotencyKeyHeader,
-    body: ApiJson<PlaceOrderBody>,
+    body: ApiJson<PlaceOrderRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let command = PlaceOrderCommand {
         items: body
@@ -193,7 +193,7 @@ pub async fn place(
     security(("bearer" = [])),
     params(crate::pagination::PageQuery),
     responses(
-        (status = 200, description = "Your orders, newest first", body = OrderPage),
+        (status = 200, description = "Your orders, newest first", body = OrderPageResponse),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 503, response = crate::openapi::DependencyUnavailable),
@@ -207,7 +207,7 @@ pub async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let (size, cursor) = query.parse(&state.cursors, CursorScope::Orders, caller.0.user_id)?;
     let page = state.list_orders.execute(&caller.0, size, cursor).await?;
-    Ok(HttpResponse::Ok().json(OrderPage {
+    Ok(HttpResponse::Ok().json(OrderPageResponse {
         items: page.items.into_iter().map(OrderResponse::from).collect(),
         next_cursor: page
             .next

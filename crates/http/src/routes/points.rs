@@ -17,7 +17,7 @@ use crate::problem::{ApiError, FieldError, ProblemCode};
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ChargeBody {
+pub struct ChargeRequest {
     /// JSON integers only: `1.5`, `"100"`, `1e9` and `null` fail to parse.
     #[schema(minimum = 1, maximum = 1_000_000, example = 10_000)]
     #[serde(deserialize_with = "crate::extract::whole_number")]
@@ -57,7 +57,7 @@ pub struct BalanceResponse {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TransactionBody {
+pub struct TransactionResponse {
     pub id: Uuid,
     #[serde(rename = "type")]
     #[schema(value_type = String, pattern = "^(ADD|DEDUCT)$")]
@@ -70,7 +70,7 @@ pub struct TransactionBody {
     pub created_at: OffsetDateTime,
 }
 
-impl From<PointTransaction> for TransactionBody {
+impl From<PointTransaction> for TransactionResponse {
     fn from(t: PointTransaction) -> Self {
         Self {
             id: t.id,
@@ -85,8 +85,8 @@ impl From<PointTransaction> for TransactionBody {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TransactionPage {
-    pub items: Vec<TransactionBody>,
+pub struct TransactionPageResponse {
+    pub items: Vec<TransactionResponse>,
     pub next_cursor: Option<String>,
 }
 
@@ -124,7 +124,7 @@ impl From<PointQueryError> for ApiError {
 /// balance. Retrying with the same `Idempotency-Key` and body replays the
 /// first response, including a stored `422` when the charge would take the
 /// balance over its limit.
-#[utoipa::path(post, path = "/users/{userId}/points/charge", tag = "points", operation_id = "chargePoints", request_body = ChargeBody,
+#[utoipa::path(post, path = "/users/{userId}/points/charge", tag = "points", operation_id = "chargePoints", request_body = ChargeRequest,
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"),
         ("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
@@ -151,7 +151,7 @@ pub async fn charge(
     caller: Authenticated,
     user_id: web::Path<Uuid>,
     key: IdempotencyKeyHeader,
-    body: ApiJson<ChargeBody>,
+    body: ApiJson<ChargeRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let command = ChargeCommand {
         user_id: UserId::from_uuid(user_id.into_inner()),
@@ -227,7 +227,7 @@ pub async fn balance(
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"), crate::pagination::PageQuery),
     responses(
-        (status = 200, description = "The ledger, newest first", body = TransactionPage),
+        (status = 200, description = "The ledger, newest first", body = TransactionPageResponse),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::NotYourAccount),
@@ -247,8 +247,8 @@ pub async fn transactions(
         .list_point_transactions
         .execute(&caller.0, user, size, cursor)
         .await?;
-    Ok(HttpResponse::Ok().json(TransactionPage {
-        items: page.items.into_iter().map(TransactionBody::from).collect(),
+    Ok(HttpResponse::Ok().json(TransactionPageResponse {
+        items: page.items.into_iter().map(TransactionResponse::from).collect(),
         next_cursor: page.next.as_ref().map(|next| {
             state
                 .cursors
