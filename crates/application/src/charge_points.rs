@@ -33,15 +33,6 @@ pub enum ChargeError {
     Infra(#[from] InfraError),
 }
 
-impl From<IdempotencyError> for ChargeError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Conflict(conflict) => Self::Conflict(conflict),
-            IdempotencyError::Infra(e) => Self::Infra(e),
-        }
-    }
-}
-
 /// Validates, fingerprints and hands the charge to the store, which applies
 /// it atomically with its ledger row and idempotency record.
 #[derive(Clone, Debug)]
@@ -73,7 +64,10 @@ impl ChargePoints {
             key: command.key,
             fingerprint: fingerprint(IdempotencyScope::PointsCharge, &amount.points().to_string()),
         };
-        Ok(self.points.charge(context, amount, self.limits).await?)
+        self.points
+            .charge(context, amount, self.limits)
+            .await
+            .map_err(IdempotencyError::split)
     }
 }
 

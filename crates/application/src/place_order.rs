@@ -29,15 +29,6 @@ pub enum PlaceOrderError {
     Infra(#[from] InfraError),
 }
 
-impl From<IdempotencyError> for PlaceOrderError {
-    fn from(error: IdempotencyError) -> Self {
-        match error {
-            IdempotencyError::Conflict(conflict) => Self::Conflict(conflict),
-            IdempotencyError::Infra(e) => Self::Infra(e),
-        }
-    }
-}
-
 /// Validates the request in the domain, fingerprints its canonical form and
 /// hands it to the store, which prices and pays for it atomically.
 /// The order's time is the store's: taken once the balance is locked, so
@@ -65,7 +56,10 @@ impl PlaceOrder {
             key: command.key,
             fingerprint: fingerprint(IdempotencyScope::OrdersPlace, &request.canonical()),
         };
-        Ok(self.orders.place_order(context, request).await?)
+        self.orders
+            .place_order(context, request)
+            .await
+            .map_err(IdempotencyError::split)
     }
 }
 

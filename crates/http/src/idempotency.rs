@@ -6,6 +6,9 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use coffee_domain::{IdempotencyKey, Idempotent};
 use coffee_ports::IdempotencyConflict;
 use std::future::{Ready, ready};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
@@ -39,6 +42,30 @@ impl FromRequest for IdempotencyKeyHeader {
 
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         ready(parse(req))
+    }
+}
+
+/// Documents the header once for every operation that takes it:
+/// `params(IdempotencyKeyHeader)` in a handler's `#[utoipa::path]`.
+impl utoipa::IntoParams for IdempotencyKeyHeader {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let schema = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(1))
+            .max_length(Some(IdempotencyKey::MAX_LEN))
+            .pattern(Some("^[ -~]+$"));
+        vec![
+            ParameterBuilder::new()
+                .name("Idempotency-Key")
+                .parameter_in(ParameterIn::Header)
+                .required(Required::True)
+                .description(Some(
+                    "Unique per intended operation; 1 to 255 printable ASCII characters. \
+                     Same key and body replays the first response.",
+                ))
+                .schema(Some(schema))
+                .build(),
+        ]
     }
 }
 

@@ -32,6 +32,17 @@ pub enum IdempotencyError {
     Infra(#[from] InfraError),
 }
 
+impl IdempotencyError {
+    /// Into a use case's own error, which has a variant for each part:
+    /// `store.call(...).await.map_err(IdempotencyError::split)?`.
+    pub fn split<E: From<IdempotencyConflict> + From<InfraError>>(self) -> E {
+        match self {
+            Self::Conflict(conflict) => conflict.into(),
+            Self::Infra(e) => e.into(),
+        }
+    }
+}
+
 /// The points ledger. Every balance change and its ledger row commit together,
 /// so `point = sum(ADD) - sum(DEDUCT) >= 0` holds at every moment.
 #[cfg_attr(feature = "mock", mockall::automock)]

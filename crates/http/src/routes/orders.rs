@@ -122,7 +122,7 @@ impl From<OrderQueryError> for ApiError {
 /// `409` (not enough points).
 #[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "placeOrder", request_body = PlaceOrderRequest,
     security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 201, description = "Placed and paid (or the replay of the first response, with Idempotent-Replayed: true)", body = OrderResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response")),

@@ -127,7 +127,7 @@ impl From<PointQueryError> for ApiError {
 #[utoipa::path(post, path = "/users/{userId}/points/charge", tag = "points", operation_id = "chargePoints", request_body = ChargeRequest,
     security(("bearer" = [])),
     params(("userId" = uuid::Uuid, Path, description = "Must be the caller's own id"),
-        ("Idempotency-Key" = String, Header, description = "Unique per intended operation; 1 to 255 printable ASCII characters. Same key and body replays the first response.", min_length = 1, max_length = 255, pattern = "^[ -~]+$")),
+        IdempotencyKeyHeader),
     responses(
         (status = 200, description = "Charged (or the replay of the first response, with Idempotent-Replayed: true)", body = ChargeResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response")),
