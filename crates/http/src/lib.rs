@@ -21,10 +21,9 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod routes;
-pub mod wiring;
 
 pub use app::{AppState, build_app};
+pub use app::{Ports, StateSettings};
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};
-pub use wiring::{Ports, StateSettings};
