@@ -17,11 +17,10 @@ pub struct RelayCounters {
     pub dead: AtomicU64,
 }
 
-/// How a relay claims work.
+/// How a relay claims work (the configuration's part; the relay's name is
+/// given apart, see [`RelayOutbox::new`]).
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
-    /// This relay's name in claims (unique per process).
-    pub owner: String,
     pub batch_size: u32,
     /// How long a claim holds; a killed relay's claims are retried after it.
     pub lease: Duration,
@@ -35,6 +34,8 @@ pub struct RelaySettings {
 pub struct RelayOutbox {
     outbox: Arc<dyn OutboxStore>,
     sink: Arc<dyn EventSink>,
+    /// This relay's name in claims (unique per process).
+    owner: String,
     settings: RelaySettings,
     /// Uniform in `[0, 1)`: the jitter.
     random: Arc<dyn Fn() -> f64 + Send + Sync>,
@@ -44,21 +45,26 @@ pub struct RelayOutbox {
 impl std::fmt::Debug for RelayOutbox {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayOutbox")
+            .field("owner", &self.owner)
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
 
 impl RelayOutbox {
+    /// `owner` names this relay in its claims: unique per process, so one
+    /// relay never records or releases another's events.
     pub fn new(
         outbox: Arc<dyn OutboxStore>,
         sink: Arc<dyn EventSink>,
+        owner: String,
         settings: RelaySettings,
         random: Arc<dyn Fn() -> f64 + Send + Sync>,
     ) -> Self {
         Self {
             outbox,
             sink,
+            owner,
             settings,
             random,
             counters: Arc::default(),
@@ -73,7 +79,7 @@ impl RelayOutbox {
     pub async fn run_once(&self) -> Result<usize, InfraError> {
         let batch = self
             .outbox
-            .claim(&self.settings.owner, self.settings.batch_size, self.settings.lease)
+            .claim(&self.owner, self.settings.batch_size, self.settings.lease)
             .await?;
         let claimed = batch.len();
         let results = join_all(batch.into_iter().map(|message| self.deliver(message))).await;
@@ -102,14 +108,14 @@ impl RelayOutbox {
                 &self.counters.dead
             }
         };
-        self.outbox.record(&self.settings.owner, message.id, result).await?;
+        self.outbox.record(&self.owner, message.id, result).await?;
         counter.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     /// Gives back this relay's claims (called on shutdown).
     pub async fn release(&self) -> Result<u64, InfraError> {
-        self.outbox.release(&self.settings.owner).await
+        self.outbox.release(&self.owner).await
     }
 }
 
@@ -122,7 +128,6 @@ mod tests {
 
     fn settings() -> RelaySettings {
         RelaySettings {
-            owner: "relay-1".to_owned(),
             batch_size: 10,
             lease: Duration::from_secs(30),
             retry: RetryPolicy::default(),
@@ -156,7 +161,13 @@ mod tests {
     }
 
     fn relay(store: MockOutboxStore, sink: MockEventSink) -> RelayOutbox {
-        RelayOutbox::new(Arc::new(store), Arc::new(sink), settings(), Arc::new(|| 0.5))
+        RelayOutbox::new(
+            Arc::new(store),
+            Arc::new(sink),
+            "relay-1".to_owned(),
+            settings(),
+            Arc::new(|| 0.5),
+        )
     }
 
     #[tokio::test]

@@ -2,6 +2,12 @@
 
 use std::time::Duration;
 
+use coffee_application::RelaySettings;
+use coffee_collector::CollectorSettings;
+use coffee_crypto::JwtSettings;
+use coffee_domain::{ChargeLimits, Points, RetryPolicy, TOKEN_LEEWAY};
+use coffee_postgres::PgPoolSettings;
+use coffee_redis::RedisSettings;
 use secrecy::{ExposeSecret, SecretString};
 
 /// Where the service runs; production refuses development defaults for secrets.
@@ -19,29 +25,63 @@ pub enum LogFormat {
     Json,
 }
 
-/// Everything the service reads from its environment. `Debug` never shows a
-/// secret: URLs that may carry passwords and the signing key are redacted.
+/// Everything the service reads from its environment, one part per adapter
+/// or concern; each adapter is handed its own part as it is. `Debug` never
+/// shows a secret: URLs that may carry passwords and the signing key are
+/// redacted.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub app_env: AppEnv,
+    pub log_format: LogFormat,
+    pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub redis: RedisSettings,
+    pub auth: AuthConfig,
+    /// The largest charge and the largest balance a charge may produce.
+    pub charge_limits: ChargeLimits,
+    pub outbox: OutboxConfig,
+    pub housekeeping: HousekeepingConfig,
+}
+
+/// The HTTP server: where it listens and how it stops.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
     pub bind_addr: String,
-    pub http_workers: Option<usize>,
-    pub database_url: SecretString,
-    pub database_pool_size: usize,
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Duration,
+    /// How long an instance keeps serving after SIGTERM, answering
+    /// `/health/ready` with `503`, before it stops accepting connections.
+    pub shutdown_drain: Duration,
+}
+
+/// PostgreSQL: one database, a pool per kind of work, and the repositories'
+/// own settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// The requests' pool.
+    pub requests: PgPoolSettings,
     /// Connections of the outbox relay and the housekeeping jobs, a pool of
     /// their own so they can never take the requests' connections.
-    pub database_background_pool_size: usize,
-    pub database_acquire_timeout: Duration,
-    pub database_statement_timeout: Duration,
+    pub background: PgPoolSettings,
+    /// The operator commands' (`coffee outbox ...`) small pool.
+    pub operator: PgPoolSettings,
     /// How long `GET /menus` may serve a list read earlier (0: never).
     pub menu_cache_ttl: Duration,
-    pub redis_url: SecretString,
-    pub redis_key_prefix: String,
-    pub redis_pool_size: usize,
-    pub redis_timeout: Duration,
-    pub jwt_secret: SecretString,
-    pub jwt_issuer: String,
-    pub jwt_audience: String,
+    /// How long a request waits for an unfinished one with its idempotency key.
+    pub idempotency_wait: Duration,
+}
+
+impl DatabaseConfig {
+    /// The database's URL, for the `migrate` command.
+    pub fn url(&self) -> &str {
+        self.requests.url.expose_secret()
+    }
+}
+
+/// Tokens, login throttling and password hashing.
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub jwt: JwtSettings,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
     pub login_max_attempts: u32,
@@ -51,30 +91,26 @@ pub struct Config {
     /// Hashes (logins, signups) that may wait for one of those; past it they
     /// are answered `503` at once, before a login attempt is counted.
     pub password_hash_queue_max: usize,
-    pub charge_max_amount: i64,
-    pub balance_max: i64,
-    /// How long a request waits for an unfinished one with its idempotency key.
-    pub idempotency_wait: Duration,
+}
+
+/// The outbox relay and the collector it delivers to.
+#[derive(Debug, Clone)]
+pub struct OutboxConfig {
+    pub collector: CollectorSettings,
+    pub relay: RelaySettings,
+    /// The longest pause between polls when there is nothing to send.
+    pub idle_poll_max: Duration,
+}
+
+/// The periodic jobs every instance runs.
+#[derive(Debug, Clone)]
+pub struct HousekeepingConfig {
     /// How long idempotency keys are kept (at least 24 hours).
     pub idempotency_retention: Duration,
     pub idempotency_purge_interval: Duration,
     /// How often each instance merges the shards of closed statistics buckets.
     pub statistics_compact_interval: Duration,
-    pub collector_url: String,
-    pub collector_connect_timeout: Duration,
-    pub collector_timeout: Duration,
-    pub outbox_batch_size: u32,
-    /// How long a relay's claim holds before another relay may take it over.
-    pub outbox_lease: Duration,
-    pub outbox_retry: coffee_domain::RetryPolicy,
-    /// The longest pause between polls when there is nothing to send.
-    pub outbox_idle_poll_max: Duration,
     pub outbox_delivered_retention: Duration,
-    pub log_format: LogFormat,
-    pub shutdown_timeout: Duration,
-    /// How long an instance keeps serving after SIGTERM, answering
-    /// `/health/ready` with `503`, before it stops accepting connections.
-    pub shutdown_drain: Duration,
 }
 
 /// Why the configuration is unusable. The message names the variable.
@@ -158,64 +194,109 @@ impl Config {
                 });
             }
         };
+        let database_url = SecretString::from(
+            get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
+        );
+        let database_acquire_timeout = Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?);
+        let database_statement_timeout = Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?);
+        let pool = |max_size| PgPoolSettings {
+            url: database_url.clone(),
+            max_size,
+            acquire_timeout: database_acquire_timeout,
+            connect_timeout: database_acquire_timeout,
+            statement_timeout: database_statement_timeout,
+            durable_commits: true,
+        };
         let config = Self {
             app_env,
-            bind_addr,
-            http_workers: optional_number(&get, "HTTP_WORKERS")?,
-            database_url: SecretString::from(
-                get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
-            ),
-            database_pool_size: number(&get, "DATABASE_POOL_SIZE", 16)?,
-            database_background_pool_size: number(&get, "DATABASE_BACKGROUND_POOL_SIZE", 2)?,
-            database_acquire_timeout: Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?),
-            database_statement_timeout: Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?),
-            menu_cache_ttl: Duration::from_millis(number(&get, "MENU_CACHE_TTL_MS", 1_000)?),
-            redis_url: SecretString::from(get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned())),
-            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
-            redis_pool_size: number(&get, "REDIS_POOL_SIZE", 16)?,
-            redis_timeout: Duration::from_millis(number(&get, "REDIS_TIMEOUT_MS", 2_000)?),
-            jwt_secret: SecretString::from(jwt_secret),
-            jwt_issuer: get("JWT_ISSUER").unwrap_or_else(|| "coffee".to_owned()),
-            jwt_audience: get("JWT_AUDIENCE").unwrap_or_else(|| "coffee-api".to_owned()),
-            access_token_ttl: Duration::from_secs(number(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
-            refresh_token_ttl: Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_SECS", 14 * 24 * 3600)?),
-            login_max_attempts: number(&get, "LOGIN_MAX_ATTEMPTS", 5)?,
-            login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
-            // One core stays free for everything else during a login storm.
-            password_hash_concurrency: number(&get, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?,
-            // About 3 s of waiting at ~35 release hashes per second and core.
-            password_hash_queue_max: number(&get, "PASSWORD_HASH_QUEUE_MAX", 128)?,
-            charge_max_amount: number(&get, "CHARGE_MAX_AMOUNT", 1_000_000)?,
-            balance_max: number(&get, "BALANCE_MAX", 100_000_000)?,
-            idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
-            idempotency_retention: Duration::from_secs(number(&get, "IDEMPOTENCY_RETENTION_SECS", 24 * 3600)?),
-            idempotency_purge_interval: Duration::from_secs(number(&get, "IDEMPOTENCY_PURGE_INTERVAL_SECS", 600)?),
-            statistics_compact_interval: Duration::from_secs(number(&get, "STATISTICS_COMPACT_INTERVAL_SECS", 300)?),
-            collector_url: get("COLLECTOR_URL").unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
-            collector_connect_timeout: Duration::from_millis(number(&get, "COLLECTOR_CONNECT_TIMEOUT_MS", 2_000)?),
-            collector_timeout: Duration::from_millis(number(&get, "COLLECTOR_TIMEOUT_MS", 5_000)?),
-            outbox_batch_size: number(&get, "OUTBOX_BATCH_SIZE", 50)?,
-            outbox_lease: Duration::from_millis(number(&get, "OUTBOX_LEASE_MS", 30_000)?),
-            outbox_retry: coffee_domain::RetryPolicy {
-                base: Duration::from_millis(number(&get, "OUTBOX_RETRY_BASE_MS", 1_000)?),
-                cap: Duration::from_millis(number(&get, "OUTBOX_RETRY_CAP_MS", 300_000)?),
-                max_attempts: number(&get, "OUTBOX_MAX_ATTEMPTS", 20)?,
-            },
-            outbox_idle_poll_max: Duration::from_millis(number(&get, "OUTBOX_IDLE_POLL_MAX_MS", 500)?),
-            outbox_delivered_retention: Duration::from_secs(number(
-                &get,
-                "OUTBOX_DELIVERED_RETENTION_SECS",
-                7 * 24 * 3600,
-            )?),
             log_format,
-            shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
-            // Long enough for a balancer that checks every 1 to 2 s to see
-            // the instance is not ready (two failed checks) and move away.
-            shutdown_drain: Duration::from_secs(number(&get, "SHUTDOWN_DRAIN_SECS", 5)?),
+            http: HttpConfig {
+                bind_addr,
+                workers: optional_number(&get, "HTTP_WORKERS")?,
+                shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
+                // Long enough for a balancer that checks every 1 to 2 s to see
+                // the instance is not ready (two failed checks) and move away.
+                shutdown_drain: Duration::from_secs(number(&get, "SHUTDOWN_DRAIN_SECS", 5)?),
+            },
+            database: DatabaseConfig {
+                requests: pool(number(&get, "DATABASE_POOL_SIZE", 16)?),
+                // The relay records a whole batch of deliveries at once: on
+                // the requests' pool that starved requests into 503s whenever
+                // the collector was down (found by the soak). Its commits do
+                // not wait for the disk: a crash can only forget that an
+                // event was delivered (it is sent again: at least once) or
+                // undo a purge or a compaction as a whole (done again later).
+                // On this machine the relay's per-event flushes halved
+                // POST /orders.
+                background: PgPoolSettings {
+                    durable_commits: false,
+                    ..pool(number(&get, "DATABASE_BACKGROUND_POOL_SIZE", 2)?.max(1))
+                },
+                operator: pool(2),
+                menu_cache_ttl: Duration::from_millis(number(&get, "MENU_CACHE_TTL_MS", 1_000)?),
+                idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
+            },
+            redis: RedisSettings {
+                url: get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+                key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
+                max_size: number(&get, "REDIS_POOL_SIZE", 16)?,
+                timeout: Duration::from_millis(number(&get, "REDIS_TIMEOUT_MS", 2_000)?),
+            },
+            auth: AuthConfig {
+                jwt: JwtSettings {
+                    secret: SecretString::from(jwt_secret),
+                    issuer: get("JWT_ISSUER").unwrap_or_else(|| "coffee".to_owned()),
+                    audience: get("JWT_AUDIENCE").unwrap_or_else(|| "coffee-api".to_owned()),
+                    leeway: TOKEN_LEEWAY,
+                },
+                access_token_ttl: Duration::from_secs(number(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
+                refresh_token_ttl: Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_SECS", 14 * 24 * 3600)?),
+                login_max_attempts: number(&get, "LOGIN_MAX_ATTEMPTS", 5)?,
+                login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
+                // One core stays free for everything else during a login storm.
+                password_hash_concurrency: number(&get, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?,
+                // About 3 s of waiting at ~35 release hashes per second and core.
+                password_hash_queue_max: number(&get, "PASSWORD_HASH_QUEUE_MAX", 128)?,
+            },
+            charge_limits: ChargeLimits {
+                max_amount: points(&get, "CHARGE_MAX_AMOUNT", 1_000_000)?,
+                max_balance: points(&get, "BALANCE_MAX", 100_000_000)?,
+            },
+            outbox: OutboxConfig {
+                collector: CollectorSettings {
+                    base_url: get("COLLECTOR_URL").unwrap_or_else(|| "http://127.0.0.1:9100".to_owned()),
+                    connect_timeout: Duration::from_millis(number(&get, "COLLECTOR_CONNECT_TIMEOUT_MS", 2_000)?),
+                    request_timeout: Duration::from_millis(number(&get, "COLLECTOR_TIMEOUT_MS", 5_000)?),
+                },
+                relay: RelaySettings {
+                    batch_size: number(&get, "OUTBOX_BATCH_SIZE", 50)?,
+                    lease: Duration::from_millis(number(&get, "OUTBOX_LEASE_MS", 30_000)?),
+                    retry: RetryPolicy {
+                        base: Duration::from_millis(number(&get, "OUTBOX_RETRY_BASE_MS", 1_000)?),
+                        cap: Duration::from_millis(number(&get, "OUTBOX_RETRY_CAP_MS", 300_000)?),
+                        max_attempts: number(&get, "OUTBOX_MAX_ATTEMPTS", 20)?,
+                    },
+                },
+                idle_poll_max: Duration::from_millis(number(&get, "OUTBOX_IDLE_POLL_MAX_MS", 500)?),
+            },
+            housekeeping: HousekeepingConfig {
+                idempotency_retention: Duration::from_secs(number(&get, "IDEMPOTENCY_RETENTION_SECS", 24 * 3600)?),
+                idempotency_purge_interval: Duration::from_secs(number(&get, "IDEMPOTENCY_PURGE_INTERVAL_SECS", 600)?),
+                statistics_compact_interval: Duration::from_secs(number(
+                    &get,
+                    "STATISTICS_COMPACT_INTERVAL_SECS",
+                    300,
+                )?),
+                outbox_delivered_retention: Duration::from_secs(number(
+                    &get,
+                    "OUTBOX_DELIVERED_RETENTION_SECS",
+                    7 * 24 * 3600,
+                )?),
+            },
         };
         // A claim must outlive a delivery attempt, or another instance takes
         // the event over while it is still being sent.
-        if config.collector_timeout >= config.outbox_lease {
+        if config.outbox.collector.request_timeout >= config.outbox.relay.lease {
             return Err(ConfigError::Invalid {
                 name: "OUTBOX_LEASE_MS",
                 reason: "it must be longer than COLLECTOR_TIMEOUT_MS".to_owned(),
@@ -225,9 +306,9 @@ impl Config {
         // order that could still commit after that would be missed by every
         // instance until its cache turns over.
         let longest = coffee_postgres::longest_order_transaction(
-            config.database_acquire_timeout,
-            config.idempotency_wait,
-            config.database_statement_timeout,
+            database_acquire_timeout,
+            config.database.idempotency_wait,
+            database_statement_timeout,
         );
         if longest >= coffee_postgres::popular::SETTLE {
             return Err(ConfigError::Invalid {
@@ -244,10 +325,6 @@ impl Config {
         }
         Ok(config)
     }
-
-    pub fn database_url(&self) -> &str {
-        self.database_url.expose_secret()
-    }
 }
 
 fn default_hash_concurrency() -> usize {
@@ -260,6 +337,14 @@ fn number<T: std::str::FromStr>(
     default: T,
 ) -> Result<T, ConfigError> {
     Ok(optional_number(get, name)?.unwrap_or(default))
+}
+
+/// A number of points: a whole number that is not negative.
+fn points(get: &impl Fn(&str) -> Option<String>, name: &'static str, default: i64) -> Result<Points, ConfigError> {
+    Points::new(number(get, name, default)?).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.to_string(),
+    })
 }
 
 fn optional_number<T: std::str::FromStr>(
@@ -289,9 +374,9 @@ mod tests {
     #[test]
     fn local_defaults_need_no_variables() {
         let config = config(&[]).expect("defaults");
-        assert_eq!(config.bind_addr, "127.0.0.1:8080");
-        assert_eq!(config.access_token_ttl, Duration::from_secs(900));
-        assert_eq!(config.refresh_token_ttl, Duration::from_secs(14 * 24 * 3600));
+        assert_eq!(config.http.bind_addr, "127.0.0.1:8080");
+        assert_eq!(config.auth.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.auth.refresh_token_ttl, Duration::from_secs(14 * 24 * 3600));
         assert_eq!(config.log_format, LogFormat::Pretty);
     }
 
@@ -366,5 +451,9 @@ mod tests {
     fn bad_numbers_name_their_variable() {
         let err = config(&[("ACCESS_TOKEN_TTL_SECS", "soon")]).expect_err("must refuse");
         assert!(err.to_string().contains("ACCESS_TOKEN_TTL_SECS"), "{err}");
+        for name in ["CHARGE_MAX_AMOUNT", "BALANCE_MAX"] {
+            let err = config(&[(name, "-1")]).expect_err("must refuse");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 }

@@ -71,10 +71,10 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    if coffee_postgres::ensure_database_exists(config.database_url()).await? {
+    if coffee_postgres::ensure_database_exists(config.database.url()).await? {
         tracing::info!("created the database");
     }
-    let applied = coffee_postgres::run_migrations(config.database_url()).await?;
+    let applied = coffee_postgres::run_migrations(config.database.url()).await?;
     if applied.is_empty() {
         tracing::info!("the database is up to date");
     } else {
@@ -86,7 +86,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 /// Prints to stdout: the output of an operator command.
 #[allow(clippy::print_stdout)]
 async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<()> {
-    let admin = coffee_bootstrap::server::outbox_admin(config)?;
+    let admin = coffee_bootstrap::server::outbox_admin(&config.database.operator)?;
     match command {
         OutboxCommand::Stats => {
             let stats = admin.stats().await?;

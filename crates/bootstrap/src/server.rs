@@ -8,21 +8,18 @@ use actix_web::{HttpServer, web};
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use coffee_application::{
-    CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox, RelaySettings,
-};
-use coffee_collector::{CollectorClient, CollectorSettings};
-use coffee_crypto::{Argon2Hasher, JwtCodec, JwtSettings};
-use coffee_domain::{ChargeLimits, Points, TOKEN_LEEWAY};
+use coffee_application::{CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox};
+use coffee_collector::CollectorClient;
+use coffee_crypto::{Argon2Hasher, JwtCodec};
 use coffee_http::{AppState, Ports, StateSettings, build_app};
 use coffee_ports::{Clock, SystemClock, TokenCodec};
 use coffee_postgres::{
     PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
     PgPopularMenus, PgProbe, PgUserRepository,
 };
-use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore, RedisSettings};
+use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore};
 
-use crate::config::Config;
+use crate::config::{Config, HousekeepingConfig, OutboxConfig};
 
 /// A built, bound, not yet running API server.
 pub struct Application {
@@ -57,33 +54,18 @@ impl Application {
     /// PostgreSQL or Redis is made here, so the server starts (and reports
     /// not-ready) while they are down.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pg =
-            PgPool::new(&pg_settings(config, config.database_pool_size)).context("building the PostgreSQL pool")?;
-        // The relay records a whole batch of deliveries at once: on the
-        // requests' pool that starved requests into 503s whenever the
-        // collector was down (found by the soak). Background work gets its own.
-        // Its commits do not wait for the disk: a crash can only forget that
-        // an event was delivered (it is sent again: at least once) or undo a
-        // purge or a compaction as a whole (done again later). On this
-        // machine the relay's per-event flushes halved POST /orders.
-        let background_pg = PgPool::new(&PgPoolSettings {
-            durable_commits: false,
-            ..pg_settings(config, config.database_background_pool_size.max(1))
-        })
-        .context("building the background PostgreSQL pool")?;
-        let redis = RedisPool::new(&RedisSettings {
-            url: config.redis_url.expose_secret().to_owned(),
-            key_prefix: config.redis_key_prefix.clone(),
-            max_size: config.redis_pool_size,
-            timeout: config.redis_timeout,
-        })
-        .context("building the Redis pool")?;
+        let pg = PgPool::new(&config.database.requests).context("building the PostgreSQL pool")?;
+        // Background work (the relay, housekeeping) gets a pool of its own,
+        // with commits that do not wait for the disk (see `DatabaseConfig`).
+        let background_pg =
+            PgPool::new(&config.database.background).context("building the background PostgreSQL pool")?;
+        let redis = RedisPool::new(&config.redis).context("building the Redis pool")?;
 
         let metrics = crate::telemetry::metrics_handle()?;
         let drain = coffee_http::Drain::default();
         let state = web::Data::new(build_state(config, &pg, &redis, metrics.clone(), drain.clone())?);
-        let relay = start_relay(config, &background_pg)?;
-        let mut background = maintenance_tasks(config, &background_pg);
+        let relay = start_relay(&config.outbox, &background_pg)?;
+        let mut background = maintenance_tasks(&config.housekeeping, &background_pg);
         background.push(tokio::spawn(sample_gauges(
             pg.clone(),
             redis.clone(),
@@ -91,15 +73,16 @@ impl Application {
             Arc::clone(&relay.counters),
             metrics,
         )));
-        let listener = TcpListener::bind(&config.bind_addr).with_context(|| format!("binding {}", config.bind_addr))?;
+        let http = &config.http;
+        let listener = TcpListener::bind(&http.bind_addr).with_context(|| format!("binding {}", http.bind_addr))?;
         let port = listener.local_addr()?.port();
         // Signals are ours (see `run_until_stopped`): actix would stop
         // accepting at once, while a balancer still routes here.
         let mut server = HttpServer::new(move || build_app(state.clone()))
             .listen(listener)?
             .disable_signals()
-            .shutdown_timeout(config.shutdown_timeout.as_secs());
-        if let Some(workers) = config.http_workers {
+            .shutdown_timeout(http.shutdown_timeout.as_secs());
+        if let Some(workers) = http.workers {
             server = server.workers(workers);
         }
         tracing::info!(port, "listening");
@@ -108,8 +91,8 @@ impl Application {
             server: server.run(),
             background,
             relay,
-            shutdown_timeout: config.shutdown_timeout,
-            shutdown_drain: config.shutdown_drain,
+            shutdown_timeout: http.shutdown_timeout,
+            shutdown_drain: http.shutdown_drain,
             drain,
         })
     }
@@ -206,46 +189,26 @@ impl Signals {
     }
 }
 
-/// The pool settings `config` gives, with `max_size` connections.
-fn pg_settings(config: &Config, max_size: usize) -> PgPoolSettings {
-    PgPoolSettings {
-        url: config.database_url.clone(),
-        max_size,
-        acquire_timeout: config.database_acquire_timeout,
-        connect_timeout: config.database_acquire_timeout,
-        statement_timeout: config.database_statement_timeout,
-        durable_commits: true,
-    }
-}
-
-/// The outbox's operator commands, on their own small pool.
-pub fn outbox_admin(config: &Config) -> anyhow::Result<OutboxAdmin> {
-    let pg = PgPool::new(&pg_settings(config, 2))?;
+/// The outbox's operator commands, on their own small pool
+/// (`config.database.operator`).
+pub fn outbox_admin(pool: &PgPoolSettings) -> anyhow::Result<OutboxAdmin> {
+    let pg = PgPool::new(pool)?;
     Ok(OutboxAdmin::new(Arc::new(PgOutboxStore::new(pg))))
 }
 
 /// Starts this instance's outbox relay.
-fn start_relay(config: &Config, pg: &PgPool) -> anyhow::Result<RelayHandle> {
-    let collector = CollectorClient::new(&CollectorSettings {
-        base_url: config.collector_url.clone(),
-        connect_timeout: config.collector_connect_timeout,
-        request_timeout: config.collector_timeout,
-    })
-    .context("building the collector client")?;
+fn start_relay(config: &OutboxConfig, pg: &PgPool) -> anyhow::Result<RelayHandle> {
+    let collector = CollectorClient::new(&config.collector).context("building the collector client")?;
     let relay = RelayOutbox::new(
         Arc::new(PgOutboxStore::new(pg.clone())),
         Arc::new(collector),
-        RelaySettings {
-            owner: format!("coffee-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
-            batch_size: config.outbox_batch_size,
-            lease: config.outbox_lease,
-            retry: config.outbox_retry,
-        },
+        format!("coffee-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple()),
+        config.relay.clone(),
         Arc::new(rand::random::<f64>),
     );
     let counters = relay.counters();
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(relay_loop(relay, stopped, config.outbox_idle_poll_max));
+    let task = tokio::spawn(relay_loop(relay, stopped, config.idle_poll_max));
     Ok(RelayHandle { task, stop, counters })
 }
 
@@ -315,7 +278,7 @@ async fn sample_gauges(
 
 /// Housekeeping every instance runs; each job is safe to run concurrently
 /// on several instances, and a failure is logged and retried next tick.
-fn maintenance_tasks(config: &Config, pg: &PgPool) -> Vec<tokio::task::JoinHandle<()>> {
+fn maintenance_tasks(config: &HousekeepingConfig, pg: &PgPool) -> Vec<tokio::task::JoinHandle<()>> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let purge = PurgeIdempotencyKeys::new(
         Arc::new(PgIdempotencyRecords::new(pg.clone())),
@@ -379,54 +342,40 @@ fn build_state(
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     drain: coffee_http::Drain,
 ) -> anyhow::Result<AppState> {
-    let codec: Arc<dyn TokenCodec> = Arc::new(
-        JwtCodec::new(&JwtSettings {
-            secret: config.jwt_secret.clone(),
-            issuer: config.jwt_issuer.clone(),
-            audience: config.jwt_audience.clone(),
-            leeway: TOKEN_LEEWAY,
-        })
-        .context("building the token codec")?,
-    );
+    let auth = &config.auth;
+    let codec: Arc<dyn TokenCodec> = Arc::new(JwtCodec::new(&auth.jwt).context("building the token codec")?);
     let ports = Ports {
-        menus: Arc::new(PgMenuRepository::with_cache(pg.clone(), config.menu_cache_ttl)),
+        menus: Arc::new(PgMenuRepository::with_cache(pg.clone(), config.database.menu_cache_ttl)),
         probes: vec![
             Arc::new(PgProbe::new(pg.clone())),
             Arc::new(RedisProbe::new(redis.clone())),
         ],
         users: Arc::new(PgUserRepository::new(pg.clone())),
         hasher: Arc::new(Argon2Hasher::new(
-            config.password_hash_concurrency,
-            config.password_hash_queue_max,
+            auth.password_hash_concurrency,
+            auth.password_hash_queue_max,
         )?),
         throttle: Arc::new(RedisLoginThrottle::new(
             redis.clone(),
-            config.login_max_attempts,
-            config.login_window,
+            auth.login_max_attempts,
+            auth.login_window,
         )),
         sessions: Arc::new(RedisSessionStore::new(redis.clone())),
         codec,
-        points: Arc::new(PgPointStore::new(pg.clone(), config.idempotency_wait)),
-        orders: Arc::new(PgOrderStore::new(pg.clone(), config.idempotency_wait)),
+        points: Arc::new(PgPointStore::new(pg.clone(), config.database.idempotency_wait)),
+        orders: Arc::new(PgOrderStore::new(pg.clone(), config.database.idempotency_wait)),
         popular: Arc::new(PgPopularMenus::new(pg.clone())),
         clock: Arc::new(SystemClock),
     };
     Ok(AppState::build(
         ports,
         StateSettings {
-            access_token_ttl: config.access_token_ttl,
-            refresh_token_ttl: config.refresh_token_ttl,
-            charge_limits: charge_limits(config)?,
-            cursors: coffee_http::CursorKey::derive(config.jwt_secret.expose_secret().as_bytes()),
+            access_token_ttl: auth.access_token_ttl,
+            refresh_token_ttl: auth.refresh_token_ttl,
+            charge_limits: config.charge_limits,
+            cursors: coffee_http::CursorKey::derive(auth.jwt.secret.expose_secret().as_bytes()),
             drain,
             metrics,
         },
     ))
-}
-
-fn charge_limits(config: &Config) -> anyhow::Result<ChargeLimits> {
-    Ok(ChargeLimits {
-        max_amount: Points::new(config.charge_max_amount).context("CHARGE_MAX_AMOUNT")?,
-        max_balance: Points::new(config.balance_max).context("BALANCE_MAX")?,
-    })
 }
