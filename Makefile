@@ -10,10 +10,13 @@ BIN_DIR := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 SHORT_SOAK_SECS := 60
 SOAK_SECS ?= 600
 
-.PHONY: help services test-tools cluster cluster-down cluster-test run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
+.PHONY: help hooks services test-tools cluster cluster-down cluster-test run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
+
+hooks: ## Run the fast checks (fmt, architecture, clippy) before each commit (.githooks/pre-commit)
+	git config core.hooksPath .githooks
 
 services: ## Make sure PostgreSQL and Redis are reachable (starting them if needed)
 	@scripts/services.sh ensure
