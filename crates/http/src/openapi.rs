@@ -8,7 +8,7 @@ use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Ref, RefOr};
-use utoipa::{Modify, OpenApi, ToResponse, ToSchema};
+use utoipa::{IntoResponses, Modify, OpenApi, ToResponse, ToSchema};
 
 use crate::problem::{FieldError, PROBLEM_JSON, ProblemCode};
 
@@ -90,6 +90,33 @@ shared_problems! {
     NotYourAccount => "FORBIDDEN: the path names another user's account",
     Internal => "Unexpected failure: INTERNAL",
     DependencyUnavailable => "A dependency is unavailable: DEPENDENCY_UNAVAILABLE",
+}
+
+/// Declares groups of shared responses an operation lists by one name in its
+/// `responses(...)`, each a `$ref` to a response of [`shared_problems!`].
+macro_rules! problem_groups {
+    ($($(#[$doc:meta])* $group:ident => [$($status:literal => $name:ident),+ $(,)?]),+ $(,)?) => {
+        $(
+            $(#[$doc])*
+            #[derive(Debug)]
+            pub struct $group;
+
+            impl IntoResponses for $group {
+                fn responses() -> BTreeMap<String, RefOr<Response>> {
+                    BTreeMap::from([$(
+                        ($status.to_string(), RefOr::Ref(Ref::from_response_name(stringify!($name)))),
+                    )+])
+                }
+            }
+        )+
+    };
+}
+
+problem_groups! {
+    /// What any operation that reads a JSON body may answer before it runs.
+    JsonBodyProblems => [400 => BadRequest, 413 => PayloadTooLarge, 415 => UnsupportedMediaType],
+    /// What any operation that uses PostgreSQL or Redis may answer.
+    ServerProblems => [500 => Internal, 503 => DependencyUnavailable],
 }
 
 /// `GET /health/live`.

@@ -207,12 +207,9 @@ impl From<GetMeError> for ApiError {
 #[utoipa::path(post, path = "/auth/signup", tag = "auth", operation_id = "signUp", request_body = SignUpRequest,
     responses(
         (status = 201, description = "The account", body = UserResponse),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::JsonBodyProblems,
         (status = 409, description = "EMAIL_TAKEN", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpRequest>) -> Result<HttpResponse, ApiError> {
@@ -229,14 +226,11 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpRequest>) -
 #[utoipa::path(post, path = "/auth/login", tag = "auth", operation_id = "logIn", request_body = LogInRequest,
     responses(
         (status = 200, description = "A token pair", body = TokenPairResponse),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::JsonBodyProblems,
         (status = 401, description = "INVALID_CREDENTIALS (unknown email and wrong password alike)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 429, description = "TOO_MANY_ATTEMPTS, with Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInRequest>) -> Result<HttpResponse, ApiError> {
@@ -271,12 +265,9 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInRequest>) -> 
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The access token and its session are revoked"),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::JsonBodyProblems,
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn log_out(
@@ -300,8 +291,7 @@ pub async fn log_out(
                 ("chargePoints" = (operation_id = "chargePoints", parameters(("userId" = "$response.body#/id"))))
             )),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<HttpResponse, ApiError> {
@@ -316,12 +306,9 @@ pub async fn me(state: web::Data<AppState>, caller: Authenticated) -> Result<Htt
 #[utoipa::path(post, path = "/auth/refresh", tag = "auth", operation_id = "refresh", request_body = RefreshRequest,
     responses(
         (status = 200, description = "A new token pair; the presented refresh token stops working", body = TokenPairResponse),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::JsonBodyProblems,
         (status = 401, description = "UNAUTHORIZED, TOKEN_EXPIRED, or REFRESH_TOKEN_REUSED (the session is revoked)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn refresh(state: web::Data<AppState>, body: ApiJson<RefreshRequest>) -> Result<HttpResponse, ApiError> {

@@ -42,8 +42,7 @@ impl From<ListMenusError> for ApiError {
 #[utoipa::path(get, path = "/menus", tag = "menus", operation_id = "listMenus",
     responses(
         (status = 200, description = "Every menu item, ordered by name", body = [MenuResponse]),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn list_menus(state: web::Data<AppState>, json: web::Data<MenusJson>) -> Result<HttpResponse, ApiError> {
@@ -109,8 +108,7 @@ impl From<PopularMenu> for PopularMenuResponse {
 #[utoipa::path(get, path = "/menus/popular", tag = "menus", operation_id = "popularMenus",
     responses(
         (status = 200, description = "Top 3 menus by cups ordered in (now - 7 days, now]; ties by order count, then name", body = [PopularMenuResponse]),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn popular(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

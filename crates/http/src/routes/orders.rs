@@ -128,15 +128,12 @@ impl From<OrderQueryError> for ApiError {
             headers(("Idempotent-Replayed" = String, description = "`true` on a replayed response")),
             links(("getOrder" = (operation_id = "getOrder", parameters(("orderId" = "$response.body#/id")),
                 description = "The order just placed")))),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::JsonBodyProblems,
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "MENU_NOT_FOUND, with `menuIds` (stored and replayed)", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 409, description = "INSUFFICIENT_POINTS, with `balance` and `required` (stored and replayed), or IDEMPOTENCY_KEY_IN_USE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "IDEMPOTENCY_KEY_REUSED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn place(
@@ -196,8 +193,7 @@ pub async fn place(
         (status = 200, description = "Your orders, newest first", body = OrderPageResponse),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn list(
@@ -228,8 +224,7 @@ pub async fn list(
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "NOT_FOUND: no such order of yours", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn get(

@@ -135,15 +135,12 @@ impl From<PointQueryError> for ApiError {
                 ("getBalance" = (operation_id = "getBalance", parameters(("userId" = "$response.body#/userId")))),
                 ("listPointTransactions" = (operation_id = "listPointTransactions", parameters(("userId" = "$response.body#/userId"))))
             )),
-        (status = 400, response = crate::openapi::BadRequest),
-        (status = 413, response = crate::openapi::PayloadTooLarge),
-        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        crate::openapi::JsonBodyProblems,
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::NotYourAccount),
         (status = 409, description = "IDEMPOTENCY_KEY_IN_USE", body = crate::openapi::Problem, content_type = "application/problem+json"),
         (status = 422, description = "BALANCE_LIMIT_EXCEEDED (stored and replayed) or IDEMPOTENCY_KEY_REUSED", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn charge(
@@ -202,8 +199,7 @@ pub async fn charge(
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::NotYourAccount),
         (status = 404, description = "NOT_FOUND: the account no longer exists", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn balance(
@@ -231,8 +227,7 @@ pub async fn balance(
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::NotYourAccount),
-        (status = 503, response = crate::openapi::DependencyUnavailable),
-        (status = 500, response = crate::openapi::Internal),
+        crate::openapi::ServerProblems,
     )
 )]
 pub async fn transactions(
