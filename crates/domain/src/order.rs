@@ -141,6 +141,12 @@ impl OrderDraft {
             total_price: total,
         })
     }
+
+    /// Pays the draft from `balance`: the balance after it, or `None` when
+    /// the balance does not cover the total (nothing may be charged then).
+    pub fn pay(&self, balance: Points) -> Option<Points> {
+        balance.checked_sub(self.total_price)
+    }
 }
 
 /// A paid order.
@@ -295,6 +301,16 @@ mod tests {
             OrderDraft::price(&request, &[menu(1, 4000)]),
             Err(PricingError::MenuNotFound(vec![id(7), id(9)]))
         );
+    }
+
+    #[test]
+    fn a_draft_is_paid_only_from_a_balance_that_covers_it() {
+        let request = OrderRequest::new(&[(id(1), 2)]).expect("valid");
+        let draft = OrderDraft::price(&request, &[menu(1, 4000)]).expect("priced");
+        let points = |v| Points::new(v).expect("points");
+        assert_eq!(draft.pay(points(10_000)), Some(points(2_000)));
+        assert_eq!(draft.pay(points(8_000)), Some(Points::ZERO));
+        assert_eq!(draft.pay(points(7_999)), None);
     }
 
     #[test]

@@ -40,6 +40,11 @@ impl Points {
         self.0.checked_add(other.0).map(Points).ok_or(PointsError::Overflow)
     }
 
+    /// `self - other`, or `None` when that would be negative.
+    pub fn checked_sub(self, other: Points) -> Option<Points> {
+        self.0.checked_sub(other.0).filter(|v| *v >= 0).map(Points)
+    }
+
     /// `self * factor`, refusing overflow.
     pub fn checked_mul(self, factor: u32) -> Result<Points, PointsError> {
         self.0
@@ -86,7 +91,27 @@ mod tests {
         assert_eq!(max.checked_mul(2), Err(PointsError::Overflow));
     }
 
+    #[test]
+    fn a_charge_is_credited_only_up_to_the_balance_limit() {
+        let points = |v| Points::new(v).expect("points");
+        let limits = ChargeLimits {
+            max_amount: points(1_000),
+            max_balance: points(10_000),
+        };
+        let amount = ChargeAmount::new(1_000, &limits).expect("valid amount");
+        assert_eq!(limits.credit(points(8_000), amount), Some(points(9_000)));
+        assert_eq!(limits.credit(points(9_000), amount), Some(points(10_000)));
+        assert_eq!(limits.credit(points(9_001), amount), None);
+        assert_eq!(limits.credit(points(i64::MAX), amount), None);
+    }
+
     proptest! {
+        #[test]
+        fn checked_sub_is_never_negative(a in 0..=i64::MAX, b in 0..=i64::MAX) {
+            let got = Points::new(a).expect("a").checked_sub(Points::new(b).expect("b"));
+            prop_assert_eq!(got.map(Points::value), (a >= b).then(|| a - b));
+        }
+
         #[test]
         fn any_non_negative_value_round_trips(v in 0..=i64::MAX) {
             prop_assert_eq!(Points::new(v).map(Points::value), Ok(v));
@@ -146,6 +171,17 @@ pub struct ChargeLimits {
     pub max_amount: Points,
     /// Largest balance a charge may produce (100,000,000 by default).
     pub max_balance: Points,
+}
+
+impl ChargeLimits {
+    /// The balance after charging `amount` to `balance`, or `None` when it
+    /// would pass `max_balance` (nothing may be charged then).
+    pub fn credit(&self, balance: Points, amount: ChargeAmount) -> Option<Points> {
+        balance
+            .checked_add(amount.points())
+            .ok()
+            .filter(|after| *after <= self.max_balance)
+    }
 }
 
 /// A validated charge amount: 1 to the configured maximum.

@@ -1,102 +1,92 @@
 //! The idempotency mechanism every idempotent operation shares.
 //!
-//! Inside the operation's own transaction, [`claim`] inserts the
-//! `(user, scope, key)` row first. A concurrent duplicate's insert waits on
-//! the primary key until the first transaction ends: if it committed, the
+//! Inside the operation's own transaction, the claim ([`ClaimKey`]) inserts
+//! the `(user, scope, key)` row first. A concurrent duplicate's insert waits
+//! on the primary key until the first transaction ends: if it committed, the
 //! duplicate finds the stored outcome and replays it (or sees a different
 //! fingerprint: `KeyReused`); if it rolled back (a failure), the duplicate
 //! proceeds as the first. No lock service, no in-process lock: correctness
 //! comes from the database, across any number of instances. The effect then
-//! runs, and [`store`] writes its outcome before the commit.
+//! runs, and [`StoreOutcome`] writes its outcome before the commit.
 
 use std::time::Duration;
 
-use coffee_domain::IdempotencyContext;
+use coffee_domain::{IdempotencyContext, Idempotent};
 use coffee_ports::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, InfraError};
+use diesel::QueryResult;
+use diesel::connection::TransactionManagerStatus;
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use diesel::sql_types::{BigInt, Bytea, Integer, Interval, Jsonb, Nullable, Text, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use futures_util::future::BoxFuture;
+use diesel::sql_types::{BigInt, Bytea, Integer, Interval, Jsonb, Nullable, Text};
+use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
+use futures_util::future::{BoxFuture, try_join_all, try_join3};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error;
 use crate::pool::PgPool;
-use crate::schema::idempotency_keys;
+use crate::sql::{Begin, Commit, Rollback, statement};
 
-/// An error inside an idempotent transaction; rolls it back.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum TxError {
-    #[error(transparent)]
-    Diesel(#[from] DieselError),
-    #[error(transparent)]
-    Idempotency(IdempotencyError),
+statement! {
+    /// Claims a key: one call of `claim_idempotency_key` (migration 4), which
+    /// waits at most `wait_ms` for a concurrent duplicate and tells a wait
+    /// that ran out by its SQLSTATE, so no error text is interpreted here.
+    struct ClaimKey {
+        user: uuid::Uuid = diesel::sql_types::Uuid,
+        scope: String = Text,
+        key: String = Text,
+        fingerprint: Vec<u8> = Bytea,
+        wait_ms: i32 = Integer,
+    } returns (Text, Nullable<Bytea>, Nullable<Jsonb>)
+        = "SELECT state, fingerprint, outcome FROM claim_idempotency_key($1, $2, $3, $4, $5)";
 }
 
-impl From<IdempotencyError> for TxError {
-    fn from(error: IdempotencyError) -> Self {
-        Self::Idempotency(error)
-    }
+statement! {
+    /// Stores the outcome of a fresh claim, in the same transaction.
+    struct StoreOutcome {
+        user: uuid::Uuid = diesel::sql_types::Uuid,
+        scope: String = Text,
+        key: String = Text,
+        outcome: serde_json::Value = Jsonb,
+    } = "UPDATE idempotency_keys SET outcome = $4 WHERE user_id = $1 AND scope = $2 AND key = $3";
 }
 
-impl From<InfraError> for TxError {
-    fn from(error: InfraError) -> Self {
-        Self::Idempotency(IdempotencyError::Infra(error))
-    }
+/// Statements sent together, answered in one round trip.
+pub(crate) type Batch<'c> = Vec<BoxFuture<'c, QueryResult<usize>>>;
+
+/// An operation made idempotent by [`run`], in two round trips: what it
+/// reads (sent with `BEGIN` and the claim), then what it writes (sent with
+/// the stored outcome and `COMMIT`). Between the two the adapter applies the
+/// domain's rules to what it read, holding the locks its reads took.
+pub(crate) trait IdempotentWrite: Send + Sync {
+    /// What the first round trip reads.
+    type Reads: Send;
+    /// What the operation came to; stored and replayed.
+    type Outcome: Serialize + DeserializeOwned + Send + Sync;
+
+    /// The reads, sent right after the claim in the same round trip.
+    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Reads>>;
+
+    /// Decides the outcome from the reads and returns the writes that make
+    /// it so (none for an outcome that changes nothing).
+    fn write<'c>(
+        &self,
+        conn: &'c AsyncPgConnection,
+        reads: Self::Reads,
+    ) -> Result<(Self::Outcome, Batch<'c>), InfraError>;
 }
 
-impl From<TxError> for IdempotencyError {
-    fn from(error: TxError) -> Self {
-        match error {
-            TxError::Idempotency(e) => e,
-            TxError::Diesel(e) => IdempotencyError::Infra(error::from_diesel(e)),
-        }
-    }
-}
-
-/// What claiming a key found.
-enum Claim<T> {
-    /// The key is ours: run the effect, then [`store`] its outcome.
-    Fresh,
-    /// The key was used before with this very request: its outcome.
-    Replay(T),
-}
-
-#[derive(QueryableByName)]
-struct ClaimRow {
-    #[diesel(sql_type = Text)]
-    state: String,
-    #[diesel(sql_type = Nullable<Bytea>)]
-    fingerprint: Option<Vec<u8>>,
-    #[diesel(sql_type = Nullable<Jsonb>)]
-    outcome: Option<serde_json::Value>,
-}
-
-/// Claims `context`'s key, waiting at most `wait` for a concurrent duplicate:
-/// one call of `claim_idempotency_key` (migration 4), which tells a wait that
-/// ran out by its SQLSTATE, so no error text is ever interpreted here.
-async fn claim<T: DeserializeOwned>(
-    conn: &mut AsyncPgConnection,
+/// Reads a claim's answer.
+fn interpret<T: DeserializeOwned>(
     context: &IdempotencyContext,
-    wait: Duration,
-) -> Result<Claim<T>, TxError> {
-    let row: ClaimRow =
-        diesel::sql_query("SELECT state, fingerprint, outcome FROM claim_idempotency_key($1, $2, $3, $4, $5)")
-            .bind::<SqlUuid, _>(context.user_id.as_uuid())
-            .bind::<Text, _>(context.scope.as_str())
-            .bind::<Text, _>(context.key.as_str())
-            .bind::<Bytea, _>(context.fingerprint.as_bytes().as_slice())
-            .bind::<Integer, _>(i32::try_from(wait.as_millis()).unwrap_or(i32::MAX))
-            .get_result(conn)
-            .await?;
-    match (row.state.as_str(), row.fingerprint, row.outcome) {
-        ("fresh", _, _) => Ok(Claim::Fresh),
-        ("in_use", _, _) => Err(IdempotencyError::from(IdempotencyConflict::KeyInUse).into()),
+    (state, fingerprint, outcome): (String, Option<Vec<u8>>, Option<serde_json::Value>),
+) -> Result<Option<T>, IdempotencyError> {
+    match (state.as_str(), fingerprint, outcome) {
+        ("fresh", _, _) => Ok(None),
+        ("in_use", _, _) => Err(IdempotencyConflict::KeyInUse.into()),
         ("stored", Some(fingerprint), _) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
-            Err(IdempotencyError::from(IdempotencyConflict::KeyReused).into())
+            Err(IdempotencyConflict::KeyReused.into())
         }
-        ("stored", Some(_), Some(outcome)) => serde_json::from_value(outcome).map(Claim::Replay).map_err(|e| {
+        ("stored", Some(_), Some(outcome)) => serde_json::from_value(outcome).map(Some).map_err(|e| {
             InfraError::Unexpected(anyhow::Error::new(e).context("stored idempotent outcome is unreadable")).into()
         }),
         (state, _, _) => {
@@ -105,55 +95,87 @@ async fn claim<T: DeserializeOwned>(
     }
 }
 
-/// Stores the outcome of a fresh claim, in the same transaction.
-async fn store<T: Serialize>(
-    conn: &mut AsyncPgConnection,
-    context: &IdempotencyContext,
-    outcome: &T,
-) -> Result<(), TxError> {
-    let outcome = serde_json::to_value(outcome)
-        .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("serialising an idempotent outcome")))?;
-    diesel::update(idempotency_keys::table.find((
-        context.user_id.as_uuid(),
-        context.scope.as_str(),
-        context.key.as_str(),
-    )))
-    .set(idempotency_keys::outcome.eq(outcome))
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Runs `effect` as an idempotent operation, in one transaction: claims the
-/// key (replaying a stored outcome instead of running), runs the effect,
-/// stores its outcome. Both idempotent adapters go through here.
-pub(crate) async fn run<T, F>(
+/// Runs `operation` idempotently in one transaction of two round trips:
+/// `BEGIN`, the claim of the key and the operation's reads; then its writes,
+/// the stored outcome and `COMMIT` (or a `ROLLBACK` when the key replays a
+/// stored outcome or is in conflict). Both idempotent adapters go through
+/// here.
+///
+/// The transaction is driven by hand, not by diesel's transaction manager
+/// (which spends a round trip on each of `BEGIN` and `COMMIT`). So the
+/// connection is marked broken for the pool while its transaction is open:
+/// if the request is cancelled midway, or the transaction's end is not
+/// confirmed, the pool drops the connection (and the server rolls the
+/// transaction back) instead of handing it out again.
+pub(crate) async fn run<W: IdempotentWrite>(
     pool: &PgPool,
     context: &IdempotencyContext,
     wait: Duration,
-    effect: F,
-) -> Result<coffee_domain::Idempotent<T>, IdempotencyError>
-where
-    T: Serialize + DeserializeOwned + Send + Sync,
-    F: for<'r> FnOnce(&'r mut AsyncPgConnection) -> BoxFuture<'r, Result<T, TxError>> + Send,
-{
-    use coffee_domain::Idempotent;
-    use diesel_async::AsyncConnection as _;
-    let mut conn = pool.get().await?;
-    let conn: &mut AsyncPgConnection = &mut conn;
-    let result = conn
-        .transaction::<_, TxError, _>(async |conn| {
-            if let Claim::Replay(outcome) = claim(conn, context, wait).await? {
-                return Ok(Idempotent::Replayed(outcome));
-            }
-            let outcome = effect(conn).await?;
-            store(conn, context, &outcome).await?;
-            Ok(Idempotent::Fresh(outcome))
-        })
-        .await;
-    Ok(result?)
+    operation: W,
+) -> Result<Idempotent<W::Outcome>, IdempotencyError> {
+    let mut pooled = pool.get().await?;
+    let conn: &mut AsyncPgConnection = &mut pooled;
+    AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
+    let (result, ended) = transact(conn, context, wait, &operation).await;
+    if ended {
+        *AnsiTransactionManager::transaction_manager_status_mut(conn) = TransactionManagerStatus::default();
+    }
+    result
 }
 
+/// The transaction of [`run`]; also says whether it ended (committed or
+/// rolled back), which makes the connection reusable.
+async fn transact<W: IdempotentWrite>(
+    conn: &AsyncPgConnection,
+    context: &IdempotencyContext,
+    wait: Duration,
+    operation: &W,
+) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool) {
+    let mut q = conn;
+    let claim = ClaimKey {
+        user: context.user_id.as_uuid(),
+        scope: context.scope.as_str().to_owned(),
+        key: context.key.as_str().to_owned(),
+        fingerprint: context.fingerprint.as_bytes().to_vec(),
+        wait_ms: i32::try_from(wait.as_millis()).unwrap_or(i32::MAX),
+    };
+    let first = try_join3(Begin {}.execute(&mut q), claim.get_result(&mut q), operation.read(conn)).await;
+    let decided = first
+        .map_err(|e| IdempotencyError::from(error::from_diesel(e)))
+        .and_then(|(_, claimed, reads)| match interpret(context, claimed)? {
+            Some(stored) => Ok(Err(stored)),
+            None => Ok(Ok(operation.write(conn, reads)?)),
+        });
+    match decided {
+        Ok(Ok((outcome, writes))) => {
+            let stored = match serde_json::to_value(&outcome) {
+                Ok(json) => json,
+                Err(e) => {
+                    let error = InfraError::Unexpected(anyhow::Error::new(e).context("serialising an outcome"));
+                    drop(writes);
+                    return (Err(error.into()), Rollback {}.execute(&mut q).await.is_ok());
+                }
+            };
+            let store = StoreOutcome {
+                user: context.user_id.as_uuid(),
+                scope: context.scope.as_str().to_owned(),
+                key: context.key.as_str().to_owned(),
+                outcome: stored,
+            };
+            let last = try_join3(try_join_all(writes), store.execute(&mut q), Commit {}.execute(&mut q)).await;
+            match last {
+                Ok(_) => (Ok(Idempotent::Fresh(outcome)), true),
+                // Whether COMMIT ran is unknown: the connection is dropped.
+                Err(e) => (Err(error::from_diesel(e).into()), false),
+            }
+        }
+        Ok(Err(stored)) => (
+            Ok(Idempotent::Replayed(stored)),
+            Rollback {}.execute(&mut q).await.is_ok(),
+        ),
+        Err(e) => (Err(e), Rollback {}.execute(&mut q).await.is_ok()),
+    }
+}
 /// [`IdempotencyRecords`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgIdempotencyRecords {

@@ -9,27 +9,31 @@ use coffee_domain::{
     PageSize, PlaceOrderOutcome, PlacedOrder, Points, PricingError, TransactionKind, UserId,
 };
 use coffee_ports::{IdempotencyError, InfraError, OrderStore};
+use diesel::QueryResult;
 use diesel::prelude::*;
-use diesel::upsert::excluded;
+use diesel::sql_types::{Array, BigInt, Integer, Jsonb, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, try_join3};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error;
-use crate::idempotency::{self, TxError};
+use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::menus::MenuRow;
+use crate::points::RecordLedger;
 use crate::pool::PgPool;
-use crate::schema::{menu_sales_hourly, menus, order_items, orders, outbox_events, point_transactions, users};
-use crate::sql::{clock_timestamp, instant_or};
-use futures_util::FutureExt as _;
+use crate::schema::{order_items, orders};
+use crate::sql::{ChangeBalance, Instant, LockBalance, statement};
 
 /// Write shards per (hour, menu) statistics bucket: concurrent orders of one
 /// menu spread over this many rows instead of queueing on one.
 pub const STATISTICS_SHARDS: u128 = 16;
 
 /// Statements an order's transaction runs at most, `BEGIN` and `COMMIT`
-/// included; each is bounded by the pool's statement timeout.
-pub const ORDER_STATEMENTS: u32 = 11;
+/// included (in two round trips); each is bounded by the pool's statement
+/// timeout.
+pub const ORDER_STATEMENTS: u32 = 13;
 
 /// The longest an order's transaction can stay open, measured from a request
 /// asking for a connection: waiting for one, waiting for a duplicate with the
@@ -73,11 +77,12 @@ impl PgOrderStore {
         request: OrderRequest,
         at: Option<OffsetDateTime>,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        let user = context.user_id;
-        idempotency::run(&self.pool, &context, self.idempotency_wait, move |conn| {
-            async move { apply_order(conn, user, &request, at).await }.boxed()
-        })
-        .await
+        let order = OrderWrite {
+            user: context.user_id,
+            request,
+            at,
+        };
+        idempotency::run(&self.pool, &context, self.idempotency_wait, order).await
     }
 }
 
@@ -92,161 +97,231 @@ pub(crate) fn hour_of(t: OffsetDateTime) -> OffsetDateTime {
         - Duration::from_nanos(u64::from(t.nanosecond()))
 }
 
-/// Prices and pays for `request`, then writes everything an order touches,
-/// all stamped with the instant the balance changed: the database's clock
-/// read after the user's row is locked (or `at`, when seeding history).
-async fn apply_order(
-    conn: &mut AsyncPgConnection,
+statement! {
+    /// The menu rows an order names.
+    struct MenusById { ids: Vec<Uuid> = Array<SqlUuid> }
+        returns (SqlUuid, Text, BigInt) = "SELECT id, name, price FROM menus WHERE id = ANY($1)";
+}
+
+statement! {
+    struct RecordOrder {
+        id: Uuid = SqlUuid,
+        user: Uuid = SqlUuid,
+        total: i64 = BigInt,
+        balance_after: i64 = BigInt,
+        at: OffsetDateTime = Timestamptz,
+    } = "INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES ($1, $2, $3, $4, $5)";
+}
+
+statement! {
+    /// All of an order's items in one statement, whatever their number.
+    struct RecordItems {
+        order: Uuid = SqlUuid,
+        ids: Vec<Uuid> = Array<SqlUuid>,
+        menus: Vec<Uuid> = Array<SqlUuid>,
+        names: Vec<String> = Array<Text>,
+        quantities: Vec<i32> = Array<Integer>,
+        unit_prices: Vec<i64> = Array<BigInt>,
+        totals: Vec<i64> = Array<BigInt>,
+        at: OffsetDateTime = Timestamptz,
+    } = "INSERT INTO order_items (id, order_id, menu_id, menu_name, quantity, unit_price, total_price, created_at) \
+         SELECT i.id, $1, i.menu_id, i.name, i.quantity, i.unit_price, i.total, $8 \
+         FROM unnest($2, $3, $4, $5, $6, $7) AS i(id, menu_id, name, quantity, unit_price, total)";
+}
+
+statement! {
+    /// One shard of each (hour, menu) bucket the order sells, rows taken in
+    /// menu-id order (the lines are sorted) so orders never deadlock.
+    struct CountSales {
+        bucket: OffsetDateTime = Timestamptz,
+        shard: i16 = SmallInt,
+        menus: Vec<Uuid> = Array<SqlUuid>,
+        quantities: Vec<i64> = Array<BigInt>,
+    } = "INSERT INTO menu_sales_hourly (bucket_start, menu_id, shard, quantity, order_count) \
+         SELECT $1, s.menu_id, $2, s.quantity, 1 FROM unnest($3, $4) AS s(menu_id, quantity) ORDER BY s.menu_id \
+         ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE \
+         SET quantity = menu_sales_hourly.quantity + excluded.quantity, \
+             order_count = menu_sales_hourly.order_count + excluded.order_count";
+}
+
+statement! {
+    struct EnqueueEvent {
+        id: Uuid = SqlUuid,
+        kind: String = Text,
+        aggregate: Uuid = SqlUuid,
+        payload: serde_json::Value = Jsonb,
+    } = "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)";
+}
+
+/// One order, as an idempotent write: the menus and the locked balance are
+/// read in the first round trip, the domain prices and pays, and everything
+/// the order touches is written in the second, stamped with one instant:
+/// the database's clock read once the balance is locked (or `at`, when
+/// seeding history).
+struct OrderWrite {
     user: UserId,
-    request: &OrderRequest,
+    request: OrderRequest,
     at: Option<OffsetDateTime>,
-) -> Result<PlaceOrderOutcome, TxError> {
-    let ids: Vec<Uuid> = request.menu_ids().iter().map(MenuId::as_uuid).collect();
-    let rows: Vec<MenuRow> = menus::table
-        .filter(menus::id.eq_any(&ids))
-        .select(MenuRow::as_select())
-        .load(conn)
-        .await?;
-    let menus = rows.into_iter().map(Menu::try_from).collect::<Result<Vec<_>, _>>()?;
-    let draft = match OrderDraft::price(request, &menus) {
-        Ok(draft) => draft,
-        Err(PricingError::MenuNotFound(menu_ids)) => return Ok(PlaceOrderOutcome::MenuNotFound { menu_ids }),
-        Err(PricingError::Overflow) => {
-            return Err(InfraError::Unexpected(anyhow::anyhow!("an order total overflowed")).into());
+}
+
+/// What an order reads before it decides.
+struct OrderReads {
+    menus: Vec<(Uuid, String, i64)>,
+    balance: Option<i64>,
+    at: OffsetDateTime,
+}
+
+impl IdempotentWrite for OrderWrite {
+    type Reads = OrderReads;
+    type Outcome = PlaceOrderOutcome;
+
+    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderReads>> {
+        let mut q = conn;
+        let ids = self.request.menu_ids().iter().map(MenuId::as_uuid).collect();
+        let menus = MenusById { ids }.load(&mut q);
+        let balance = LockBalance {
+            user: self.user.as_uuid(),
         }
-    };
-    let total = draft.total_price.value();
+        .load(&mut q);
+        let at = Instant { at: self.at }.get_result(&mut q);
+        async move {
+            let (menus, balance, at) = try_join3(menus, balance, at).await?;
+            Ok(OrderReads {
+                menus,
+                balance: balance.into_iter().next(),
+                at,
+            })
+        }
+        .boxed()
+    }
 
-    // The payment: one conditional UPDATE, so N concurrent orders against a
-    // balance that covers K of them give exactly K successes. Its RETURNING
-    // reads the clock after the row lock: the order's one timestamp.
-    let paid: Option<(i64, OffsetDateTime)> = diesel::update(
-        users::table
-            .filter(users::id.eq(user.as_uuid()))
-            .filter(users::point.ge(total)),
-    )
-    .set((
-        users::point.eq(users::point - total),
-        users::updated_at.eq(instant_or(at, clock_timestamp())),
-    ))
-    .returning((users::point, users::updated_at))
-    .get_result(conn)
-    .await
-    .optional()?;
-    let Some((balance, at)) = paid else {
-        let current: Option<i64> = users::table
-            .find(user.as_uuid())
-            .select(users::point)
-            .first(conn)
-            .await
-            .optional()?;
-        let current = current.ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {user} does not exist")))?;
-        return Ok(PlaceOrderOutcome::InsufficientPoints {
-            balance: points(current)?,
-            required: draft.total_price,
-        });
-    };
+    fn write<'c>(
+        &self,
+        conn: &'c AsyncPgConnection,
+        reads: OrderReads,
+    ) -> Result<(PlaceOrderOutcome, Batch<'c>), InfraError> {
+        let draft = match price(&self.request, reads.menus)? {
+            Ok(draft) => draft,
+            Err(outcome) => return Ok((outcome, Vec::new())),
+        };
+        let balance = reads
+            .balance
+            .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {} does not exist", self.user)))?;
+        let balance = points(balance)?;
+        let Some(balance_after) = draft.pay(balance) else {
+            let required = draft.total_price;
+            return Ok((PlaceOrderOutcome::InsufficientPoints { balance, required }, Vec::new()));
+        };
+        let order = PlacedOrder {
+            id: Uuid::now_v7(),
+            user_id: self.user,
+            lines: draft.lines,
+            total_price: draft.total_price,
+            balance_after,
+            created_at: reads.at,
+        };
+        let mut q = conn;
+        let writes = vec![
+            pay(&order).execute(&mut q),
+            record_order(&order).execute(&mut q),
+            record_items(&order).execute(&mut q),
+            record_ledger(&order).execute(&mut q),
+            count_sales(&order).execute(&mut q),
+            enqueue_event(&order)?.execute(&mut q),
+        ];
+        Ok((PlaceOrderOutcome::Placed(order), writes))
+    }
+}
 
-    let order = PlacedOrder {
+/// Prices the request with the menu rows read (the domain's rules), or the
+/// outcome when a menu is unknown.
+fn price(
+    request: &OrderRequest,
+    rows: Vec<(Uuid, String, i64)>,
+) -> Result<Result<OrderDraft, PlaceOrderOutcome>, InfraError> {
+    let menus = rows
+        .into_iter()
+        .map(|(id, name, price)| Menu::try_from(MenuRow { id, name, price }))
+        .collect::<Result<Vec<_>, _>>()?;
+    match OrderDraft::price(request, &menus) {
+        Ok(draft) => Ok(Ok(draft)),
+        Err(PricingError::MenuNotFound(menu_ids)) => Ok(Err(PlaceOrderOutcome::MenuNotFound { menu_ids })),
+        Err(PricingError::Overflow) => Err(InfraError::Unexpected(anyhow::anyhow!("an order total overflowed"))),
+    }
+}
+
+/// Takes the total from the locked balance.
+fn pay(order: &PlacedOrder) -> ChangeBalance {
+    ChangeBalance {
+        user: order.user_id.as_uuid(),
+        delta: -order.total_price.value(),
+        at: order.created_at,
+    }
+}
+
+fn record_order(order: &PlacedOrder) -> RecordOrder {
+    RecordOrder {
+        id: order.id,
+        user: order.user_id.as_uuid(),
+        total: order.total_price.value(),
+        balance_after: order.balance_after.value(),
+        at: order.created_at,
+    }
+}
+
+fn record_items(order: &PlacedOrder) -> RecordItems {
+    let lines = &order.lines;
+    RecordItems {
+        order: order.id,
+        ids: lines.iter().map(|_| Uuid::now_v7()).collect(),
+        menus: lines.iter().map(|l| l.menu_id.as_uuid()).collect(),
+        names: lines.iter().map(|l| l.name.clone()).collect(),
+        quantities: lines
+            .iter()
+            .map(|l| i32::try_from(l.quantity).unwrap_or(i32::MAX))
+            .collect(),
+        unit_prices: lines.iter().map(|l| l.unit_price.value()).collect(),
+        totals: lines.iter().map(|l| l.total_price.value()).collect(),
+        at: order.created_at,
+    }
+}
+
+/// The `DEDUCT` row, at the instant of the balance change like a charge's
+/// row, so the history's order is the order of the balances.
+fn record_ledger(order: &PlacedOrder) -> RecordLedger {
+    RecordLedger {
         id: Uuid::now_v7(),
-        user_id: user,
-        lines: draft.lines,
-        total_price: draft.total_price,
-        balance_after: points(balance)?,
-        created_at: at,
-    };
-    diesel::insert_into(orders::table)
-        .values((
-            orders::id.eq(order.id),
-            orders::user_id.eq(user.as_uuid()),
-            orders::total_price.eq(total),
-            orders::balance_after.eq(balance),
-            orders::created_at.eq(at),
-        ))
-        .execute(conn)
-        .await?;
-    let items: Vec<_> = order
-        .lines
-        .iter()
-        .map(|line| {
-            (
-                order_items::id.eq(Uuid::now_v7()),
-                order_items::order_id.eq(order.id),
-                order_items::menu_id.eq(line.menu_id.as_uuid()),
-                order_items::menu_name.eq(line.name.as_str()),
-                order_items::quantity.eq(i32::try_from(line.quantity).unwrap_or(i32::MAX)),
-                order_items::unit_price.eq(line.unit_price.value()),
-                order_items::total_price.eq(line.total_price.value()),
-                order_items::created_at.eq(at),
-            )
-        })
-        .collect();
-    diesel::insert_into(order_items::table)
-        .values(items)
-        .execute(conn)
-        .await?;
-    diesel::insert_into(point_transactions::table)
-        .values((
-            point_transactions::id.eq(Uuid::now_v7()),
-            point_transactions::user_id.eq(user.as_uuid()),
-            point_transactions::kind.eq(TransactionKind::Deduct.as_str()),
-            point_transactions::amount.eq(total),
-            point_transactions::balance_after.eq(balance),
-            point_transactions::order_id.eq(Some(order.id)),
-            // The instant of the balance change, like a charge's row, so
-            // the history's order is the order of the balances.
-            point_transactions::created_at.eq(at),
-        ))
-        .execute(conn)
-        .await?;
+        user: order.user_id.as_uuid(),
+        kind: TransactionKind::Deduct.as_str().to_owned(),
+        amount: order.total_price.value(),
+        balance_after: order.balance_after.value(),
+        order: Some(order.id),
+        at: order.created_at,
+    }
+}
 
-    // Popular-menu statistics: one shard of each (hour, menu) bucket, rows
-    // locked in menu-id order (the lines are sorted) so orders never deadlock.
-    let shard = i16::try_from(order.id.as_u128() % STATISTICS_SHARDS).unwrap_or_default();
-    let bucket = hour_of(at);
-    let stats: Vec<_> = order
-        .lines
-        .iter()
-        .map(|line| {
-            (
-                menu_sales_hourly::bucket_start.eq(bucket),
-                menu_sales_hourly::menu_id.eq(line.menu_id.as_uuid()),
-                menu_sales_hourly::shard.eq(shard),
-                menu_sales_hourly::quantity.eq(i64::from(line.quantity)),
-                menu_sales_hourly::order_count.eq(1i64),
-            )
-        })
-        .collect();
-    diesel::insert_into(menu_sales_hourly::table)
-        .values(stats)
-        .on_conflict((
-            menu_sales_hourly::bucket_start,
-            menu_sales_hourly::menu_id,
-            menu_sales_hourly::shard,
-        ))
-        .do_update()
-        .set((
-            menu_sales_hourly::quantity.eq(menu_sales_hourly::quantity + excluded(menu_sales_hourly::quantity)),
-            menu_sales_hourly::order_count
-                .eq(menu_sales_hourly::order_count + excluded(menu_sales_hourly::order_count)),
-        ))
-        .execute(conn)
-        .await?;
+/// Popular-menu statistics: a shard chosen by the order's id, so one hot
+/// menu spreads its writes over [`STATISTICS_SHARDS`] rows.
+fn count_sales(order: &PlacedOrder) -> CountSales {
+    CountSales {
+        bucket: hour_of(order.created_at),
+        shard: i16::try_from(order.id.as_u128() % STATISTICS_SHARDS).unwrap_or_default(),
+        menus: order.lines.iter().map(|l| l.menu_id.as_uuid()).collect(),
+        quantities: order.lines.iter().map(|l| i64::from(l.quantity)).collect(),
+    }
+}
 
-    // The event for the data-collection platform, delivered by the relay.
-    let event = OrderPlacedEvent::new(Uuid::now_v7(), &order);
+/// The event for the data-collection platform, delivered by the relay.
+fn enqueue_event(order: &PlacedOrder) -> Result<EnqueueEvent, InfraError> {
+    let event = OrderPlacedEvent::new(Uuid::now_v7(), order);
     let payload = serde_json::to_value(&event)
         .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("serialising the order event")))?;
-    diesel::insert_into(outbox_events::table)
-        .values((
-            outbox_events::id.eq(event.event_id),
-            outbox_events::event_type.eq(OrderPlacedEvent::TYPE),
-            outbox_events::aggregate_id.eq(order.id),
-            outbox_events::payload.eq(payload),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(PlaceOrderOutcome::Placed(order))
+    Ok(EnqueueEvent {
+        id: event.event_id,
+        kind: OrderPlacedEvent::TYPE.to_owned(),
+        aggregate: order.id,
+        payload,
+    })
 }
 
 #[derive(Queryable, Selectable)]

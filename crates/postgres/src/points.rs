@@ -8,17 +8,20 @@ use coffee_domain::{
     PointTransaction, Points, TransactionKind, UserId,
 };
 use coffee_ports::{IdempotencyError, InfraError, PointStore};
+use diesel::QueryResult;
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, try_join};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error;
-use crate::idempotency::{self, TxError};
+use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
-use crate::sql::clock_timestamp;
-use futures_util::FutureExt as _;
+use crate::sql::{ChangeBalance, Instant, LockBalance, statement};
 
 /// [`PointStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -39,62 +42,101 @@ fn points(value: i64) -> Result<Points, InfraError> {
     Points::new(value).map_err(|e| InfraError::Unexpected(anyhow::anyhow!("stored points are invalid: {e}")))
 }
 
-/// The charge itself: one conditional UPDATE (no read-modify-write race),
-/// then the ledger row with the balance it produced.
-async fn apply_charge(
-    conn: &mut AsyncPgConnection,
+statement! {
+    /// A ledger row: `ADD` for a charge, `DEDUCT` (with its order) for an order.
+    pub(crate) struct RecordLedger {
+        id: Uuid = SqlUuid,
+        user: Uuid = SqlUuid,
+        kind: String = Text,
+        amount: i64 = BigInt,
+        balance_after: i64 = BigInt,
+        order: Option<Uuid> = Nullable<SqlUuid>,
+        at: OffsetDateTime = Timestamptz,
+    } = "INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+}
+
+/// One charge, as an idempotent write: the balance is locked and read in
+/// the first round trip, the domain applies the balance limit, and the new
+/// balance and its ledger row are written in the second, stamped with the
+/// database's clock read once the balance is locked.
+struct ChargeWrite {
     user: UserId,
-    amount: Points,
+    amount: ChargeAmount,
     limits: ChargeLimits,
-) -> Result<ChargeOutcome, TxError> {
-    let user_id = user.as_uuid();
-    // RETURNING reads the clock after the row lock: the ledger row's time.
-    let changed: Option<(i64, OffsetDateTime)> = diesel::update(
-        users::table
-            .filter(users::id.eq(user_id))
-            .filter((users::point + amount.value()).le(limits.max_balance.value())),
-    )
-    .set((
-        users::point.eq(users::point + amount.value()),
-        users::updated_at.eq(clock_timestamp()),
-    ))
-    .returning((users::point, users::updated_at))
-    .get_result(conn)
-    .await
-    .optional()?;
-    let Some((balance, charged_at)) = changed else {
-        let current: Option<i64> = users::table
-            .find(user_id)
-            .select(users::point)
-            .first(conn)
-            .await
-            .optional()?;
-        let current = current.ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {user} does not exist")))?;
-        return Ok(ChargeOutcome::BalanceLimitExceeded {
-            balance: points(current)?,
+}
+
+impl IdempotentWrite for ChargeWrite {
+    type Reads = (Option<i64>, OffsetDateTime);
+    type Outcome = ChargeOutcome;
+
+    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Reads>> {
+        let mut q = conn;
+        let balance = LockBalance {
+            user: self.user.as_uuid(),
+        }
+        .load(&mut q);
+        let at = Instant { at: None }.get_result(&mut q);
+        async move {
+            let (balance, at) = try_join(balance, at).await?;
+            Ok((balance.into_iter().next(), at))
+        }
+        .boxed()
+    }
+
+    fn write<'c>(
+        &self,
+        conn: &'c AsyncPgConnection,
+        (balance, charged_at): Self::Reads,
+    ) -> Result<(ChargeOutcome, Batch<'c>), InfraError> {
+        let balance =
+            balance.ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {} does not exist", self.user)))?;
+        let balance = points(balance)?;
+        let amount = self.amount.points();
+        let Some(after) = self.limits.credit(balance, self.amount) else {
+            let max_balance = self.limits.max_balance;
+            return Ok((
+                ChargeOutcome::BalanceLimitExceeded {
+                    balance,
+                    amount,
+                    max_balance,
+                },
+                Vec::new(),
+            ));
+        };
+        let charge = Charge {
+            user_id: self.user,
             amount,
-            max_balance: limits.max_balance,
-        });
-    };
-    let transaction_id = Uuid::now_v7();
-    diesel::insert_into(point_transactions::table)
-        .values((
-            point_transactions::id.eq(transaction_id),
-            point_transactions::user_id.eq(user_id),
-            point_transactions::kind.eq(TransactionKind::Add.as_str()),
-            point_transactions::amount.eq(amount.value()),
-            point_transactions::balance_after.eq(balance),
-            point_transactions::created_at.eq(charged_at),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(ChargeOutcome::Charged(Charge {
-        user_id: user,
-        amount,
-        balance: points(balance)?,
-        transaction_id,
-        charged_at,
-    }))
+            balance: after,
+            transaction_id: Uuid::now_v7(),
+            charged_at,
+        };
+        let mut q = conn;
+        let writes = vec![credit(&charge).execute(&mut q), record_ledger(&charge).execute(&mut q)];
+        Ok((ChargeOutcome::Charged(charge), writes))
+    }
+}
+
+/// Adds the amount to the locked balance.
+fn credit(charge: &Charge) -> ChangeBalance {
+    ChangeBalance {
+        user: charge.user_id.as_uuid(),
+        delta: charge.amount.value(),
+        at: charge.charged_at,
+    }
+}
+
+/// The `ADD` row, with the balance the charge produced.
+fn record_ledger(charge: &Charge) -> RecordLedger {
+    RecordLedger {
+        id: charge.transaction_id,
+        user: charge.user_id.as_uuid(),
+        kind: TransactionKind::Add.as_str().to_owned(),
+        amount: charge.amount.value(),
+        balance_after: charge.balance.value(),
+        order: None,
+        at: charge.charged_at,
+    }
 }
 
 #[derive(Queryable, Selectable)]
@@ -141,11 +183,12 @@ impl PointStore for PgPointStore {
         amount: ChargeAmount,
         limits: ChargeLimits,
     ) -> Result<Idempotent<ChargeOutcome>, IdempotencyError> {
-        let user = context.user_id;
-        idempotency::run(&self.pool, &context, self.idempotency_wait, move |conn| {
-            async move { apply_charge(conn, user, amount.points(), limits).await }.boxed()
-        })
-        .await
+        let charge = ChargeWrite {
+            user: context.user_id,
+            amount,
+            limits,
+        };
+        idempotency::run(&self.pool, &context, self.idempotency_wait, charge).await
     }
 
     async fn balance(&self, user: UserId) -> Result<Option<Points>, InfraError> {

@@ -8,6 +8,8 @@
 //!
 //! - [`TcpProxy`]: a TCP proxy the test can cut and restore, to take a
 //!   dependency "down" for one application without touching the shared server.
+//! - [`RoundTripCounter`]: a proxy in front of PostgreSQL that counts the
+//!   round trips a client makes, so a test can pin them.
 //!
 //! The servers come from `TEST_DATABASE_URL` (an admin connection, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `TEST_REDIS_URL`
@@ -20,10 +22,12 @@ mod database;
 mod ledger;
 mod proxy;
 mod redis;
+mod round_trips;
 
 pub use database::TestDatabase;
 pub use proxy::TcpProxy;
 pub use redis::RedisNamespace;
+pub use round_trips::RoundTripCounter;
 
 /// The Redis server tests use.
 pub fn redis_url() -> String {

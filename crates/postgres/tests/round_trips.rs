@@ -1,0 +1,137 @@
+//! Round trips to PostgreSQL per order and per charge, counted by a proxy on
+//! the wire (`RoundTripCounter`), so they cannot creep back: each is network
+//! latency every request pays, on top of the database's own work.
+
+use std::time::Duration;
+
+use coffee_domain::{
+    ChargeAmount, ChargeLimits, ChargeOutcome, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope,
+    MenuId, OrderRequest, PlaceOrderOutcome, Points, UserId,
+};
+use coffee_ports::{OrderStore, PointStore};
+use coffee_postgres::{PgOrderStore, PgPointStore, PgPool, PgPoolSettings};
+use coffee_test_support::{RoundTripCounter, TestDatabase, host_port};
+use diesel_async::SimpleAsyncConnection;
+use uuid::Uuid;
+
+/// The seeded Americano and Latte.
+const AMERICANO: u128 = 0x0192f0a0_0000_7000_8000_000000000001;
+const LATTE: u128 = 0x0192f0a0_0000_7000_8000_000000000002;
+
+/// The most an order may take: `BEGIN`, the claim and the reads; then the
+/// writes, the stored outcome and `COMMIT`.
+const ORDER_ROUND_TRIPS: u64 = 2;
+/// The most a charge may take, likewise.
+const CHARGE_ROUND_TRIPS: u64 = 2;
+
+/// A pool of one connection through the counter: every request reuses it,
+/// with its statements prepared by the warm-up.
+async fn counted(db: &TestDatabase) -> (RoundTripCounter, PgPool) {
+    let upstream = host_port(db.url()).expect("host:port").to_owned();
+    let counter = RoundTripCounter::start(&upstream).await.expect("counter");
+    let mut settings = PgPoolSettings::local(db.url_via(&counter.addr().to_string()));
+    settings.max_size = 1;
+    (counter, PgPool::new(&settings).expect("pool"))
+}
+
+fn context(user: Uuid, scope: IdempotencyScope, key: &str, fingerprint: u8) -> IdempotencyContext {
+    IdempotencyContext {
+        user_id: UserId::from_uuid(user),
+        scope,
+        key: IdempotencyKey::parse(key).expect("key"),
+        fingerprint: Fingerprint::from_bytes([fingerprint; 32]),
+    }
+}
+
+fn two_coffees() -> OrderRequest {
+    OrderRequest::new(&[
+        (MenuId::from_uuid(Uuid::from_u128(AMERICANO)), 2),
+        (MenuId::from_uuid(Uuid::from_u128(LATTE)), 1),
+    ])
+    .expect("valid")
+}
+
+async fn set_balance(db: &TestDatabase, user: Uuid, point: i64) {
+    db.connect()
+        .await
+        .batch_execute(&format!("UPDATE users SET point = {point} WHERE id = '{user}'"))
+        .await
+        .expect("balance set");
+}
+
+/// Round trips `operation` makes.
+async fn trips<T>(counter: &RoundTripCounter, operation: impl std::future::Future<Output = T>) -> (u64, T) {
+    let before = counter.trips();
+    let answer = operation.await;
+    (counter.trips() - before, answer)
+}
+
+#[tokio::test]
+async fn an_order_takes_two_round_trips_paid_short_or_replayed() {
+    let db = TestDatabase::create().await;
+    let (counter, pool) = counted(&db).await;
+    let store = PgOrderStore::new(pool, Duration::from_secs(5));
+    let user = db.insert_user(1_000_000).await;
+    let place =
+        |key: &'static str| store.place_order(context(user, IdempotencyScope::OrdersPlace, key, 1), two_coffees());
+    // Each statement is prepared once per connection: warm every path up.
+    place("warm-up").await.expect("placed");
+    place("warm-up").await.expect("replayed");
+
+    let (placed, outcome) = trips(&counter, place("paid")).await;
+    let (replayed, replay) = trips(&counter, place("paid")).await;
+    set_balance(&db, user, 10).await;
+    let (short, refused) = trips(&counter, place("short")).await;
+
+    eprintln!("round trips per order: paid {placed}, replayed {replayed}, refused {short}");
+    assert!(matches!(
+        outcome.expect("answered").into_inner(),
+        PlaceOrderOutcome::Placed(_)
+    ));
+    assert!(replay.expect("answered").is_replayed());
+    assert!(matches!(
+        refused.expect("answered").into_inner(),
+        PlaceOrderOutcome::InsufficientPoints { .. }
+    ));
+    assert!(placed <= ORDER_ROUND_TRIPS, "a paid order took {placed} round trips");
+    assert!(
+        replayed <= ORDER_ROUND_TRIPS,
+        "a replayed order took {replayed} round trips"
+    );
+    assert!(short <= ORDER_ROUND_TRIPS, "a refused order took {short} round trips");
+    assert!(placed >= 1, "the counter sees the order's traffic");
+}
+
+#[tokio::test]
+async fn a_charge_takes_two_round_trips_credited_or_over_the_limit() {
+    let db = TestDatabase::create().await;
+    let (counter, pool) = counted(&db).await;
+    let store = PgPointStore::new(pool, Duration::from_secs(5));
+    let user = db.insert_user(0).await;
+    let limits = ChargeLimits {
+        max_amount: Points::new(1_000_000).expect("points"),
+        max_balance: Points::new(1_500_000).expect("points"),
+    };
+    let amount = ChargeAmount::new(1_000_000, &limits).expect("amount");
+    let charge =
+        |key: &'static str| store.charge(context(user, IdempotencyScope::PointsCharge, key, 2), amount, limits);
+    charge("warm-up").await.expect("charged");
+    charge("warm-up").await.expect("replayed");
+
+    let (over, refused) = trips(&counter, charge("over the limit")).await;
+    set_balance(&db, user, 0).await;
+    let (credited, outcome) = trips(&counter, charge("credited")).await;
+
+    eprintln!("round trips per charge: credited {credited}, over the limit {over}");
+    assert!(matches!(
+        refused.expect("answered").into_inner(),
+        ChargeOutcome::BalanceLimitExceeded { .. }
+    ));
+    assert!(matches!(
+        outcome.expect("answered").into_inner(),
+        ChargeOutcome::Charged(_)
+    ));
+    assert!(credited <= CHARGE_ROUND_TRIPS, "a charge took {credited} round trips");
+    assert!(over <= CHARGE_ROUND_TRIPS, "a refused charge took {over} round trips");
+    assert!(credited >= 1, "the counter sees the charge's traffic");
+}
