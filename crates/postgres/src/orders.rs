@@ -1,6 +1,7 @@
 //! Orders: placed in one transaction with everything they touch.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -28,7 +29,7 @@ use crate::sql::{ChangeBalance, Instant, LockBalance, statement};
 
 /// Write shards per (hour, menu) statistics bucket: concurrent orders of one
 /// menu spread over this many rows instead of queueing on one.
-pub const STATISTICS_SHARDS: u128 = 16;
+pub const STATISTICS_SHARDS: u16 = 16;
 
 /// Statements an order's transaction runs at most, `BEGIN` and `COMMIT`
 /// included (in two round trips); each is bounded by the pool's statement
@@ -300,12 +301,17 @@ fn record_ledger(order: &PlacedOrder) -> RecordLedger {
     }
 }
 
-/// Popular-menu statistics: a shard chosen by the order's id, so one hot
-/// menu spreads its writes over [`STATISTICS_SHARDS`] rows.
+/// Popular-menu statistics: one hot menu spreads its writes over
+/// [`STATISTICS_SHARDS`] rows, each order of this process taking the next
+/// shard in turn, so orders in flight together (as many as the pool has
+/// connections) rarely share a row lock, where a random shard made half of
+/// them queue behind another.
 fn count_sales(order: &PlacedOrder) -> CountSales {
+    static NEXT_SHARD: AtomicU16 = AtomicU16::new(0);
+    let shard = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % STATISTICS_SHARDS;
     CountSales {
         bucket: hour_of(order.created_at),
-        shard: i16::try_from(order.id.as_u128() % STATISTICS_SHARDS).unwrap_or_default(),
+        shard: i16::try_from(shard).unwrap_or_default(),
         menus: order.lines.iter().map(|l| l.menu_id.as_uuid()).collect(),
         quantities: order.lines.iter().map(|l| i64::from(l.quantity)).collect(),
     }

@@ -42,8 +42,10 @@ macro_rules! statement {
                 &'b self,
                 mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
             ) -> diesel::QueryResult<()> {
-                let mut rest: &str = $sql;
-                while let Some((before, number, after)) = $crate::sql::next_bind(rest) {
+                // The SQL is split at its binds once, not at every execution.
+                static PARTS: std::sync::OnceLock<$crate::sql::Parts> = std::sync::OnceLock::new();
+                let parts = PARTS.get_or_init(|| $crate::sql::split_binds($sql));
+                for &(before, number) in &parts.binds {
                     out.push_sql(before);
                     let mut field = 0usize;
                     let mut bound = false;
@@ -59,9 +61,8 @@ macro_rules! statement {
                             format!("{} has no bind ${number}", stringify!($name)).into(),
                         ));
                     }
-                    rest = after;
                 }
-                out.push_sql(rest);
+                out.push_sql(parts.tail);
                 Ok(())
             }
         }
@@ -72,6 +73,24 @@ macro_rules! statement {
     };
 }
 pub(crate) use statement;
+
+/// A statement's SQL split at its binds: each piece of text with the number
+/// of the bind after it, then the text after the last bind.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub binds: Vec<(&'static str, usize)>,
+    pub tail: &'static str,
+}
+
+pub(crate) fn split_binds(sql: &'static str) -> Parts {
+    let mut binds = Vec::new();
+    let mut rest = sql;
+    while let Some((before, number, after)) = next_bind(rest) {
+        binds.push((before, number));
+        rest = after;
+    }
+    Parts { binds, tail: rest }
+}
 
 /// Splits `sql` at its first bind `$<n>`: the text before, `n`, the rest.
 pub(crate) fn next_bind(sql: &str) -> Option<(&str, usize, &str)> {
