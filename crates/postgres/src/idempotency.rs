@@ -176,6 +176,7 @@ async fn transact<W: IdempotentWrite>(
         Err(e) => (Err(e), Rollback {}.execute(&mut q).await.is_ok()),
     }
 }
+
 /// [`IdempotencyRecords`] on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PgIdempotencyRecords {
