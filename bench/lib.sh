@@ -29,6 +29,13 @@ bench_stop() {
   redis-cli --scan --pattern "coffee-bench-$$:*" | xargs -r redis-cli del >/dev/null
 }
 
+# bench_need_wrk: installs wrk (Debian package) when it is missing.
+bench_need_wrk() {
+  command -v wrk >/dev/null && return 0
+  echo "bench: installing wrk (Debian package)"
+  apt-get install -y -qq wrk >/dev/null
+}
+
 bench_psql() { psql -h 127.0.0.1 -U postgres -d "$BENCH_DB" -q "$@"; }
 
 bench_machine() {

@@ -1,43 +1,62 @@
-//! Popular menus from hourly statistics buckets, exact at the window's edges.
+//! Popular menus from hourly statistics buckets, exact at the window's edges,
+//! at a cost per request bounded by menus and buckets, never by orders.
 //!
 //! The window is `(now - 7 days, now]`. Let `lo = now - 7 days` and
-//! `first_full` the first whole UTC hour after `lo`. Whole hours from
-//! `first_full` on are summed from `menu_sales_hourly` (shards included); the
-//! partial hour `(lo, first_full)` is counted exactly from `order_items`.
+//! `first_full` the first whole UTC hour after `lo`. The ranking adds up:
+//!
+//! - whole hours from `first_full` on whose buckets are final, from memory
+//!   (`SettledHours`: per-menu prefix sums, one subtraction per menu);
+//! - the other whole hours, the live buckets of the last hour or two (shards
+//!   included), read from `menu_sales_hourly` by each request in the one
+//!   query that also reads `now` and the menus;
+//! - the partial hour `(lo, first_full)` at the old edge, from memory
+//!   (`EdgeHour`: per-second sums of its order items with the sums of every
+//!   later second, so the lower edge is one binary search).
 //!
 //! `now` is the database's clock, the same clock that stamps orders (read
 //! after the user's row is locked, see `orders.rs`), so the instances' own
-//! clocks, skewed or not, decide nothing.
+//! clocks, skewed or not, decide nothing. The old edge has one-second
+//! resolution (SPEC.md section 3: "to the second"): in the partial hour an
+//! order counts when it is younger than `lo` rounded up to a whole second.
+//! That is exactly the window when `now` is a whole second; otherwise the
+//! orders of the partial hour after `lo` up to the next whole second are left
+//! out, and an order older than seven days never counts.
 //!
-//! Only data that can no longer change is kept in memory. Every order is
-//! stamped at about the present, and no order transaction outlives
-//! [`SETTLE`] (the server refuses a configuration that would allow it), so
-//! buckets that ended more than `SETTLE` ago, and the order items of the hour
-//! at the window's old edge (a week old), are final. Those sums are read once
-//! per hour; each request then reads only the few live buckets of the last
-//! hour or two, in one query that also reads `now`. Buckets after `now` are
-//! counted too: an order stamped after this query's `now` and committed
-//! before its snapshot was acknowledged, and must never be missed.
+//! Only data that can no longer change is kept in memory, so every instance
+//! stays exact with orders placed through the others. Every order is stamped
+//! at about the present, and no order transaction outlives [`SETTLE`] (the
+//! server refuses a configuration that would allow it), so buckets that ended
+//! more than `SETTLE` ago, and the order items of the hours at the window's
+//! old edge (a week old), are final. A background task prepares them every
+//! [`PREPARE_EVERY`], the next edge hour well before the window reaches it,
+//! so no request waits for them; it is started by the first
+//! [`PopularMenus::top`] or by [`PgPopularMenus::start_preparing`]. A request
+//! that finds its edge hour missing all the same (before the first
+//! preparation, or while preparing fails) loads it, once for every request
+//! waiting for it. Buckets after `now` are counted too: an order stamped after
+//! the request's `now` and committed before its snapshot was acknowledged, and
+//! must never be missed. History written into the past (seeding with
+//! `PgOrderStore::place_order_at` or `bench/seed_popular.sql`) must be there
+//! before an instance first ranks, which is why the task starts with the
+//! first ranking rather than with the adapter.
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+mod queries;
+mod sums;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffee_domain::{Menu, PopularMenu};
 use coffee_ports::{InfraError, PopularMenus};
-use diesel::data_types::PgInterval;
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Interval, Nullable, Timestamptz, Uuid as SqlUuid};
-use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-use crate::error;
 use crate::menus::MenuRow;
 use crate::orders::hour_of;
-use crate::pool::PgPool;
-use crate::schema::menus;
+use crate::pool::{PgConnection, PgPool};
+use sums::{EdgeHour, HOUR, SettledHours, Totals, add};
 
 /// The ranking's window.
 pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -47,123 +66,135 @@ pub const WINDOW: Duration = Duration::from_secs(7 * 24 * 3600);
 /// plus clock skew between instances, with a wide margin.
 pub const SETTLE: Duration = Duration::from_secs(5 * 60);
 
-/// The database's `now` (or `$1` when given) and the live buckets: those from
-/// `max(hour(now - SETTLE), first whole hour of the window)` on, computed as
-/// [`window_bounds`] and [`PgPopularMenus::top_as_of`] do. A row with only
-/// `now` when there is no live bucket.
-const LIVE: &str = "
-WITH clock AS (SELECT coalesce($1, now()) AS now)
-SELECT clock.now, s.menu_id, s.quantity, s.order_count
-FROM clock LEFT JOIN menu_sales_hourly s ON s.bucket_start >= greatest(
-    date_trunc('hour', clock.now - $2, 'UTC'),
-    date_trunc('hour', clock.now - $3, 'UTC') + interval '1 hour')";
+/// How often the background task prepares what the ranking keeps in memory.
+/// A bucket that becomes final is read live by requests until then.
+pub const PREPARE_EVERY: Duration = Duration::from_secs(30);
 
-/// Per-menu sums over buckets in `[$1, $2)` (a settled range).
-const SETTLED: &str = "
-SELECT menu_id, SUM(quantity)::bigint AS quantity, SUM(order_count)::bigint AS order_count
-FROM menu_sales_hourly WHERE bucket_start >= $1 AND bucket_start < $2 GROUP BY menu_id";
-
-/// The items of `[$1, $2)`: the hour at the window's old edge.
-const EDGE: &str = "
-SELECT created_at, menu_id, quantity FROM order_items WHERE created_at >= $1 AND created_at < $2";
-
-/// One statement, so readers see the shards either all before or all after.
-const COMPACT: &str = "
-WITH moved AS (
-    DELETE FROM menu_sales_hourly WHERE bucket_start < $1 AND shard <> 0
-    RETURNING bucket_start, menu_id, quantity, order_count
-), merged AS (
-    SELECT bucket_start, menu_id, SUM(quantity)::bigint AS quantity, SUM(order_count)::bigint AS order_count
-    FROM moved GROUP BY bucket_start, menu_id
-), upserted AS (
-    INSERT INTO menu_sales_hourly (bucket_start, menu_id, shard, quantity, order_count)
-    SELECT bucket_start, menu_id, 0, quantity, order_count FROM merged
-    ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE
-    SET quantity = menu_sales_hourly.quantity + EXCLUDED.quantity,
-        order_count = menu_sales_hourly.order_count + EXCLUDED.order_count
-    RETURNING 1
-)
-SELECT (SELECT count(*) FROM moved)::bigint AS n";
-
-/// [`PopularMenus`] on PostgreSQL.
+/// [`PopularMenus`] on PostgreSQL. Clones share what is kept in memory.
 #[derive(Debug, Clone)]
 pub struct PgPopularMenus {
+    shared: Arc<Shared>,
+}
+
+/// What the instance keeps in memory, and how it is filled.
+#[derive(Debug)]
+struct Shared {
     pool: PgPool,
-    settled: Arc<RwLock<Option<SettledSums>>>,
-    edge: Arc<RwLock<Option<EdgeItems>>>,
+    settled: RwLock<Option<Arc<SettledHours>>>,
+    edges: RwLock<BTreeMap<OffsetDateTime, Arc<EdgeHour>>>,
+    /// Held while filling memory, so each hour is loaded once. Taken only
+    /// with a connection already in hand, never the other way round, so
+    /// those waiting for it cannot starve its holder of a connection.
+    loading: tokio::sync::Mutex<()>,
+    /// The runtime the background task runs on: the one that built this
+    /// adapter (the server's main one), else the caller's.
+    runtime: Option<tokio::runtime::Handle>,
+    started: AtomicBool,
+    loaded_by_requests: AtomicU64,
 }
 
-/// Sums of a settled bucket range `[from, to)`.
-#[derive(Debug)]
-struct SettledSums {
-    from: OffsetDateTime,
-    to: OffsetDateTime,
-    sums: HashMap<Uuid, (i64, i64)>,
-}
-
-/// The items of the hour starting at `hour`.
-#[derive(Debug)]
-struct EdgeItems {
-    hour: OffsetDateTime,
-    items: Vec<(OffsetDateTime, Uuid, i64)>,
+/// What a [`PgPopularMenus`] holds in memory: for tests and diagnostics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    /// The settled whole hours held, `[from, to)`.
+    pub settled: Option<(OffsetDateTime, OffsetDateTime)>,
+    /// The start of each edge hour held, ascending.
+    pub edge_hours: Vec<OffsetDateTime>,
+    /// How many edge hours requests had to load themselves.
+    pub loaded_by_requests: u64,
 }
 
 impl PgPopularMenus {
+    /// An adapter with nothing in memory yet; call within the runtime that
+    /// should run its background task (see [`Self::start_preparing`]).
     pub fn new(pool: PgPool) -> Self {
         Self {
-            pool,
-            settled: Arc::default(),
-            edge: Arc::default(),
+            shared: Arc::new(Shared {
+                pool,
+                settled: RwLock::default(),
+                edges: RwLock::default(),
+                loading: tokio::sync::Mutex::new(()),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                started: AtomicBool::new(false),
+                loaded_by_requests: AtomicU64::new(0),
+            }),
         }
+    }
+
+    /// Starts the background task that prepares the sums every
+    /// [`PREPARE_EVERY`], if it is not running yet; it stops once every
+    /// clone of this adapter is dropped. [`PopularMenus::top`] starts it too;
+    /// calling this at startup prepares the sums before the first request.
+    pub fn start_preparing(&self) {
+        if self.shared.started.load(Ordering::Acquire) {
+            return;
+        }
+        let Some(runtime) = self
+            .shared
+            .runtime
+            .clone()
+            .or_else(|| tokio::runtime::Handle::try_current().ok())
+        else {
+            return;
+        };
+        if !self.shared.started.swap(true, Ordering::AcqRel) {
+            runtime.spawn(prepare_forever(Arc::downgrade(&self.shared)));
+        }
+    }
+
+    /// One preparation now, as the background task does.
+    pub async fn prepare(&self) -> Result<(), InfraError> {
+        self.shared.prepare(None).await
+    }
+
+    /// [`Self::prepare`] as of `now` instead of the database's clock (still
+    /// holding only what is final by the database's clock): only for tests.
+    pub async fn prepare_as_of(&self, now: OffsetDateTime) -> Result<(), InfraError> {
+        self.shared.prepare(Some(now)).await
+    }
+
+    /// What is held in memory.
+    pub fn prepared(&self) -> Prepared {
+        Prepared {
+            settled: self.shared.settled().map(|s| (s.from(), s.to())),
+            edge_hours: read(&self.shared.edges).keys().copied().collect(),
+            loaded_by_requests: self.shared.loaded_by_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The ranking as of `now` instead of the database's clock: only for
+    /// tests that sweep the window over a seeded history.
+    pub async fn top_as_of(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
+        self.shared.rank(Some(now), limit).await
     }
 }
 
-#[derive(QueryableByName)]
-struct SumRow {
-    #[diesel(sql_type = SqlUuid)]
-    menu_id: Uuid,
-    #[diesel(sql_type = BigInt)]
-    quantity: i64,
-    #[diesel(sql_type = BigInt)]
-    order_count: i64,
-}
-
-#[derive(QueryableByName)]
-struct LiveRow {
-    #[diesel(sql_type = Timestamptz)]
-    now: OffsetDateTime,
-    #[diesel(sql_type = Nullable<SqlUuid>)]
-    menu_id: Option<Uuid>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    quantity: Option<i64>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    order_count: Option<i64>,
-}
-
-fn interval(duration: Duration) -> PgInterval {
-    PgInterval::from_microseconds(i64::try_from(duration.as_micros()).unwrap_or(i64::MAX))
-}
-
-#[derive(QueryableByName)]
-struct EdgeRow {
-    #[diesel(sql_type = Timestamptz)]
-    created_at: OffsetDateTime,
-    #[diesel(sql_type = SqlUuid)]
-    menu_id: Uuid,
-    #[diesel(sql_type = Integer)]
-    quantity: i32,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
+/// Prepares every [`PREPARE_EVERY`] until the adapter is dropped.
+async fn prepare_forever(shared: Weak<Shared>) {
+    loop {
+        let Some(strong) = shared.upgrade() else {
+            return;
+        };
+        if let Err(e) = strong.prepare(None).await {
+            tracing::warn!(
+                error = e.describe(),
+                "preparing the popular-menu sums failed; requests load what they miss"
+            );
+        }
+        drop(strong);
+        tokio::time::sleep(PREPARE_EVERY).await;
+    }
 }
 
 /// The window's bounds for `now`: `(lo, first_full)`.
 pub fn window_bounds(now: OffsetDateTime) -> (OffsetDateTime, OffsetDateTime) {
     let lo = now - WINDOW;
-    (lo, hour_of(lo) + Duration::from_secs(3600))
+    (lo, hour_of(lo) + HOUR)
+}
+
+/// Whether the hour starting at `hour` can no longer change at `db_now`.
+fn is_final(hour: OffsetDateTime, db_now: OffsetDateTime) -> bool {
+    hour + HOUR + SETTLE <= db_now
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -174,113 +205,116 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-impl PgPopularMenus {
-    async fn settled_sums(
-        &self,
-        conn: &mut crate::pool::PgConnection,
-        from: OffsetDateTime,
-        to: OffsetDateTime,
-    ) -> Result<HashMap<Uuid, (i64, i64)>, InfraError> {
-        if let Some(cached) = read(&self.settled).as_ref().filter(|c| c.from == from && c.to == to) {
-            return Ok(cached.sums.clone());
-        }
-        let rows: Vec<SumRow> = diesel::sql_query(SETTLED)
-            .bind::<Timestamptz, _>(from)
-            .bind::<Timestamptz, _>(to)
-            .load(conn)
-            .await
-            .map_err(error::from_diesel)?;
-        let sums: HashMap<Uuid, (i64, i64)> = rows
-            .into_iter()
-            .map(|r| (r.menu_id, (r.quantity, r.order_count)))
-            .collect();
-        *write(&self.settled) = Some(SettledSums {
-            from,
-            to,
-            sums: sums.clone(),
-        });
-        Ok(sums)
+impl Shared {
+    fn settled(&self) -> Option<Arc<SettledHours>> {
+        read(&self.settled).clone()
     }
 
-    /// Adds the edge hour's items after `lo` into `totals`.
-    async fn add_edge(
-        &self,
-        conn: &mut crate::pool::PgConnection,
-        lo: OffsetDateTime,
-        first_full: OffsetDateTime,
-        totals: &mut HashMap<Uuid, (i64, i64)>,
-    ) -> Result<(), InfraError> {
-        let hour = hour_of(lo);
-        let cached = read(&self.edge).as_ref().is_some_and(|e| e.hour == hour);
-        if !cached {
-            let rows: Vec<EdgeRow> = diesel::sql_query(EDGE)
-                .bind::<Timestamptz, _>(hour)
-                .bind::<Timestamptz, _>(first_full)
-                .load(conn)
-                .await
-                .map_err(error::from_diesel)?;
-            let items = rows
-                .into_iter()
-                .map(|r| (r.created_at, r.menu_id, i64::from(r.quantity)))
-                .collect();
-            *write(&self.edge) = Some(EdgeItems { hour, items });
-        }
-        if let Some(edge) = read(&self.edge).as_ref().filter(|e| e.hour == hour) {
-            for (created_at, menu_id, quantity) in &edge.items {
-                if *created_at > lo {
-                    let entry = totals.entry(*menu_id).or_default();
-                    entry.0 += quantity;
-                    entry.1 += 1;
-                }
+    fn edge(&self, hour: OffsetDateTime) -> Option<Arc<EdgeHour>> {
+        read(&self.edges).get(&hour).cloned()
+    }
+
+    /// Brings memory up to date for `now` (the database's clock by default):
+    /// the edge hour and the next one, and the settled hours from the hour
+    /// before `first_full` (for requests that read the clock a moment
+    /// earlier) to the last final one.
+    async fn prepare(&self, as_of: Option<OffsetDateTime>) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await?;
+        let clock = queries::clock(&mut conn, as_of).await?;
+        let _loading = self.loading.lock().await;
+        let (lo, first_full) = window_bounds(clock.now);
+        let edge = hour_of(lo);
+        for hour in [edge, edge + HOUR] {
+            if self.edge(hour).is_none() && is_final(hour, clock.db_now) {
+                let loaded = Arc::new(queries::edge_hour(&mut conn, hour).await?);
+                write(&self.edges).insert(hour, loaded);
             }
         }
+        write(&self.edges).retain(|hour, _| *hour >= edge - HOUR && *hour <= edge + HOUR);
+
+        let (from, to) = (first_full - HOUR, hour_of(clock.now.min(clock.db_now) - SETTLE));
+        if to <= from {
+            return Ok(());
+        }
+        let settled = match self.settled().filter(|s| s.from() <= from && from <= s.to()) {
+            Some(held) if held.to() >= to => held.trimmed(from),
+            Some(held) => held
+                .extended(to, &queries::settled_hours(&mut conn, held.to(), to).await?)
+                .trimmed(from),
+            None => SettledHours::starting(from).extended(to, &queries::settled_hours(&mut conn, from, to).await?),
+        };
+        *write(&self.settled) = Some(Arc::new(settled));
         Ok(())
     }
-}
 
-impl PgPopularMenus {
-    /// The ranking as of `now` instead of the database's clock: only for
-    /// tests that sweep the window over a seeded history.
-    pub async fn top_as_of(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
-        self.rank(Some(now), limit).await
+    /// The edge hour starting at `hour`, from memory, else loaded (and kept
+    /// when final by `db_now`; only tests ask for one that is not).
+    async fn edge_hour(
+        &self,
+        conn: &mut PgConnection,
+        hour: OffsetDateTime,
+        db_now: OffsetDateTime,
+    ) -> Result<Arc<EdgeHour>, InfraError> {
+        if let Some(held) = self.edge(hour) {
+            return Ok(held);
+        }
+        if !is_final(hour, db_now) {
+            return Ok(Arc::new(queries::edge_hour(conn, hour).await?));
+        }
+        let _loading = self.loading.lock().await;
+        if let Some(held) = self.edge(hour) {
+            return Ok(held);
+        }
+        tracing::info!(%hour, "a request loads the edge hour of the popular-menu window: it was not prepared");
+        self.loaded_by_requests.fetch_add(1, Ordering::Relaxed);
+        let loaded = Arc::new(queries::edge_hour(conn, hour).await?);
+        let mut edges = write(&self.edges);
+        edges.insert(hour, Arc::clone(&loaded));
+        edges.retain(|held, _| *held >= hour - HOUR * 2 && *held <= hour + HOUR * 2);
+        Ok(loaded)
     }
 
     async fn rank(&self, as_of: Option<OffsetDateTime>, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
+        let settled = self.settled();
         let mut conn = self.pool.get().await?;
-        // The live buckets (a few hundred rows at most) and `now`, together.
-        let live: Vec<LiveRow> = diesel::sql_query(LIVE)
-            .bind::<Nullable<Timestamptz>, _>(as_of)
-            .bind::<Interval, _>(interval(SETTLE))
-            .bind::<Interval, _>(interval(WINDOW))
-            .load(&mut conn)
-            .await
-            .map_err(error::from_diesel)?;
-        let now = <[LiveRow]>::first(&live)
-            .map(|row| row.now)
-            .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("the live-bucket query returned no row")))?;
+        let held = settled.as_ref().map(|s| (s.from(), s.to()));
+        let rows = queries::rank(&mut conn, as_of, held, WINDOW).await?;
+        let (now, db_now, live_from) = rows
+            .iter()
+            .find_map(|row| Some((row.now?, row.db_now?, row.live_from?)))
+            .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("the ranking query returned no clock")))?;
         let (lo, first_full) = window_bounds(now);
-        let settled_end = hour_of(now - SETTLE).max(first_full);
-        let mut totals = self.settled_sums(&mut conn, first_full, settled_end).await?;
-        self.add_edge(&mut conn, lo, first_full, &mut totals).await?;
-        for row in live {
-            if let (Some(menu_id), Some(quantity), Some(order_count)) = (row.menu_id, row.quantity, row.order_count) {
-                let entry = totals.entry(menu_id).or_default();
-                entry.0 += quantity;
-                entry.1 += order_count;
+
+        let mut totals = Totals::new();
+        if live_from != first_full {
+            let covered = settled
+                .as_ref()
+                .is_some_and(|s| s.to() == live_from && s.add_since(first_full, &mut totals));
+            if !covered {
+                return Err(InfraError::Unexpected(anyhow::anyhow!(
+                    "the live buckets start at {live_from}, which the settled hours held do not reach from {first_full}"
+                )));
             }
         }
-        let menu_rows: Vec<MenuRow> = menus::table
-            .select(MenuRow::as_select())
-            .load(&mut conn)
-            .await
-            .map_err(error::from_diesel)?;
+        self.edge_hour(&mut conn, hour_of(lo), db_now)
+            .await?
+            .add_after(lo, &mut totals);
+        drop(conn);
 
+        let mut menus = Vec::new();
+        for row in rows {
+            match (row.id, row.name, row.price, row.quantity, row.order_count) {
+                (Some(id), Some(name), Some(price), _, _) => menus.push(MenuRow { id, name, price }),
+                (Some(id), _, _, Some(quantity), Some(order_count)) => add(&mut totals, id, quantity, order_count),
+                _ => {}
+            }
+        }
         let mut ranked = Vec::new();
-        for row in menu_rows {
-            let Some(&(quantity, order_count)) = totals.get(&row.id).filter(|(q, _)| *q > 0) else {
+        for menu in menus {
+            let Some(&(quantity, order_count)) = totals.get(&menu.id).filter(|(q, _)| *q > 0) else {
                 continue;
             };
-            ranked.push((Menu::try_from(row)?, quantity, order_count));
+            ranked.push((Menu::try_from(menu)?, quantity, order_count));
         }
         // Cups, then orders (both descending), then name (by bytes), then id.
         ranked.sort_by(|a, b| {
@@ -307,16 +341,12 @@ impl PgPopularMenus {
 impl PopularMenus for PgPopularMenus {
     #[tracing::instrument(name = "pg.popular.top", skip(self))]
     async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
-        self.rank(None, limit).await
+        self.start_preparing();
+        self.shared.rank(None, limit).await
     }
 
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError> {
-        let mut conn = self.pool.get().await?;
-        let moved: Count = diesel::sql_query(COMPACT)
-            .bind::<Timestamptz, _>(hour_of(before))
-            .get_result(&mut conn)
-            .await
-            .map_err(error::from_diesel)?;
-        Ok(u64::try_from(moved.n).unwrap_or_default())
+        let mut conn = self.shared.pool.get().await?;
+        queries::compact(&mut conn, hour_of(before)).await
     }
 }

@@ -1,0 +1,301 @@
+//! `PgPopularMenus` at the window's old edge with a busy edge hour: exact a
+//! second either side of the edge and across the hour boundary, whether the
+//! sums were prepared in the background or loaded by the request, and exact
+//! on every instance as soon as another one places an order.
+
+use std::time::Duration;
+
+use coffee_domain::{
+    Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, MenuId, OrderRequest, PlaceOrderOutcome, UserId,
+};
+use coffee_ports::{OrderStore, PopularMenus};
+use coffee_postgres::popular::Prepared;
+use coffee_postgres::{PgOrderStore, PgPool, PgPoolSettings, PgPopularMenus};
+use coffee_test_support::TestDatabase;
+use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel::{QueryableByName, sql_query};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use time::format_description::well_known::Rfc3339;
+use time::macros::datetime;
+use time::{OffsetDateTime, Time};
+use uuid::Uuid;
+
+/// The bench's bulk seeding: orders, items and statistics rows together.
+const SEED: &str = include_str!("../../../bench/seed_popular.sql");
+
+const HOUR: Duration = Duration::from_secs(3600);
+const WEEK: Duration = Duration::from_secs(7 * 24 * 3600);
+const SECOND: Duration = Duration::from_secs(1);
+
+fn pool(db: &TestDatabase) -> PgPool {
+    PgPool::new(&PgPoolSettings::local(db.url())).expect("pool")
+}
+
+/// Bulk orders through `bench/seed_popular.sql`, each call its own batch.
+struct Seeder {
+    conn: AsyncPgConnection,
+    payer: Uuid,
+    batch: u16,
+}
+
+impl Seeder {
+    async fn new(db: &TestDatabase) -> Self {
+        let mut conn = db.connect().await;
+        conn.batch_execute(SEED).await.expect("seeding functions");
+        Self {
+            conn,
+            payer: db.insert_user(0).await,
+            batch: 0,
+        }
+    }
+
+    /// `n` orders stamped evenly over `[from, to)`.
+    async fn orders(&mut self, n: u64, from: OffsetDateTime, to: OffsetDateTime) {
+        self.batch += 1;
+        let (from, to) = (from.format(&Rfc3339).expect("time"), to.format(&Rfc3339).expect("time"));
+        self.conn
+            .batch_execute(&format!(
+                "SELECT pg_temp.seed_orders({}, {n}, '{from}', '{to}', '{}')",
+                self.batch, self.payer
+            ))
+            .await
+            .expect("seeded");
+    }
+
+    /// One order stamped `at`.
+    async fn order_at(&mut self, at: OffsetDateTime) {
+        self.orders(1, at, at + Duration::from_micros(1)).await;
+    }
+}
+
+#[derive(QueryableByName, Debug, PartialEq, Eq)]
+struct Entry {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = BigInt)]
+    quantity: i64,
+    #[diesel(sql_type = BigInt)]
+    order_count: i64,
+}
+
+/// Every menu ordered in `(after, until]`, counted from `orders`, in the
+/// ranking's order.
+async fn truth(db: &TestDatabase, after: OffsetDateTime, until: Option<OffsetDateTime>) -> Vec<Entry> {
+    let sql = "SELECT m.id, SUM(oi.quantity)::bigint AS quantity, COUNT(DISTINCT o.id)::bigint AS order_count \
+               FROM orders o JOIN order_items oi ON oi.order_id = o.id JOIN menus m ON m.id = oi.menu_id \
+               WHERE o.created_at > $1 AND o.created_at <= COALESCE($2, now()) \
+               GROUP BY m.id, m.name ORDER BY 2 DESC, 3 DESC, m.name COLLATE \"C\", m.id";
+    sql_query(sql)
+        .bind::<Timestamptz, _>(after)
+        .bind::<Nullable<Timestamptz>, _>(until)
+        .load(&mut db.connect().await)
+        .await
+        .expect("ground truth")
+}
+
+/// The ranking of every menu as of `now`.
+async fn ranking(popular: &PgPopularMenus, now: Option<OffsetDateTime>) -> Vec<Entry> {
+    let ranked = match now {
+        Some(now) => popular.top_as_of(now, 100).await,
+        None => popular.top(100).await,
+    };
+    ranked
+        .expect("ranking")
+        .into_iter()
+        .map(|r| Entry {
+            id: r.menu.id.as_uuid(),
+            quantity: r.quantity,
+            order_count: r.order_count,
+        })
+        .collect()
+}
+
+/// The instant after which the ranking as of `now` counts orders: `now - 7
+/// days`, rounded up to the whole second inside the partial hour at the old
+/// edge (so exact when `now` is a whole second); the whole hours always count.
+fn counted_after(now: OffsetDateTime) -> OffsetDateTime {
+    let lo = now - WEEK;
+    let first_full = lo.replace_time(Time::from_hms(lo.hour(), 0, 0).expect("hour")) + HOUR;
+    let rounded_up = if lo.nanosecond() == 0 {
+        lo
+    } else {
+        lo.replace_nanosecond(0).expect("second") + SECOND
+    };
+    rounded_up.min(first_full - Duration::from_micros(1))
+}
+
+/// A history with a busy hour at the window's old edge (and the hour after)
+/// for rankings as of `E + 7 days + 15 minutes` and later.
+const E: OffsetDateTime = datetime!(2026-11-10 09:00 UTC);
+
+async fn busy_history(db: &TestDatabase) -> Seeder {
+    let mut seed = Seeder::new(db).await;
+    seed.orders(30_000, E, E + HOUR * 2).await;
+    seed.orders(2_000, E + HOUR * 2, E + WEEK).await;
+    seed.orders(300, E + WEEK, E + WEEK + Duration::from_secs(15 * 60))
+        .await;
+    seed
+}
+
+#[tokio::test]
+async fn a_busy_edge_hour_ranks_exactly_a_second_either_side_of_the_edge() {
+    let db = TestDatabase::create().await;
+    let mut seed = busy_history(&db).await;
+    let minute = |m: u64| E + Duration::from_secs(m * 60);
+    let around = |edge: OffsetDateTime| [-2, -1, 0, 1, 2].map(|s| edge + time::Duration::seconds(s));
+    // Orders at, and one and two seconds either side of, each edge the
+    // rankings below ask for: mid-hour and at the hour boundary.
+    let edges = [minute(20), minute(60)];
+    for at in edges.into_iter().flat_map(around) {
+        seed.order_at(at).await;
+    }
+    let cold = PgPopularMenus::new(pool(&db));
+    let warm = PgPopularMenus::new(pool(&db));
+
+    let inside_a_second = [
+        // Up to the next whole second is left out.
+        minute(20) + Duration::from_millis(500),
+        minute(60) - Duration::from_millis(500),
+        minute(60) - Duration::from_micros(1),
+    ];
+    for lo in edges
+        .into_iter()
+        .flat_map(around)
+        .chain([minute(90)])
+        .chain(inside_a_second)
+    {
+        let now = lo + WEEK;
+        let want = truth(&db, counted_after(now), Some(now)).await;
+        assert!(want.len() >= 8, "as of {now}: {want:?}");
+        warm.prepare_as_of(now).await.expect("prepared");
+        assert_eq!(ranking(&warm, Some(now)).await, want, "prepared, as of {now}");
+        assert_eq!(
+            ranking(&cold, Some(now)).await,
+            want,
+            "loaded by the request, as of {now}"
+        );
+    }
+    assert_eq!(warm.prepared().loaded_by_requests, 0);
+    assert!(cold.prepared().loaded_by_requests > 0);
+
+    // Whole seconds are exact: the same as the ground truth of the window.
+    for now in [minute(20) + WEEK, minute(60) + SECOND + WEEK] {
+        assert_eq!(ranking(&cold, Some(now)).await, truth(&db, now - WEEK, Some(now)).await);
+    }
+    // Rounding up never counts an order older than seven days; inside a
+    // second it leaves out the rest of that second.
+    let now = minute(20) + Duration::from_millis(500) + WEEK;
+    assert_eq!(
+        ranking(&cold, Some(now)).await,
+        truth(&db, minute(20) + SECOND, Some(now)).await
+    );
+    db.assert_ledger_consistent().await;
+}
+
+#[tokio::test]
+async fn prepared_sums_carry_the_ranking_over_the_hour_without_a_request_loading() {
+    let db = TestDatabase::create().await;
+    busy_history(&db).await;
+    let popular = PgPopularMenus::new(pool(&db));
+    // Half a minute before the edge hour E gives way to E + 1 hour.
+    let now = E + WEEK + HOUR - Duration::from_secs(30);
+
+    popular.prepare_as_of(now).await.expect("prepared");
+    assert_eq!(
+        popular.prepared(),
+        Prepared {
+            // From the hour before the first whole one (for requests that read
+            // the clock a moment earlier) to the last final one.
+            settled: Some((E, E + WEEK)),
+            edge_hours: vec![E, E + HOUR],
+            loaded_by_requests: 0,
+        }
+    );
+    for later in [0, 29, 30, 31, 60, 600, 1800] {
+        let at = now + Duration::from_secs(later);
+        assert_eq!(
+            ranking(&popular, Some(at)).await,
+            truth(&db, at - WEEK, Some(at)).await,
+            "{later} s later"
+        );
+    }
+    assert_eq!(popular.prepared().loaded_by_requests, 0);
+
+    // The next preparation drops what the window has passed, adds the hour
+    // after the new edge hour and the hour that has become final.
+    let later = now + Duration::from_secs(600);
+    popular.prepare_as_of(later).await.expect("prepared");
+    let prepared = popular.prepared();
+    assert_eq!(prepared.settled, Some((E + HOUR, E + WEEK + HOUR)));
+    assert_eq!(prepared.edge_hours, vec![E, E + HOUR, E + HOUR * 2]);
+    assert_eq!(
+        ranking(&popular, Some(later)).await,
+        truth(&db, later - WEEK, Some(later)).await
+    );
+    assert_eq!(popular.prepared().loaded_by_requests, 0);
+}
+
+#[derive(QueryableByName)]
+struct Clock {
+    #[diesel(sql_type = Timestamptz)]
+    now: OffsetDateTime,
+}
+
+async fn place(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity: i64) {
+    let request = OrderRequest::new(&[(MenuId::from_uuid(menu), quantity)]).expect("valid");
+    let context = IdempotencyContext {
+        user_id: UserId::from_uuid(user),
+        scope: IdempotencyScope::OrdersPlace,
+        key: IdempotencyKey::parse(key).expect("key"),
+        fingerprint: Fingerprint::from_bytes([7; 32]),
+    };
+    let placed = store.place_order(context, request).await.expect("answered");
+    assert!(matches!(placed.into_inner(), PlaceOrderOutcome::Placed(_)));
+}
+
+#[tokio::test]
+async fn every_instance_counts_an_order_placed_through_another_at_once() {
+    let db = TestDatabase::create().await;
+    let now: Clock = sql_query("SELECT now() AS now")
+        .get_result(&mut db.connect().await)
+        .await
+        .expect("clock");
+    // A busy edge hour, far enough inside the window to stay there while the
+    // test runs, and a week of history.
+    let mut seed = Seeder::new(&db).await;
+    let lo = now.now - WEEK;
+    seed.orders(20_000, lo + Duration::from_secs(120), lo + HOUR).await;
+    seed.orders(1_000, lo + HOUR, now.now - HOUR).await;
+    let instances = [PgPopularMenus::new(pool(&db)), PgPopularMenus::new(pool(&db))];
+    for instance in &instances {
+        instance.prepare().await.expect("prepared");
+    }
+    let stores = [
+        PgOrderStore::new(pool(&db), Duration::from_secs(5)),
+        PgOrderStore::new(pool(&db), Duration::from_secs(5)),
+    ];
+    let user = db.insert_user(10_000_000).await;
+
+    let before = truth(&db, lo, None).await;
+    for (i, entry) in before.iter().enumerate().take(6) {
+        place(&stores[i % 2], user, &format!("o{i}"), entry.id, 1 + i as i64).await;
+        for instance in &instances {
+            let now: Clock = sql_query("SELECT now() AS now")
+                .get_result(&mut db.connect().await)
+                .await
+                .expect("clock");
+            let got = ranking(instance, None).await;
+            assert_eq!(got, truth(&db, now.now - WEEK, None).await, "after order {i}");
+            let counted = got.iter().find(|e| e.id == entry.id).expect("ranked");
+            assert_eq!(
+                counted.quantity,
+                entry.quantity + 1 + i as i64,
+                "order {i} counted at once"
+            );
+        }
+    }
+    for instance in &instances {
+        assert_eq!(instance.prepared().loaded_by_requests, 0);
+    }
+    db.assert_ledger_consistent().await;
+}
