@@ -4,9 +4,7 @@ use std::time::Duration;
 
 use coffee_ports::InfraError;
 use diesel::data_types::PgInterval;
-use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Interval, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
@@ -15,39 +13,24 @@ use uuid::Uuid;
 use super::sums::{EdgeHour, HOUR, Sum};
 use crate::error;
 use crate::pool::PgConnection;
+use crate::sql::statement;
 
-/// What one request reads, in one round trip and as rows of three kinds:
-/// one with the clock (`as_of` instead of the database's `now` when given)
-/// and the start of the live buckets, one per menu, and one per menu sold in
-/// the live buckets with their sums. The live buckets start at `held_to`, the
-/// end of the settled hours in memory, when those cover `[first_full,
-/// held_to)` (they start at `held_from`), else at `first_full`. A query type
-/// of its own, so diesel prepares it once per connection (a `sql_query` is
-/// parsed and planned on every call).
-#[derive(Debug, Clone, Copy, QueryId)]
-struct RankQuery {
-    as_of: Option<OffsetDateTime>,
-    held_from: Option<OffsetDateTime>,
-    held_to: Option<OffsetDateTime>,
-    window: PgInterval,
-}
-
-impl Query for RankQuery {
-    type SqlType = Untyped;
-}
-
-impl QueryFragment<Pg> for RankQuery {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("WITH clock AS (SELECT coalesce(");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.as_of)?;
-        out.push_sql(", now()) AS now, now() AS db_now, ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.held_from)?;
-        out.push_sql("::timestamptz AS held_from, ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&self.held_to)?;
-        out.push_sql("::timestamptz AS held_to, ");
-        out.push_bind_param::<Interval, _>(&self.window)?;
-        out.push_sql(
-            "::interval AS window_length
+statement! {
+    /// What one request reads, in one round trip and as rows of three kinds:
+    /// one with the clock (`as_of` instead of the database's `now` when given)
+    /// and the start of the live buckets, one per menu, and one per menu sold in
+    /// the live buckets with their sums. The live buckets start at `held_to`, the
+    /// end of the settled hours in memory, when those cover `[first_full,
+    /// held_to)` (they start at `held_from`), else at `first_full`. A query type
+    /// of its own (`statement!`), so diesel prepares it once per connection (a
+    /// `sql_query` is parsed and planned on every call).
+    struct RankQuery {
+        as_of: Option<OffsetDateTime> = Nullable<Timestamptz>,
+        held_from: Option<OffsetDateTime> = Nullable<Timestamptz>,
+        held_to: Option<OffsetDateTime> = Nullable<Timestamptz>,
+        window: PgInterval = Interval,
+    } returns Untyped = "WITH clock AS (SELECT coalesce($1, now()) AS now, now() AS db_now, \
+        $2::timestamptz AS held_from, $3::timestamptz AS held_to, $4::interval AS window_length
 ), start AS (
     SELECT now, db_now,
            CASE WHEN held_from <= first_full AND first_full < held_to THEN held_to ELSE first_full END AS live_from
@@ -60,10 +43,7 @@ UNION ALL
 SELECT NULL, NULL, NULL, id, name, price, NULL, NULL FROM menus
 UNION ALL
 SELECT NULL, NULL, NULL, s.menu_id, NULL, NULL, SUM(s.quantity)::bigint, SUM(s.order_count)::bigint
-FROM menu_sales_hourly s, start WHERE s.bucket_start >= start.live_from GROUP BY s.menu_id",
-        );
-        Ok(())
-    }
+FROM menu_sales_hourly s, start WHERE s.bucket_start >= start.live_from GROUP BY s.menu_id";
 }
 
 /// The clock for a preparation (`$1` instead of the database's `now` when
