@@ -6,6 +6,7 @@
 //! connection or a transaction. Diesel and pool failures are translated into
 //! [`coffee_ports::InfraError`] here (see [`error`]).
 
+mod coalesce;
 pub mod error;
 pub mod health;
 pub mod idempotency;

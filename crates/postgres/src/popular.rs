@@ -39,6 +39,13 @@
 //! `PgOrderStore::place_order_at` or `bench/seed_popular.sql`) must be there
 //! before an instance first ranks, which is why the task starts with the
 //! first ranking rather than with the adapter.
+//!
+//! Concurrent requests share their query ([`crate::coalesce`]): one that
+//! arrives while a ranking query runs waits for the next one, which begins
+//! after it arrived and answers every request that arrived in between. So
+//! each answer still reads the database after the request came in (nothing
+//! committed before it is missed), and under load the database runs one
+//! ranking query per round trip instead of one per request.
 
 mod queries;
 mod sums;
@@ -53,6 +60,7 @@ use coffee_domain::{Menu, PopularMenu};
 use coffee_ports::{InfraError, PopularMenus};
 use time::OffsetDateTime;
 
+use crate::coalesce::Coalesced;
 use crate::menus::MenuRow;
 use crate::orders::hour_of;
 use crate::pool::{PgConnection, PgPool};
@@ -91,6 +99,9 @@ struct Shared {
     runtime: Option<tokio::runtime::Handle>,
     started: AtomicBool,
     loaded_by_requests: AtomicU64,
+    /// The rankings requests share: one query answers every request that
+    /// arrived before it began (see [`Coalesced`]).
+    ranking: Coalesced<Vec<PopularMenu>>,
 }
 
 /// What a [`PgPopularMenus`] holds in memory: for tests and diagnostics.
@@ -117,6 +128,7 @@ impl PgPopularMenus {
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 started: AtomicBool::new(false),
                 loaded_by_requests: AtomicU64::new(0),
+                ranking: Coalesced::new(),
             }),
         }
     }
@@ -165,7 +177,12 @@ impl PgPopularMenus {
     /// The ranking as of `now` instead of the database's clock: only for
     /// tests that sweep the window over a seeded history.
     pub async fn top_as_of(&self, now: OffsetDateTime, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
-        self.shared.rank(Some(now), limit).await
+        Ok(first(&self.shared.rank(Some(now)).await?, limit))
+    }
+
+    /// How many ranking queries requests have shared out: for tests.
+    pub fn ranking_rounds(&self) -> u64 {
+        self.shared.ranking.rounds()
     }
 }
 
@@ -274,7 +291,8 @@ impl Shared {
         Ok(loaded)
     }
 
-    async fn rank(&self, as_of: Option<OffsetDateTime>, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
+    /// Every menu sold in the window, ranked.
+    async fn rank(&self, as_of: Option<OffsetDateTime>) -> Result<Vec<PopularMenu>, InfraError> {
         let settled = self.settled();
         let mut conn = self.pool.get().await?;
         let held = settled.as_ref().map(|s| (s.from(), s.to()));
@@ -325,7 +343,6 @@ impl Shared {
         });
         Ok(ranked
             .into_iter()
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
             .zip(1..)
             .map(|((menu, quantity, order_count), rank)| PopularMenu {
                 rank,
@@ -337,12 +354,32 @@ impl Shared {
     }
 }
 
+/// The first `limit` entries of a ranking.
+fn first(ranked: &[PopularMenu], limit: u32) -> Vec<PopularMenu> {
+    ranked
+        .iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .cloned()
+        .collect()
+}
+
 #[async_trait]
 impl PopularMenus for PgPopularMenus {
     #[tracing::instrument(name = "pg.popular.top", skip(self))]
     async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
         self.start_preparing();
-        self.shared.rank(None, limit).await
+        let shared = Arc::downgrade(&self.shared);
+        let ranked = self
+            .shared
+            .ranking
+            .get(move || async move {
+                let shared = shared
+                    .upgrade()
+                    .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("the popular-menu adapter is gone")))?;
+                shared.rank(None).await
+            })
+            .await?;
+        Ok(first(&ranked, limit))
     }
 
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError> {

@@ -3,6 +3,8 @@
 //! sums were prepared in the background or loaded by the request, and exact
 //! on every instance as soon as another one places an order.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use coffee_domain::{
@@ -297,5 +299,57 @@ async fn every_instance_counts_an_order_placed_through_another_at_once() {
     for instance in &instances {
         assert_eq!(instance.prepared().loaded_by_requests, 0);
     }
+    db.assert_ledger_consistent().await;
+}
+
+#[derive(QueryableByName)]
+struct MenuIdRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// Requests that share ranking queries still see every order committed
+/// before they arrived: readers keep the ranking busy all along, so nearly
+/// every check below joins a round, and each must count the order just
+/// placed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shared_rankings_count_every_order_committed_before_the_request() {
+    let db = TestDatabase::create().await;
+    let popular = PgPopularMenus::new(pool(&db));
+    popular.prepare().await.expect("prepared");
+    let store = PgOrderStore::new(pool(&db), Duration::from_secs(5));
+    let user = db.insert_user(10_000_000).await;
+    let menu: MenuIdRow = sql_query("SELECT id FROM menus ORDER BY id LIMIT 1")
+        .get_result(&mut db.connect().await)
+        .await
+        .expect("a menu");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let (popular, stop) = (popular.clone(), Arc::clone(&stop));
+        readers.push(tokio::spawn(async move {
+            let mut requests = 0_u64;
+            while !AtomicBool::load(&stop, Ordering::Relaxed) {
+                popular.top(3).await.expect("ranking");
+                requests += 1;
+            }
+            requests
+        }));
+    }
+    let checks = 40_i64;
+    for i in 1..=checks {
+        place(&store, user, &format!("shared-{i}"), menu.id, 1).await;
+        let got = ranking(&popular, None).await;
+        let counted = got.iter().find(|e| e.id == menu.id).map(|e| e.quantity);
+        assert_eq!(counted, Some(i), "order {i} counted by the next request");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut requests = u64::try_from(checks).expect("positive");
+    for reader in readers {
+        requests += reader.await.expect("reader");
+    }
+    let rounds = popular.ranking_rounds();
+    assert!(rounds < requests, "{requests} requests shared {rounds} ranking queries");
     db.assert_ledger_consistent().await;
 }
