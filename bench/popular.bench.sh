@@ -208,13 +208,17 @@ for label in ["few", "many", "bulk"]:
         cpu = r["cpuTicks"] / hz * 1000 / max(x["requests"], 1)
         print(f"| {names[label]} | {edge:,} | {window:,} | {c} | {x['requests']} | {x['non2xx'] + x['socketErrors']} | "
               f"{x['perSecond']:.0f} | {x['p50Ms']:.2f} | {x['p99Ms']:.2f} | {x['p999Ms']:.2f} | {x['maxMs']:.2f} | {cpu:.3f} |")
+def worst_p99(label, c):
+    runs = [r["result"]["p99Ms"] for r in results if (r["label"], r["connections"]) == (label, c)]
+    return max(runs) if runs else float("nan")
 def get(label, c, field):
     r = best.get((label, c))
     return r["result"][field] if r else float("nan")
 ratios = ", ".join(f"**{get('many', c, 'perSecond') / get('few', c, 'perSecond'):.2f}** at {c} connections" for c in conns)
 print(f"""
 Throughput with many orders at the edge / with few: {ratios} (target at least 0.8). p99 with
-{bulk:,} orders over the week at 64 connections: **{get('bulk', 64, 'p99Ms'):.2f} ms** (target under 10 ms).
+{bulk:,} orders over the week at 64 connections: **{get('bulk', 64, 'p99Ms'):.2f} ms**, the worse of its runs
+{worst_p99('bulk', 64):.2f} ms (target under 10 ms).
 Orders, items and statistics rows consistent with each other in all three databases:
 {"yes" if consistent == "ttt" else "NO (" + consistent + ")"}.
 
@@ -233,10 +237,14 @@ request walked every order item of the edge hour.
 | 10,000,000 over the week, 16 connections | 2,198 | 17.5 | {get('bulk', 16, 'perSecond'):,.0f} | {get('bulk', 16, 'p99Ms'):.2f} |
 | 10,000,000 over the week, 64 connections | 1,887 | 45 | {get('bulk', 64, 'perSecond'):,.0f} | {get('bulk', 64, 'p99Ms'):.2f} |
 
-Each request now runs one query (the clock, the menus and the live buckets of the last hour or two)
+A ranking now needs one query (the clock, the menus and the live buckets of the last hour or two)
 and adds in memory the settled hours (per-menu prefix sums) and the edge hour (per-second sums with
 the sums of every later second: one binary search). Both are prepared in the background every 30 s,
-the next edge hour long before the window reaches it (`crates/postgres/src/popular.rs`).""")
+the next edge hour long before the window reaches it (`crates/postgres/src/popular.rs`). Concurrent
+requests share that query without ever reading a snapshot older than themselves: a request waits
+for the next round, which closes to newcomers before it reads, one round at a time
+(`crates/postgres/src/coalesce.rs`); so under load the database runs one query per round, not per
+request.""")
 PY
 bench_write_section "Popular menus at any volume (issue 16)" "$out"
 cat "$out"
