@@ -624,14 +624,19 @@ async fn inject_faults(world: Arc<World>, rig: Arc<tokio::sync::Mutex<Rig>>, sec
     Ok(notes)
 }
 
-/// A session outside the service locks the menu table, and 40 requests per
-/// instance pile in: every pooled connection ends up waiting on the lock, and
-/// the rest must be turned away with a timely `503` instead of queueing.
+/// A session outside the service locks the users table, and 40 balance reads
+/// per instance pile in: every pooled connection ends up waiting on the lock,
+/// and the rest must be turned away with a timely `503` instead of queueing.
+/// Balance reads, because each takes a pooled connection of its own (popular
+/// menus no longer do: concurrent rankings share one query), and they change
+/// nothing.
 async fn pool_storm(world: &Arc<World>, rig: &Arc<tokio::sync::Mutex<Rig>>) -> anyhow::Result<String> {
     let url = rig.lock().await.db.url().to_owned();
+    let reader = Customer::join(world.clone(), usize::MAX).await?;
+    let (path, token) = (format!("/users/{}/points", reader.id), reader.access.clone());
     let mut locker = diesel_async::AsyncPgConnection::establish(&url).await?;
     locker
-        .batch_execute("BEGIN; LOCK TABLE menus IN ACCESS EXCLUSIVE MODE;")
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE;")
         .await?;
     let started = Instant::now();
     // Every storm request on a connection of its own: a pooled one that sat
@@ -646,20 +651,11 @@ async fn pool_storm(world: &Arc<World>, rig: &Arc<tokio::sync::Mutex<Rig>>) -> a
     for _ in 0..(40 * world.bases.len()) {
         let world = world.clone();
         let fresh = fresh.clone();
+        let (path, token) = (path.clone(), token.clone());
         storm.push(tokio::spawn(async move {
-            // Popular menus read the menu rows on every request (GET /menus
-            // may answer from memory).
             let sent = Instant::now();
             let answer = world
-                .call_on(
-                    &fresh,
-                    "storm",
-                    reqwest::Method::GET,
-                    "/menus/popular",
-                    None,
-                    None,
-                    None,
-                )
+                .call_on(&fresh, "storm", reqwest::Method::GET, &path, Some(&token), None, None)
                 .await;
             (answer, sent.elapsed())
         }));
