@@ -45,7 +45,7 @@
 //! after it arrived and answers every request that arrived in between. So
 //! each answer still reads the database after the request came in (nothing
 //! committed before it is missed), and under load the database runs one
-//! ranking query per round trip instead of one per request.
+//! ranking query per round of requests instead of one per request.
 
 mod queries;
 mod sums;
@@ -180,7 +180,7 @@ impl PgPopularMenus {
         Ok(first(&self.shared.rank(Some(now)).await?, limit))
     }
 
-    /// How many ranking queries requests have shared out: for tests.
+    /// How many rounds (ranking queries) requests have opened: for tests.
     pub fn ranking_rounds(&self) -> u64 {
         self.shared.ranking.rounds()
     }
