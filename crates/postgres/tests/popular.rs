@@ -10,11 +10,11 @@ use std::time::Duration;
 use coffee_domain::{
     Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, MenuId, OrderRequest, PlaceOrderOutcome, UserId,
 };
-use coffee_ports::{OrderStore, PopularMenus};
+use coffee_ports::{MenuRepository, OrderStore, PopularMenus};
 use coffee_postgres::popular::Prepared;
-use coffee_postgres::{PgOrderStore, PgPool, PgPoolSettings, PgPopularMenus};
-use coffee_test_support::TestDatabase;
-use diesel::sql_types::{BigInt, Nullable, Timestamptz, Uuid as SqlUuid};
+use coffee_postgres::{PgMenuRepository, PgOrderStore, PgPool, PgPoolSettings, PgPopularMenus};
+use coffee_test_support::{GroundTruthRow, TestDatabase};
+use diesel::sql_types::Timestamptz;
 use diesel::{QueryableByName, sql_query};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use time::format_description::well_known::Rfc3339;
@@ -70,33 +70,8 @@ impl Seeder {
     }
 }
 
-#[derive(QueryableByName, Debug, PartialEq, Eq)]
-struct Entry {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-    #[diesel(sql_type = BigInt)]
-    quantity: i64,
-    #[diesel(sql_type = BigInt)]
-    order_count: i64,
-}
-
-/// Every menu ordered in `(after, until]`, counted from `orders`, in the
-/// ranking's order.
-async fn truth(db: &TestDatabase, after: OffsetDateTime, until: Option<OffsetDateTime>) -> Vec<Entry> {
-    let sql = "SELECT m.id, SUM(oi.quantity)::bigint AS quantity, COUNT(DISTINCT o.id)::bigint AS order_count \
-               FROM orders o JOIN order_items oi ON oi.order_id = o.id JOIN menus m ON m.id = oi.menu_id \
-               WHERE o.created_at > $1 AND o.created_at <= COALESCE($2, now()) \
-               GROUP BY m.id, m.name ORDER BY 2 DESC, 3 DESC, m.name COLLATE \"C\", m.id";
-    sql_query(sql)
-        .bind::<Timestamptz, _>(after)
-        .bind::<Nullable<Timestamptz>, _>(until)
-        .load(&mut db.connect().await)
-        .await
-        .expect("ground truth")
-}
-
 /// The ranking of every menu as of `now`.
-async fn ranking(popular: &PgPopularMenus, now: Option<OffsetDateTime>) -> Vec<Entry> {
+async fn ranking(popular: &PgPopularMenus, now: Option<OffsetDateTime>) -> Vec<GroundTruthRow> {
     let ranked = match now {
         Some(now) => popular.top_as_of(now, 100).await,
         None => popular.top(100).await,
@@ -104,7 +79,7 @@ async fn ranking(popular: &PgPopularMenus, now: Option<OffsetDateTime>) -> Vec<E
     ranked
         .expect("ranking")
         .into_iter()
-        .map(|r| Entry {
+        .map(|r| GroundTruthRow {
             id: r.menu.id.as_uuid(),
             quantity: r.quantity,
             order_count: r.order_count,
@@ -167,7 +142,7 @@ async fn a_busy_edge_hour_ranks_exactly_a_second_either_side_of_the_edge() {
         .chain(inside_a_second)
     {
         let now = lo + WEEK;
-        let want = truth(&db, counted_after(now), Some(now)).await;
+        let want = db.popular_sales(Some(counted_after(now)), Some(now)).await;
         assert!(want.len() >= 8, "as of {now}: {want:?}");
         warm.prepare_as_of(now).await.expect("prepared");
         assert_eq!(ranking(&warm, Some(now)).await, want, "prepared, as of {now}");
@@ -182,14 +157,17 @@ async fn a_busy_edge_hour_ranks_exactly_a_second_either_side_of_the_edge() {
 
     // Whole seconds are exact: the same as the ground truth of the window.
     for now in [minute(20) + WEEK, minute(60) + SECOND + WEEK] {
-        assert_eq!(ranking(&cold, Some(now)).await, truth(&db, now - WEEK, Some(now)).await);
+        assert_eq!(
+            ranking(&cold, Some(now)).await,
+            db.popular_sales(Some(now - WEEK), Some(now)).await
+        );
     }
     // Rounding up never counts an order older than seven days; inside a
     // second it leaves out the rest of that second.
     let now = minute(20) + Duration::from_millis(500) + WEEK;
     assert_eq!(
         ranking(&cold, Some(now)).await,
-        truth(&db, minute(20) + SECOND, Some(now)).await
+        db.popular_sales(Some(minute(20) + SECOND), Some(now)).await
     );
     db.assert_ledger_consistent().await;
 }
@@ -217,7 +195,7 @@ async fn prepared_sums_carry_the_ranking_over_the_hour_without_a_request_loading
         let at = now + Duration::from_secs(later);
         assert_eq!(
             ranking(&popular, Some(at)).await,
-            truth(&db, at - WEEK, Some(at)).await,
+            db.popular_sales(Some(at - WEEK), Some(at)).await,
             "{later} s later"
         );
     }
@@ -232,7 +210,7 @@ async fn prepared_sums_carry_the_ranking_over_the_hour_without_a_request_loading
     assert_eq!(prepared.edge_hours, vec![E, E + HOUR, E + HOUR * 2]);
     assert_eq!(
         ranking(&popular, Some(later)).await,
-        truth(&db, later - WEEK, Some(later)).await
+        db.popular_sales(Some(later - WEEK), Some(later)).await
     );
     assert_eq!(popular.prepared().loaded_by_requests, 0);
 }
@@ -278,7 +256,7 @@ async fn every_instance_counts_an_order_placed_through_another_at_once() {
     ];
     let user = db.insert_user(10_000_000).await;
 
-    let before = truth(&db, lo, None).await;
+    let before = db.popular_sales(Some(lo), None).await;
     for (i, entry) in before.iter().enumerate().take(6) {
         place(&stores[i % 2], user, &format!("o{i}"), entry.id, 1 + i as i64).await;
         for instance in &instances {
@@ -287,7 +265,11 @@ async fn every_instance_counts_an_order_placed_through_another_at_once() {
                 .await
                 .expect("clock");
             let got = ranking(instance, None).await;
-            assert_eq!(got, truth(&db, now.now - WEEK, None).await, "after order {i}");
+            assert_eq!(
+                got,
+                db.popular_sales(Some(now.now - WEEK), None).await,
+                "after order {i}"
+            );
             let counted = got.iter().find(|e| e.id == entry.id).expect("ranked");
             assert_eq!(
                 counted.quantity,
@@ -302,12 +284,6 @@ async fn every_instance_counts_an_order_placed_through_another_at_once() {
     db.assert_ledger_consistent().await;
 }
 
-#[derive(QueryableByName)]
-struct MenuIdRow {
-    #[diesel(sql_type = SqlUuid)]
-    id: Uuid,
-}
-
 /// Requests that share ranking queries still see every order committed
 /// before they arrived: readers keep the ranking busy all along, so nearly
 /// every check below joins a round, and each must count the order just
@@ -319,10 +295,8 @@ async fn shared_rankings_count_every_order_committed_before_the_request() {
     popular.prepare().await.expect("prepared");
     let store = PgOrderStore::new(pool(&db), Duration::from_secs(5));
     let user = db.insert_user(10_000_000).await;
-    let menu: MenuIdRow = sql_query("SELECT id FROM menus ORDER BY id LIMIT 1")
-        .get_result(&mut db.connect().await)
-        .await
-        .expect("a menu");
+    let menus = PgMenuRepository::new(pool(&db)).list().await.expect("menus");
+    let menu = menus[0].id.as_uuid();
 
     let stop = Arc::new(AtomicBool::new(false));
     let mut readers = Vec::new();
@@ -339,9 +313,9 @@ async fn shared_rankings_count_every_order_committed_before_the_request() {
     }
     let checks = 40_i64;
     for i in 1..=checks {
-        place(&store, user, &format!("shared-{i}"), menu.id, 1).await;
+        place(&store, user, &format!("shared-{i}"), menu, 1).await;
         let got = ranking(&popular, None).await;
-        let counted = got.iter().find(|e| e.id == menu.id).map(|e| e.quantity);
+        let counted = got.iter().find(|e| e.id == menu).map(|e| e.quantity);
         assert_eq!(counted, Some(i), "order {i} counted by the next request");
     }
     stop.store(true, Ordering::Relaxed);

@@ -97,13 +97,30 @@ impl TestDatabase {
     /// `orders` and `order_items` (no statistics tables), as of `now` or of
     /// the database's clock when `None`.
     pub async fn popular_ground_truth(&self, now: Option<time::OffsetDateTime>) -> Vec<GroundTruthRow> {
+        let mut top = self.popular_sales(None, now).await;
+        top.truncate(3);
+        top
+    }
+
+    /// Every menu ordered in `(after, until]`, counted straight from `orders`
+    /// and `order_items`, in the ranking's order (cups, orders, name by bytes,
+    /// id). `until` is the database's clock when `None`, `after` is `until -
+    /// 7 days` when `None`.
+    pub async fn popular_sales(
+        &self,
+        after: Option<time::OffsetDateTime>,
+        until: Option<time::OffsetDateTime>,
+    ) -> Vec<GroundTruthRow> {
+        use diesel::sql_types::{Nullable, Timestamptz};
         let mut conn = self.connect().await;
         let sql = "SELECT m.id, SUM(oi.quantity)::bigint AS quantity, COUNT(DISTINCT o.id)::bigint AS order_count \
                    FROM orders o JOIN order_items oi ON oi.order_id = o.id JOIN menus m ON m.id = oi.menu_id \
-                   WHERE o.created_at > COALESCE($1, now()) - interval '7 days' AND o.created_at <= COALESCE($1, now()) \
-                   GROUP BY m.id, m.name ORDER BY quantity DESC, order_count DESC, m.name COLLATE \"C\" ASC, m.id ASC LIMIT 3";
+                   WHERE o.created_at > COALESCE($1, COALESCE($2, now()) - interval '7 days') \
+                     AND o.created_at <= COALESCE($2, now()) \
+                   GROUP BY m.id, m.name ORDER BY quantity DESC, order_count DESC, m.name COLLATE \"C\" ASC, m.id ASC";
         diesel::sql_query(sql)
-            .bind::<diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>, _>(now)
+            .bind::<Nullable<Timestamptz>, _>(after)
+            .bind::<Nullable<Timestamptz>, _>(until)
             .load(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("ground truth query: {e}"))

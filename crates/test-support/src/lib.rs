@@ -25,6 +25,7 @@ mod redis;
 mod round_trips;
 
 pub use database::TestDatabase;
+pub use ledger::GroundTruthRow;
 pub use proxy::TcpProxy;
 pub use redis::RedisNamespace;
 pub use round_trips::RoundTripCounter;
