@@ -17,8 +17,13 @@ bench_start_server() { # db port [extra env...]
   env "$@" target/release/coffee serve &
   BENCH_SERVER=$!
   trap bench_stop EXIT
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/ready" >/dev/null && return 0; sleep 0.1; done
-  echo "bench: the server did not become ready" >&2
+  bench_wait_ready "$port"
+}
+
+# bench_wait_ready port: waits up to 10 s for the instance on port to be ready.
+bench_wait_ready() {
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/health/ready" >/dev/null && return 0; sleep 0.1; done
+  echo "bench: the instance on port $1 did not become ready" >&2
   return 1
 }
 

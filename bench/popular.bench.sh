@@ -67,9 +67,7 @@ serve() {
     target/release/coffee serve &
   server_pid=$!
   pids+=("$server_pid")
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$2/health/ready" >/dev/null && return 0; sleep 0.1; done
-  echo "bench: the instance on $1 did not become ready" >&2
-  return 1
+  bench_wait_ready "$2"
 }
 
 # warm port: 3 s of load that is not recorded; the first ranking starts the
