@@ -28,10 +28,7 @@ scripts/services.sh ensure >/dev/null
 missing=()
 command -v wrk >/dev/null || missing+=(wrk)
 command -v haproxy >/dev/null || missing+=(haproxy)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "bench: installing ${missing[*]} (Debian packages)"
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+[ ${#missing[@]} -eq 0 ] || scripts/apt-install.sh bench "${missing[@]}"
 command -v pgbench >/dev/null || { echo "bench: pgbench is missing (Debian package postgresql-client)" >&2; exit 1; }
 
 cargo build --release -q --bin coffee -p coffee-bootstrap --bin mock-collector -p coffee-mock-collector

@@ -37,8 +37,7 @@ bench_stop() {
 # bench_need_wrk: installs wrk (Debian package) when it is missing.
 bench_need_wrk() {
   command -v wrk >/dev/null && return 0
-  echo "bench: installing wrk (Debian package)"
-  apt-get install -y -qq wrk >/dev/null
+  scripts/apt-install.sh bench wrk
 }
 
 bench_psql() { psql -h 127.0.0.1 -U postgres -d "$BENCH_DB" -q "$@"; }

@@ -19,10 +19,7 @@ scripts/services.sh ensure >/dev/null
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
 
-if ! command -v wrk >/dev/null; then
-  echo "bench: installing wrk (Debian package)"
-  apt-get install -y -qq wrk >/dev/null
-fi
+bench_need_wrk
 command -v pgbench >/dev/null || { echo "bench: pgbench is missing (Debian package postgresql-client)" >&2; exit 1; }
 
 cargo build --release -q --bin coffee -p coffee-bootstrap --bin mock-collector -p coffee-mock-collector

@@ -49,13 +49,7 @@ up() {
     exit 1
   fi
   if ! command -v haproxy >/dev/null; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "cluster: installing Debian's haproxy"
-      apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy >/dev/null
-    else
-      echo "cluster: needs HAProxy 2.6+: apt-get install haproxy" >&2
-      exit 1
-    fi
+    scripts/apt-install.sh cluster haproxy
   fi
   mkdir -p "$dir/redis" "$dir/logs"
   : >"$dir/pids"

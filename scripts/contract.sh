@@ -16,10 +16,16 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); p
 collector_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 base="http://127.0.0.1:$port"
 
+# One maker of the virtualenv at a time; a half-made one (an interrupted
+# install) is made again from scratch.
+exec 8>.venv.lock
+flock 8
 if [ ! -x .venv/bin/st ]; then
+  rm -rf .venv
   python3 -m venv .venv
   .venv/bin/pip install -q "schemathesis>=4,<5"
 fi
+flock -u 8
 cargo build -q --bin coffee --bin mock-collector
 
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR="127.0.0.1:$port"

@@ -8,14 +8,8 @@ cd "$(dirname "$0")/.."
 
 browser=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$browser" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "docs-check: installing Debian's chromium"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
-    browser=$(command -v chromium)
-  else
-    echo "docs-check: needs Chromium: apt-get install chromium" >&2
-    exit 1
-  fi
+  scripts/apt-install.sh docs-check chromium
+  browser=$(command -v chromium)
 fi
 
 cargo build -q --bin coffee

@@ -13,11 +13,4 @@ command -v faketime >/dev/null || missing+=(faketime)
 [ -x /usr/sbin/haproxy ] || command -v haproxy >/dev/null || missing+=(haproxy)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  echo "test-tools: installing Debian's ${missing[*]}"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-else
-  echo "test-tools: the tests need ${missing[*]}: apt-get install ${missing[*]}" >&2
-  exit 1
-fi
+exec "$(dirname "$0")/apt-install.sh" test-tools "${missing[@]}"

@@ -126,7 +126,7 @@ impl TestDatabase {
     /// # Panics
     /// When the locale cannot be made or the server refuses it.
     pub async fn speak_korean(&self) {
-        ensure_locale("ko_KR", "ko_KR.UTF-8");
+        crate::locale::ensure_locale("ko_KR", "ko_KR.UTF-8");
         let set = async {
             admin_connection()
                 .await?
@@ -178,32 +178,6 @@ impl Drop for TestDatabase {
             eprintln!("warning: test database {} was not dropped", self.name);
         }
     }
-}
-
-/// Generates `name` from glibc's `source` definition unless `locale -a`
-/// lists it already.
-fn ensure_locale(source: &str, name: &str) {
-    let wanted = name.to_lowercase().replace("utf-8", "utf8");
-    let listed = std::process::Command::new("locale")
-        .arg("-a")
-        .output()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .any(|l| l.to_lowercase() == wanted)
-        })
-        .unwrap_or(false);
-    if listed {
-        return;
-    }
-    let made = std::process::Command::new("localedef")
-        .args(["--no-archive", "-i", source, "-f", "UTF-8", name])
-        .status();
-    assert!(
-        matches!(made, Ok(status) if status.success()),
-        "the {name} locale is missing and `localedef --no-archive -i {source} -f UTF-8 {name}` failed ({made:?}): \
-         install Debian's `locales` package and run it as root"
-    );
 }
 
 fn admin_url() -> String {

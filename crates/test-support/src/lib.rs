@@ -20,6 +20,7 @@
 
 mod database;
 mod ledger;
+mod locale;
 mod proxy;
 mod redis;
 mod round_trips;
