@@ -199,12 +199,15 @@ impl Config {
         );
         let database_acquire_timeout = Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?);
         let database_statement_timeout = Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?);
+        let idle_in_transaction_timeout =
+            Duration::from_millis(number(&get, "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 5_000)?.max(1));
         let pool = |max_size| PgPoolSettings {
             url: database_url.clone(),
             max_size,
             acquire_timeout: database_acquire_timeout,
             connect_timeout: database_acquire_timeout,
             statement_timeout: database_statement_timeout,
+            idle_in_transaction_timeout,
             durable_commits: true,
         };
         let config = Self {

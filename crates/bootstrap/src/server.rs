@@ -31,6 +31,45 @@ pub struct Application {
     shutdown_timeout: std::time::Duration,
     shutdown_drain: std::time::Duration,
     drain: coffee_http::Drain,
+    /// The runtime every pooled connection does its I/O on (see [`IoRuntime`]).
+    io: IoRuntime,
+}
+
+/// A runtime of its own for the connection tasks of every pool. actix runs
+/// each HTTP worker on a runtime of its own and, on a graceful stop, stops
+/// idle workers first: a connection opened by such a worker (its I/O task
+/// spawned there) but checked out by a request of a busy worker died with
+/// it ("connection closed", `503`). This runtime outlives every worker; it
+/// is shut down once the server and the relay have stopped.
+struct IoRuntime(Option<tokio::runtime::Runtime>);
+
+impl IoRuntime {
+    fn start() -> anyhow::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("coffee-io")
+            .enable_all()
+            .build()
+            .context("starting the connections' I/O runtime")?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> anyhow::Result<tokio::runtime::Handle> {
+        self.0
+            .as_ref()
+            .map(|runtime| runtime.handle().clone())
+            .context("the I/O runtime has stopped")
+    }
+}
+
+impl Drop for IoRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which is not allowed on the async
+        // thread this may run on; its remaining tasks are connection tasks.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 /// The outbox relay task and the switch that stops it.
@@ -54,12 +93,14 @@ impl Application {
     /// PostgreSQL or Redis is made here, so the server starts (and reports
     /// not-ready) while they are down.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let pg = PgPool::new(&config.database.requests).context("building the PostgreSQL pool")?;
+        let io = IoRuntime::start()?;
+        let pg =
+            PgPool::with_io_runtime(&config.database.requests, io.handle()?).context("building the PostgreSQL pool")?;
         // Background work (the relay, housekeeping) gets a pool of its own,
         // with commits that do not wait for the disk (see `DatabaseConfig`).
-        let background_pg =
-            PgPool::new(&config.database.background).context("building the background PostgreSQL pool")?;
-        let redis = RedisPool::new(&config.redis).context("building the Redis pool")?;
+        let background_pg = PgPool::with_io_runtime(&config.database.background, io.handle()?)
+            .context("building the background PostgreSQL pool")?;
+        let redis = RedisPool::with_io_runtime(&config.redis, io.handle()?).context("building the Redis pool")?;
 
         let metrics = crate::telemetry::metrics_handle()?;
         let drain = coffee_http::Drain::default();
@@ -94,6 +135,7 @@ impl Application {
             shutdown_timeout: http.shutdown_timeout,
             shutdown_drain: http.shutdown_drain,
             drain,
+            io,
         })
     }
 
@@ -124,6 +166,8 @@ impl Application {
         {
             tracing::warn!("the outbox relay did not stop in time; its leases will expire");
         }
+        // Nothing uses a connection any more.
+        drop(self.io);
         result
     }
 

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error;
-use crate::pool::PgPool;
+use crate::pool::{PgConnection, PgPool};
 use crate::sql::{Begin, Commit, Rollback, statement};
 
 statement! {
@@ -102,25 +102,65 @@ fn interpret<T: DeserializeOwned>(
 /// here.
 ///
 /// The transaction is driven by hand, not by diesel's transaction manager
-/// (which spends a round trip on each of `BEGIN` and `COMMIT`). So the
-/// connection is marked broken for the pool while its transaction is open:
-/// if the request is cancelled midway, or the transaction's end is not
-/// confirmed, the pool drops the connection (and the server rolls the
-/// transaction back) instead of handing it out again.
+/// (which spends a round trip on each of `BEGIN` and `COMMIT`). Its
+/// connection goes back to the pool only once its end is confirmed: if the
+/// request is cancelled midway (a client reset), or the end is unknown,
+/// [`OpenTransaction`] closes the connection at once and cancels what the
+/// server still runs for it, so the server rolls back now and no row stays
+/// locked for a connection that sits in the pool.
 pub(crate) async fn run<W: IdempotentWrite>(
     pool: &PgPool,
     context: &IdempotencyContext,
     wait: Duration,
     operation: W,
 ) -> Result<Idempotent<W::Outcome>, IdempotencyError> {
-    let mut pooled = pool.get().await?;
-    let conn: &mut AsyncPgConnection = &mut pooled;
-    AnsiTransactionManager::transaction_manager_status_mut(conn).set_in_error();
-    let (result, ended) = transact(conn, context, wait, &operation).await;
+    let mut open = OpenTransaction::begin(pool, pool.get().await?);
+    let (result, ended) = transact(open.connection(), context, wait, &operation).await;
     if ended {
-        *AnsiTransactionManager::transaction_manager_status_mut(conn) = TransactionManagerStatus::default();
+        open.ended();
     }
     result
+}
+
+/// A pooled connection whose transaction is driven by hand. Dropped before
+/// [`OpenTransaction::ended`] (the request's future was cancelled, or the
+/// transaction's end was not confirmed), it discards the connection
+/// ([`PgPool::discard`]) instead of returning it to the pool.
+struct OpenTransaction<'p> {
+    pool: &'p PgPool,
+    conn: Option<PgConnection>,
+}
+
+impl<'p> OpenTransaction<'p> {
+    fn begin(pool: &'p PgPool, mut conn: PgConnection) -> Self {
+        // Also marked broken for the pool, so that it could never be handed
+        // out again mid-transaction even if it were returned.
+        AnsiTransactionManager::transaction_manager_status_mut(&mut *conn).set_in_error();
+        Self { pool, conn: Some(conn) }
+    }
+
+    fn connection(&mut self) -> &mut AsyncPgConnection {
+        match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => unreachable!("the connection is only taken by `ended` or on drop"),
+        }
+    }
+
+    /// The transaction committed or rolled back: the connection is clean and
+    /// goes back to the pool.
+    fn ended(mut self) {
+        if let Some(mut conn) = self.conn.take() {
+            *AnsiTransactionManager::transaction_manager_status_mut(&mut *conn) = TransactionManagerStatus::default();
+        }
+    }
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.discard(conn);
+        }
+    }
 }
 
 /// The transaction of [`run`]; also says whether it ended (committed or

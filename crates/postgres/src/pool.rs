@@ -1,4 +1,10 @@
 //! The connection pool, with timeouts so a sick database gives a timely error.
+//!
+//! Each connection's I/O task runs on the runtime that opened it. The server
+//! hands the pool a runtime of its own ([`PgPool::with_io_runtime`]) that
+//! outlives every HTTP worker: a connection opened by one worker and checked
+//! out by another's request must not die with the first worker's runtime
+//! when idle workers stop first during a graceful shutdown.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +14,9 @@ use diesel_async::SimpleAsyncConnection;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
 use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
+use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
 
@@ -32,6 +40,10 @@ pub struct PgPoolSettings {
     pub connect_timeout: Duration,
     /// Server-side cap on any one statement (`statement_timeout`).
     pub statement_timeout: Duration,
+    /// Server-side cap on a transaction left idle
+    /// (`idle_in_transaction_session_timeout`): the backstop that rolls back
+    /// a transaction whose client went silent without closing its socket.
+    pub idle_in_transaction_timeout: Duration,
     /// `false` sets `synchronous_commit = off`: a commit returns before its
     /// WAL reaches the disk, so a crash may forget the last fraction of a
     /// second of commits (each still all or nothing). Only for work that is
@@ -48,6 +60,7 @@ impl PgPoolSettings {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            idle_in_transaction_timeout: Duration::from_secs(5),
             durable_commits: true,
         }
     }
@@ -57,6 +70,9 @@ impl PgPoolSettings {
 #[derive(Clone)]
 pub struct PgPool {
     inner: Pool<AsyncPgConnection>,
+    /// Where connection tasks run, and where a discarded connection's cancel
+    /// request is sent from; `None`: the runtime of whoever opens them.
+    io: Option<Handle>,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -68,8 +84,20 @@ impl std::fmt::Debug for PgPool {
 impl PgPool {
     /// Builds the pool. No connection is opened until the first request, so a
     /// server can start while the database is still down and become ready later.
+    /// Connections run their I/O on the runtime of the task that opens them.
     pub fn new(settings: &PgPoolSettings) -> anyhow::Result<Self> {
+        Self::build(settings, None)
+    }
+
+    /// Like [`PgPool::new`], with every connection's I/O task on `io`, a
+    /// runtime that outlives whatever checks connections out.
+    pub fn with_io_runtime(settings: &PgPoolSettings, io: Handle) -> anyhow::Result<Self> {
+        Self::build(settings, Some(io))
+    }
+
+    fn build(settings: &PgPoolSettings, io: Option<Handle>) -> anyhow::Result<Self> {
         let statement_timeout_ms = settings.statement_timeout.as_millis();
+        let idle_in_transaction_ms = settings.idle_in_transaction_timeout.as_millis();
         let commit_mode = if settings.durable_commits {
             ""
         } else {
@@ -83,24 +111,29 @@ impl PgPool {
         // fails its first statement (`503`) and is then dropped.
         config.recycling_method = RecyclingMethod::Fast;
         let learned = Arc::new(tokio::sync::OnceCell::new());
+        let setup_io = io.clone();
         config.custom_setup = Box::new(move |url| {
             let url = url.to_owned();
             let learned = Arc::clone(&learned);
-            async move {
+            let open = async move {
                 // Once per pool (retried until it works), on a connection of
                 // its own that is closed afterwards.
-                let _ = learned
-                    .get_or_try_init(|| learn_statement_timeout_text(&url))
-                    .await;
+                let _ = learned.get_or_try_init(|| learn_statement_timeout_text(&url)).await;
                 let mut conn = AsyncPgConnection::establish(&url).await?;
+                // `client_connection_check_interval`: a backend busy for a
+                // client that has gone (waiting on a lock, say) notices within
+                // a second and rolls back, instead of when it next writes.
                 conn.batch_execute(&format!(
-                    "SET statement_timeout = {statement_timeout_ms}; SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
+                    "SET statement_timeout = {statement_timeout_ms}; \
+                     SET idle_in_transaction_session_timeout = {idle_in_transaction_ms}; \
+                     SET client_connection_check_interval = 1000; \
+                     SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
                 ))
                 .await
                 .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
                 Ok(conn)
-            }
-            .boxed()
+            };
+            on_runtime(setup_io.as_ref(), open)
         });
         let manager =
             AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(settings.url.expose_secret(), config);
@@ -111,7 +144,7 @@ impl PgPool {
             .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(settings.connect_timeout))
             .build()?;
-        Ok(Self { inner })
+        Ok(Self { inner, io })
     }
 
     /// Checks out a connection, or says the database is unavailable.
@@ -119,10 +152,55 @@ impl PgPool {
         self.inner.get().await.map_err(error::from_pool)
     }
 
+    /// Takes `conn` out of the pool for good and closes it at once, then asks
+    /// the server to cancel whatever statement it still runs for it (one that
+    /// waits on a lock, say), so the server rolls back its transaction now.
+    /// For a connection whose transaction was cut short: returned to the
+    /// pool, it would sit idle holding that transaction's locks until some
+    /// later checkout happened to pick it.
+    pub(crate) fn discard(&self, conn: PgConnection) {
+        let conn = Object::take(conn);
+        let cancel = conn.cancel_token();
+        let close_then_cancel = async move {
+            // Dropping the connection ends its I/O task, which closes the socket.
+            drop(conn);
+            if let Err(e) = cancel.cancel_query(tokio_postgres::NoTls).await {
+                tracing::debug!(error = %e, "cancel request for a discarded connection failed");
+            }
+        };
+        // With no runtime at all (the process is ending), the socket closes
+        // with the process.
+        if let Some(runtime) = self.io.clone().or_else(|| Handle::try_current().ok()) {
+            drop(runtime.spawn(close_then_cancel));
+        }
+    }
+
     /// Connections in use and the pool's size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
         let status = self.inner.status();
         (status.size.saturating_sub(status.available), status.max_size)
+    }
+}
+
+/// Runs `open` (which opens a connection) as a task on `io` when given, so
+/// the connection's I/O task is spawned there.
+fn on_runtime(
+    io: Option<&Handle>,
+    open: impl Future<Output = diesel::ConnectionResult<AsyncPgConnection>> + Send + 'static,
+) -> BoxFuture<'static, diesel::ConnectionResult<AsyncPgConnection>> {
+    match io {
+        Some(io) => {
+            let task = io.spawn(open);
+            async move {
+                task.await.unwrap_or_else(|e| {
+                    Err(diesel::ConnectionError::BadConnection(format!(
+                        "opening a connection: {e}"
+                    )))
+                })
+            }
+            .boxed()
+        }
+        None => open.boxed(),
     }
 }
 
