@@ -4,8 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use coffee_e2e::{coffee_env, free_port, override_env, start_coffee};
+use coffee_e2e::{Api, Process, coffee_env, free_port, override_env, start_coffee};
 use coffee_test_support::{TestDatabase, unique_key_prefix};
+use diesel_async::SimpleAsyncConnection;
 
 async fn instance(db: &TestDatabase, drain_secs: u64) -> coffee_e2e::Process {
     let port = free_port();
@@ -71,4 +72,190 @@ async fn a_second_signal_stops_at_once() {
     let status = server.wait_exit(Duration::from_secs(10)).await.expect("exits");
     assert!(status.success(), "exit status {status}");
     assert!(second.elapsed() < Duration::from_secs(5), "{:?}", second.elapsed());
+}
+
+/// Backends of `db` waiting on a lock.
+async fn waiting_on_locks(db: &TestDatabase) -> i64 {
+    db.count(&format!(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'",
+        db.name()
+    ))
+    .await
+}
+
+async fn wait_for_waiters(db: &TestDatabase, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waiting_on_locks(db).await < count as i64 {
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {count} requests ever waited on the locked rows"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A session of its own holding `user`'s row until it is rolled back.
+async fn lock_user(db: &TestDatabase, user: &str) -> diesel_async::AsyncPgConnection {
+    let mut conn = db.connect().await;
+    conn.batch_execute(&format!("BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR UPDATE"))
+        .await
+        .expect("row locked");
+    conn
+}
+
+/// One trial: an instance with `workers` HTTP workers whose pool holds
+/// connections opened by every worker; `2 × workers` orders in flight on
+/// connections of their own (so spread over the workers), waiting on locked
+/// rows; SIGTERM; the rows released one by one, so workers run out of
+/// requests (and stop) one after another while others still wait. Every
+/// order must still get its `201`. Returns the failures and how many
+/// workers served the orders.
+async fn drain_trial(
+    db: &TestDatabase,
+    prefix: &str,
+    users: &[(String, String)],
+    menu: &str,
+    workers: usize,
+    trial: usize,
+) -> (Vec<String>, usize) {
+    let port = free_port();
+    let mut env = coffee_env(port, db.url(), prefix, "http://127.0.0.1:1");
+    override_env(
+        &mut env,
+        [
+            ("HTTP_WORKERS", workers.to_string()),
+            ("DATABASE_ACQUIRE_TIMEOUT_MS", "5000".to_owned()),
+        ],
+    );
+    env.push(("RUST_LOG", "info".to_owned()));
+    let log = std::env::temp_dir().join(format!("coffee-drain-{}-{workers}-{trial}.log", std::process::id()));
+    let mut server = Process::start_logging_to("coffee", &["serve"], &env, port, "/health/live", Some(&log))
+        .await
+        .expect("coffee serve starts");
+    let url = format!("http://127.0.0.1:{port}");
+
+    // Fill the pool from every worker: 16 charges wait on locked rows at
+    // once, each on a TCP connection (and so a worker) of its own.
+    let mut lockers = Vec::new();
+    for (user, _) in users {
+        lockers.push(lock_user(db, user).await);
+    }
+    let charges = futures_util::future::join_all((0..16).map(|n| {
+        let (user, token) = &users[n % users.len()];
+        let api = Api::new(&url);
+        async move {
+            api.charge(
+                token,
+                user,
+                Some(&format!("warm-{trial}-{workers}-{n}")),
+                serde_json::json!({ "amount": 1 }),
+            )
+            .await
+        }
+    }));
+    let release = async {
+        wait_for_waiters(db, 16).await;
+        for locker in &mut lockers {
+            locker.batch_execute("ROLLBACK").await.expect("released");
+        }
+    };
+    let (charged, ()) = tokio::join!(charges, release);
+    assert!(charged.iter().all(|c| c.status == 200), "warm-up charges: {charged:?}");
+
+    // The orders in flight, one per user, each on a connection of its own.
+    let mut lockers = Vec::new();
+    for (user, _) in users {
+        lockers.push(lock_user(db, user).await);
+    }
+    let orders = futures_util::future::join_all(users.iter().enumerate().map(|(i, (_, token))| {
+        let api = Api::new(&url);
+        let items = serde_json::json!([{ "menuId": menu, "quantity": 1 }]);
+        async move {
+            api.try_send(
+                api.client
+                    .post(api.url("/orders"))
+                    .bearer_auth(token)
+                    .header("Idempotency-Key", format!("drain-{trial}-{workers}-{i}"))
+                    .json(&serde_json::json!({ "items": items })),
+            )
+            .await
+        }
+    }));
+    let stop = async {
+        wait_for_waiters(db, users.len()).await;
+        server.signal("TERM").expect("SIGTERM sent");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for locker in &mut lockers {
+            locker.batch_execute("ROLLBACK").await.expect("released");
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    };
+    let (answers, ()) = tokio::join!(orders, stop);
+    let status = server.wait_exit(Duration::from_secs(20)).await.expect("exits");
+    assert!(status.success(), "exit status {status}");
+
+    let failures = answers
+        .iter()
+        .filter_map(|answer| match answer {
+            Ok(reply) if reply.status == 201 => None,
+            Ok(reply) => Some(format!("{} {}", reply.status, reply.body)),
+            Err(e) => Some(e.to_string()),
+        })
+        .collect();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let threads: std::collections::HashSet<String> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == "request completed" && line["span"]["route"] == "/orders")
+        .filter_map(|line| line["threadName"].as_str().map(str::to_owned))
+        .collect();
+    let _ = std::fs::remove_file(&log);
+    (failures, threads.len())
+}
+
+/// Drain holds with any number of HTTP workers: in 20 trials each with 2 and
+/// with 4 workers, no in-flight order fails. (Before every pool's
+/// connections did their I/O on a runtime of their own, a connection opened
+/// by a worker that stopped first died under another worker's request.)
+#[tokio::test]
+async fn drain_holds_with_many_workers() {
+    let trials: usize = std::env::var("DRAIN_TRIALS")
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(20);
+    let db = TestDatabase::create().await;
+    let port = free_port();
+    let prefix = unique_key_prefix();
+    let env = coffee_env(port, db.url(), &prefix, "http://127.0.0.1:1");
+    let setup = start_coffee(port, &env).await.expect("coffee serve starts");
+    let api = Api::new(&setup.base_url);
+    let menu = api.get("/menus", None).await.body[0]["id"]
+        .as_str()
+        .expect("a menu")
+        .to_owned();
+    let mut users = Vec::new();
+    for _ in 0..8 {
+        users.push(api.funded_user(1_000_000).await);
+    }
+    drop(setup);
+    for workers in [2, 4] {
+        let users = &users[..2 * workers];
+        let mut failed = Vec::new();
+        for trial in 0..trials {
+            let (failures, served_by) = drain_trial(&db, &prefix, users, &menu, workers, trial).await;
+            assert_eq!(
+                served_by, workers,
+                "trial {trial}: the orders in flight were not spread over every worker"
+            );
+            failed.extend(
+                failures
+                    .into_iter()
+                    .map(|f| format!("{workers} workers, trial {trial}: {f}")),
+            );
+        }
+        assert!(
+            failed.is_empty(),
+            "in-flight orders failed during the drain: {failed:#?}"
+        );
+    }
 }

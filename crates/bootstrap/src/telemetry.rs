@@ -19,7 +19,9 @@ pub fn init(format: LogFormat) {
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
-                    .with_span_list(false),
+                    .with_span_list(false)
+                    // Which actix worker served a line (`actix-rt|system:0|arbiter:N`).
+                    .with_thread_names(true),
             )
             .try_init(),
         LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
