@@ -52,6 +52,12 @@ pub struct HttpConfig {
     /// How long an instance keeps serving after SIGTERM, answering
     /// `/health/ready` with `503`, before it stops accepting connections.
     pub shutdown_drain: Duration,
+    /// How long a client may take to send a request's headers, and then its
+    /// body; past it the request is answered `408`.
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open: longer than any
+    /// balancer's idle timeout, so the balancer, never the API, closes it.
+    pub keep_alive: Duration,
 }
 
 /// PostgreSQL: one database, a pool per kind of work, and the repositories'
@@ -220,6 +226,9 @@ impl Config {
                 // Long enough for a balancer that checks every 1 to 2 s to see
                 // the instance is not ready (two failed checks) and move away.
                 shutdown_drain: Duration::from_secs(number(&get, "SHUTDOWN_DRAIN_SECS", 5)?),
+                request_timeout: Duration::from_millis(number(&get, "HTTP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
+                // nginx's and the cloud balancers' upstream idle timeouts are 60 s.
+                keep_alive: Duration::from_secs(number(&get, "HTTP_KEEP_ALIVE_SECS", 75)?),
             },
             database: DatabaseConfig {
                 requests: pool(number(&get, "DATABASE_POOL_SIZE", 16)?),

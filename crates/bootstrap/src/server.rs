@@ -122,7 +122,11 @@ impl Application {
         let mut server = HttpServer::new(move || build_app(state.clone()))
             .listen(listener)?
             .disable_signals()
-            .shutdown_timeout(http.shutdown_timeout.as_secs());
+            .shutdown_timeout(http.shutdown_timeout.as_secs())
+            // actix times only a connection's first request headers with
+            // this; the application times bodies (see `coffee_http::extract`).
+            .client_request_timeout(http.request_timeout)
+            .keep_alive(http.keep_alive);
         if let Some(workers) = http.workers {
             server = server.workers(workers);
         }
@@ -420,6 +424,7 @@ fn build_state(
             cursors: coffee_http::CursorKey::derive(auth.jwt.secret.expose_secret().as_bytes()),
             drain,
             metrics,
+            request_timeout: config.http.request_timeout,
         },
     ))
 }

@@ -58,6 +58,8 @@ pub struct AppState {
     pub cursors: CursorKey,
     /// Renders `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// How long a request body may take to arrive before `408`.
+    pub request_timeout: Duration,
 }
 
 /// Every port the use cases behind the routes need.
@@ -93,6 +95,8 @@ pub struct StateSettings {
     pub drain: Drain,
     /// Renders `GET /metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// How long a request body may take to arrive before `408`.
+    pub request_timeout: Duration,
 }
 
 impl AppState {
@@ -129,6 +133,7 @@ impl AppState {
             drain: settings.drain,
             cursors: settings.cursors,
             metrics: settings.metrics,
+            request_timeout: settings.request_timeout,
         }
     }
 }

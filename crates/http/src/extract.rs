@@ -14,6 +14,7 @@ use futures_util::future::LocalBoxFuture;
 use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
+use crate::app::AppState;
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
 /// The largest request body any route accepts (SPEC.md section 1).
@@ -71,13 +72,24 @@ fn read_body(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
+    // Timed from now, right after the headers arrived: actix times no body.
+    let deadline = req
+        .app_data::<web::Data<AppState>>()
+        .map(|state| tokio::time::Instant::now() + state.request_timeout);
     let mut payload = payload.take();
     Box::pin(async move {
         if declared_length.is_some_and(|len| len > MAX_BODY_BYTES) {
             return Err(too_large());
         }
         let mut body = web::BytesMut::new();
-        while let Some(chunk) = payload.next().await {
+        loop {
+            let next = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, payload.next())
+                    .await
+                    .map_err(|_| body_timed_out())?,
+                None => payload.next().await,
+            };
+            let Some(chunk) = next else { break };
             let chunk = chunk
                 .map_err(|_| ApiError::new(ProblemCode::MalformedRequest, "The request body could not be read"))?;
             if body.len() + chunk.len() > MAX_BODY_BYTES {
@@ -96,6 +108,15 @@ fn read_body(
         }
         Ok(Some(body.freeze()))
     })
+}
+
+/// The body stalled: `408` (and the connection is closed, see
+/// [`crate::middleware::request_context`]).
+fn body_timed_out() -> ApiError {
+    ApiError::new(
+        ProblemCode::RequestTimeout,
+        "The request body did not arrive in time (HTTP_REQUEST_TIMEOUT_MS)",
+    )
 }
 
 fn too_large() -> ApiError {

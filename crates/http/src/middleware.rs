@@ -75,12 +75,14 @@ pub async fn request_context(
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
     // While draining, every client is asked to reconnect (to another
-    // instance, once the balancer has seen this one is not ready).
+    // instance, once the balancer has seen this one is not ready). After a
+    // body that stalled (`408`), what is left of it would be read as the
+    // next request: that connection is closed too.
     let draining = response
         .request()
         .app_data::<web::Data<AppState>>()
         .is_some_and(|state| state.drain.is_draining());
-    if draining {
+    if draining || response.status() == StatusCode::REQUEST_TIMEOUT {
         response
             .response_mut()
             .head_mut()

@@ -85,6 +85,7 @@ shared_problems! {
     BadRequest => "Invalid input: VALIDATION_FAILED (with `errors`) or MALFORMED_REQUEST; \
                    IDEMPOTENCY_KEY_MISSING where the operation takes an `Idempotency-Key`",
     Unauthorized => "Missing, invalid, expired or revoked token: UNAUTHORIZED or TOKEN_EXPIRED",
+    RequestTimeout => "The body did not arrive within HTTP_REQUEST_TIMEOUT_MS: REQUEST_TIMEOUT",
     PayloadTooLarge => "Body over 16 KiB: PAYLOAD_TOO_LARGE",
     UnsupportedMediaType => "Not JSON: UNSUPPORTED_MEDIA_TYPE",
     NotYourAccount => "FORBIDDEN: the path names another user's account",
@@ -114,7 +115,12 @@ macro_rules! problem_groups {
 
 problem_groups! {
     /// What any operation that reads a JSON body may answer before it runs.
-    JsonBodyProblems => [400 => BadRequest, 413 => PayloadTooLarge, 415 => UnsupportedMediaType],
+    JsonBodyProblems => [
+        400 => BadRequest,
+        408 => RequestTimeout,
+        413 => PayloadTooLarge,
+        415 => UnsupportedMediaType,
+    ],
     /// What any operation that uses PostgreSQL or Redis may answer.
     ServerProblems => [500 => Internal, 503 => DependencyUnavailable],
 }
@@ -131,6 +137,8 @@ pub struct LiveResponse {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub struct ReadyResponse {
+    /// `ready` when every dependency answers, `degraded` when one does not
+    /// (the instance still serves what it can, and `503` for the rest).
     #[schema(example = "ready")]
     status: String,
     /// `database` and `cache`: `up` or `down`.

@@ -24,6 +24,9 @@ pub enum ProblemCode {
     MenuNotFound,
     /// Not in SPEC.md's table, which is silent on the code of a `405`.
     MethodNotAllowed,
+    /// Not in SPEC.md's table: a body that did not arrive in time
+    /// (`HTTP_REQUEST_TIMEOUT_MS`).
+    RequestTimeout,
     EmailTaken,
     InsufficientPoints,
     IdempotencyKeyInUse,
@@ -37,7 +40,7 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
-    pub const ALL: [ProblemCode; 21] = [
+    pub const ALL: [ProblemCode; 22] = [
         Self::ValidationFailed,
         Self::MalformedRequest,
         Self::IdempotencyKeyMissing,
@@ -49,6 +52,7 @@ impl ProblemCode {
         Self::NotFound,
         Self::MenuNotFound,
         Self::MethodNotAllowed,
+        Self::RequestTimeout,
         Self::EmailTaken,
         Self::InsufficientPoints,
         Self::IdempotencyKeyInUse,
@@ -75,6 +79,7 @@ impl ProblemCode {
             Self::NotFound => ("NOT_FOUND", 404, "The resource was not found"),
             Self::MenuNotFound => ("MENU_NOT_FOUND", 404, "The menu was not found"),
             Self::MethodNotAllowed => ("METHOD_NOT_ALLOWED", 405, "The method is not allowed on this resource"),
+            Self::RequestTimeout => ("REQUEST_TIMEOUT", 408, "The request took too long to arrive"),
             Self::EmailTaken => ("EMAIL_TAKEN", 409, "The email is already registered"),
             Self::InsufficientPoints => ("INSUFFICIENT_POINTS", 409, "Not enough points"),
             Self::IdempotencyKeyInUse => (

@@ -18,13 +18,17 @@ pub async fn live() -> HttpResponse {
 
 /// Readiness
 ///
-/// `200` when PostgreSQL and Redis both answer; otherwise `503` with a problem
-/// body naming what is down, or saying the instance is draining before a
-/// shutdown. A load balancer should route on this.
+/// This instance's own state: `200` while it serves, `503` while it drains
+/// before a shutdown. A load balancer should route on this. The state of
+/// PostgreSQL and Redis is reported in the body (`dependencies`) but does not
+/// turn it `503`: they are shared by every instance, so a blip would take all
+/// of them out of the balancer at once, and clients would get the balancer's
+/// bare error instead of this service's own `503` problem (and lose what
+/// still works without that dependency).
 #[utoipa::path(get, path = "/health/ready", tag = "operations", operation_id = "ready",
     responses(
-        (status = 200, description = "PostgreSQL and Redis answer", body = crate::openapi::ReadyResponse),
-        (status = 503, description = "A dependency is down (DEPENDENCY_UNAVAILABLE, with `dependencies`), or the instance is draining before a shutdown (with `draining: true`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "Serving; `dependencies` says whether PostgreSQL and Redis answer", body = crate::openapi::ReadyResponse),
+        (status = 503, description = "Draining before a shutdown (DEPENDENCY_UNAVAILABLE with `draining: true`)", body = crate::openapi::Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
@@ -41,13 +45,6 @@ pub async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         .iter()
         .map(|d| (d.name.to_owned(), Value::from(if d.up { "up" } else { "down" })))
         .collect();
-    if report.is_ready() {
-        return Ok(HttpResponse::Ok().json(json!({ "status": "ready", "dependencies": dependencies })));
-    }
-    let down: Vec<_> = report.down().collect();
-    Err(ApiError::new(
-        ProblemCode::DependencyUnavailable,
-        format!("Not ready: {} unavailable", down.join(" and ")),
-    )
-    .with_extension("dependencies", Value::Object(dependencies)))
+    let status = if report.is_ready() { "ready" } else { "degraded" };
+    Ok(HttpResponse::Ok().json(json!({ "status": status, "dependencies": dependencies })))
 }

@@ -81,6 +81,7 @@ impl Fakes {
                 metrics: metrics_exporter_prometheus::PrometheusBuilder::new()
                     .build_recorder()
                     .handle(),
+                request_timeout: Duration::from_secs(10),
             },
         ))
     }
