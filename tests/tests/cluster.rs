@@ -8,7 +8,8 @@
 //! Afterwards 0 failed requests in both, and the soak's invariants: ledger =
 //! balances, one order per `201`, every event at the collector, popular = a
 //! count from `orders`. `CLUSTER_TEST_ROUNDS` (default 1) repeats both
-//! scenarios; `make cluster-test` runs more.
+//! scenarios; `make cluster-test` runs more. `haproxy -c` also checks the
+//! shipped configuration on its own (`shipped_haproxy_config_is_valid`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -47,40 +48,58 @@ mod tempfile_path {
     }
 }
 
+/// `docker/haproxy.cfg` with its `server-template` line replaced by one
+/// `server` line per port, as `make cluster` does. `retries`: the shipped
+/// retry rules, or none at all (a balancer like many cloud ones).
+fn shipped_config(ports: &[u16], retries: bool) -> String {
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docker/haproxy.cfg");
+    let text = std::fs::read_to_string(&shipped).expect("docker/haproxy.cfg");
+    let servers: Vec<String> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| format!("    server api{i} 127.0.0.1:{port} check"))
+        .collect();
+    let mut config: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("server-template ") {
+            config.extend(servers.iter().cloned());
+        } else if !retries && line.trim_start().starts_with("retry-on ") {
+            config.push("    retry-on none".to_owned());
+        } else if !retries && line.trim_start().starts_with("retries ") {
+            config.push("    retries 0".to_owned());
+        } else {
+            config.push(line.to_owned());
+        }
+    }
+    config.join("\n") + "\n"
+}
+
+/// `config` in a file of its own under the temp directory, removed when
+/// dropped.
+fn write_config(config: &str) -> tempfile_path::TempPath {
+    let path = std::env::temp_dir().join(format!("coffee-haproxy-{}.cfg", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&path, config).expect("write config");
+    tempfile_path::TempPath(path)
+}
+
+/// The HAProxy binary: Debian's package or the official image.
+fn haproxy() -> &'static str {
+    ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or_else(|| panic!("HAProxy is missing: run scripts/test-tools.sh (apt-get install haproxy)"))
+}
+
 impl Balancer {
     /// `retries`: the shipped retry rules, or none at all (a balancer like
     /// many cloud ones).
     async fn start(ports: &[u16], retries: bool) -> Self {
-        let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docker/haproxy.cfg");
-        let text = std::fs::read_to_string(&shipped).expect("docker/haproxy.cfg");
-        let servers: Vec<String> = ports
-            .iter()
-            .enumerate()
-            .map(|(i, port)| format!("    server api{i} 127.0.0.1:{port} check"))
-            .collect();
-        let mut config: Vec<String> = Vec::new();
-        for line in text.lines() {
-            if line.trim_start().starts_with("server-template ") {
-                config.extend(servers.iter().cloned());
-            } else if !retries && line.trim_start().starts_with("retry-on ") {
-                config.push("    retry-on none".to_owned());
-            } else if !retries && line.trim_start().starts_with("retries ") {
-                config.push("    retries 0".to_owned());
-            } else {
-                config.push(line.to_owned());
-            }
-        }
-        let path = std::env::temp_dir().join(format!("coffee-haproxy-{}.cfg", uuid::Uuid::new_v4().simple()));
-        std::fs::write(&path, config.join("\n") + "\n").expect("write config");
+        let config = write_config(&shipped_config(ports, retries));
         let port = free_port();
-        let haproxy = ["/usr/sbin/haproxy", "/usr/local/sbin/haproxy"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or_else(|| panic!("HAProxy is missing: run scripts/test-tools.sh (apt-get install haproxy)"));
-        let child = Command::new(haproxy)
+        let child = Command::new(haproxy())
             .arg("-q")
             .arg("-f")
-            .arg(&path)
+            .arg(&config.0)
             .env("LB_BIND", format!("127.0.0.1:{port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -90,7 +109,7 @@ impl Balancer {
         let balancer = Self {
             child,
             api,
-            _config: tempfile_path::TempPath(path),
+            _config: config,
         };
         balancer.wait_until_all_up().await;
         balancer
@@ -269,6 +288,31 @@ async fn under_load<F: std::future::Future<Output = ()>>(
         task.await.expect("client");
     }
     Arc::try_unwrap(tally).expect("clients done").into_inner()
+}
+
+/// `haproxy -c` accepts the shipped configuration in both forms the cluster
+/// test runs it (its servers replaced, with and without retries): a mistake
+/// there would otherwise only show as a balancer that never becomes ready.
+#[test]
+fn shipped_haproxy_config_is_valid() {
+    for retries in [true, false] {
+        let config = write_config(&shipped_config(&[free_port(), free_port(), free_port()], retries));
+        let output = Command::new(haproxy())
+            .arg("-c")
+            .arg("-f")
+            .arg(&config.0)
+            .env("LB_BIND", format!("127.0.0.1:{}", free_port()))
+            .stdin(Stdio::null())
+            .output()
+            .expect("haproxy -c runs");
+        assert!(
+            output.status.success(),
+            "haproxy -c rejected docker/haproxy.cfg (retries: {retries}), {}:\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
 
 #[tokio::test]
