@@ -11,7 +11,9 @@ bench_start_server() { # db port [extra env...]
   BENCH_COLLECTOR=$!
   export COLLECTOR_URL=http://127.0.0.1:$((port + 1000))
   export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
+  # Every simulated client is 127.0.0.1: no per-client signup/login limit.
   export BIND_ADDR=127.0.0.1:$port REDIS_KEY_PREFIX="coffee-bench-$$:" RUST_LOG=warn APP_ENV=development
+  export CLIENT_LOGIN_MAX_ATTEMPTS=1000000
   psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1
   target/release/coffee migrate >/dev/null
   env "$@" target/release/coffee serve &

@@ -73,7 +73,8 @@ up() {
   servers=""
   for i in $(seq 1 "$size"); do
     port=$(free_port)
-    BIND_ADDR=127.0.0.1:$port "$bin_dir/coffee" serve >"$dir/logs/api$i.log" 2>&1 &
+    # HAProxy connects from 127.0.0.1: its X-Forwarded-For names the client.
+    TRUSTED_PROXIES=127.0.0.1/32 BIND_ADDR=127.0.0.1:$port "$bin_dir/coffee" serve >"$dir/logs/api$i.log" 2>&1 &
     echo "api$i $!" >>"$dir/pids"
     echo "api$i 127.0.0.1:$port" >>"$dir/instances"
     servers+="    server api$i 127.0.0.1:$port check\n"

@@ -31,7 +31,7 @@ cargo build -q --bin coffee --bin mock-collector
 export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR="127.0.0.1:$port"
 export REDIS_KEY_PREFIX="coffee-contract-$$:" COLLECTOR_URL="http://127.0.0.1:$collector_port" RUST_LOG=warn APP_ENV=test
 # The fuzzer sends many bad logins for its one user; do not lock it out.
-export LOGIN_MAX_ATTEMPTS=1000000
+export LOGIN_MAX_ATTEMPTS=1000000 CLIENT_LOGIN_MAX_ATTEMPTS=1000000
 target/debug/coffee migrate >/dev/null
 MOCK_COLLECTOR_ADDR="127.0.0.1:$collector_port" target/debug/mock-collector >/dev/null 2>&1 &
 collector=$!

@@ -390,3 +390,90 @@ async fn signup_refuses_common_passwords_and_bad_input_with_field_errors() {
     assert_eq!(again.status, 409);
     assert_eq!(again.code(), "EMAIL_TAKEN");
 }
+
+/// A login with `X-Forwarded-For: forwarded`.
+async fn login_from(api: &Api, forwarded: &str, email: &str, password: &str) -> coffee_e2e::Reply {
+    api.send(
+        api.client
+            .post(api.url("/auth/login"))
+            .header("X-Forwarded-For", forwarded)
+            .json(&json!({ "email": email, "password": password })),
+    )
+    .await
+}
+
+/// Behind a trusted balancer the client is the address it forwards: one
+/// client's failed logins on many accounts hit a limit of their own (on
+/// every instance), other clients and successful logins are not affected.
+/// A forged `X-Forwarded-For` from an untrusted peer changes nothing.
+#[tokio::test]
+async fn failed_logins_and_signups_are_limited_per_client_address() {
+    let db = TestDatabase::create().await;
+    let limits = [
+        ("CLIENT_LOGIN_MAX_ATTEMPTS", "3".to_owned()),
+        ("TRUSTED_PROXIES", "127.0.0.1/32".to_owned()),
+    ];
+    let cluster = Cluster::start(2, db.url(), &limits).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let known = email();
+    assert_eq!(a.signup(&known, PASSWORD, "Kim").await.status, 201);
+
+    // The client's own logins that succeed are not counted.
+    for _ in 0..3 {
+        assert_eq!(login_from(&a, "203.0.113.5", &known, PASSWORD).await.status, 200);
+    }
+    // Three failures, each on another account, spread over both instances.
+    for (i, api) in [&a, &b, &a].into_iter().enumerate() {
+        let reply = login_from(api, "198.51.100.1, 203.0.113.5", &email(), "wrong password!").await;
+        assert_eq!(reply.status, 401, "failure {i}");
+    }
+    for api in [&a, &b] {
+        let reply = login_from(api, "203.0.113.5", &known, PASSWORD).await;
+        assert_eq!(
+            reply.status, 429,
+            "the client is over its limit, even with the right password"
+        );
+        assert_eq!(reply.code(), "TOO_MANY_ATTEMPTS");
+        assert!(reply.headers.contains_key("retry-after"));
+    }
+    assert_eq!(
+        login_from(&b, "203.0.113.6", &known, PASSWORD).await.status,
+        200,
+        "another client is not affected, nor is the account"
+    );
+
+    // Signups: three per client address per window.
+    for i in 0..3 {
+        let reply = a
+            .send(
+                a.client
+                    .post(a.url("/auth/signup"))
+                    .header("X-Forwarded-For", "203.0.113.9")
+                    .json(&json!({ "email": email(), "password": PASSWORD, "name": "Lee" })),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "signup {i}");
+    }
+    let fourth = b
+        .send(
+            b.client
+                .post(b.url("/auth/signup"))
+                .header("X-Forwarded-For", "203.0.113.9")
+                .json(&json!({ "email": email(), "password": PASSWORD, "name": "Lee" })),
+        )
+        .await;
+    assert_eq!(fourth.status, 429, "{:?}", fourth.body);
+    assert_eq!(fourth.code(), "TOO_MANY_ATTEMPTS");
+
+    // No trusted proxy: the peer is the client, whatever it forwards.
+    let untrusted = Cluster::start(1, db.url(), &[("CLIENT_LOGIN_MAX_ATTEMPTS", "3".to_owned())])
+        .await
+        .expect("instance");
+    let c = untrusted.api(0);
+    for i in 0..3 {
+        let forged = format!("192.0.2.{i}");
+        assert_eq!(login_from(&c, &forged, &email(), "wrong password!").await.status, 401);
+    }
+    let reply = login_from(&c, "192.0.2.200", &known, PASSWORD).await;
+    assert_eq!(reply.status, 429, "forged X-Forwarded-For values are all 127.0.0.1");
+}

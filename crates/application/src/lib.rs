@@ -32,7 +32,7 @@ pub use charge_points::{ChargeCommand, ChargeError, ChargePoints};
 pub use check_readiness::{CheckReadiness, DependencyStatus, ReadinessReport};
 pub use get_me::{GetMe, GetMeError};
 pub use list_menus::{ListMenus, ListMenusError};
-pub use log_in::{LogIn, LogInCommand, LogInError};
+pub use log_in::{LogIn, LogInCommand, LogInError, LogInPorts};
 pub use log_out::{LogOut, LogOutError};
 pub use order_queries::{GetOrder, ListOrders, OrderQueryError};
 pub use outbox_admin::OutboxAdmin;

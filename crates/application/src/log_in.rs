@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffee_domain::{Email, SessionId, TokenPair};
-use coffee_ports::{InfraError, LoginAttempt, LoginThrottle, NewSession, PasswordHasher, SessionStore, UserRepository};
+use coffee_ports::{
+    ClientAction, ClientThrottle, InfraError, LoginAttempt, LoginThrottle, NewSession, PasswordHasher, SessionStore,
+    UserRepository,
+};
 use uuid::Uuid;
 
 use crate::token_issuer::TokenIssuer;
@@ -14,6 +17,8 @@ use crate::token_issuer::TokenIssuer;
 pub struct LogInCommand {
     pub email: String,
     pub password: String,
+    /// Where the request comes from (`None` when unknown: not counted).
+    pub client: Option<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for LogInCommand {
@@ -21,6 +26,7 @@ impl std::fmt::Debug for LogInCommand {
         f.debug_struct("LogInCommand")
             .field("email", &self.email)
             .field("password", &"[redacted]")
+            .field("client", &self.client)
             .finish()
     }
 }
@@ -38,29 +44,37 @@ pub enum LogInError {
 }
 
 /// Looks the account up, takes a place in the hashing queue, counts the
-/// attempt against the throttle, then checks the password and opens a session.
+/// attempt against its client's and its account's throttles, then checks the
+/// password and opens a session. A successful login does not count against
+/// its client (only failures do), and clears its account's count.
 #[derive(Clone, Debug)]
 pub struct LogIn {
     users: Arc<dyn UserRepository>,
     hasher: Arc<dyn PasswordHasher>,
     throttle: Arc<dyn LoginThrottle>,
+    clients: Arc<dyn ClientThrottle>,
     sessions: Arc<dyn SessionStore>,
     issuer: TokenIssuer,
 }
 
+/// The ports [`LogIn`] uses.
+#[derive(Clone, Debug)]
+pub struct LogInPorts {
+    pub users: Arc<dyn UserRepository>,
+    pub hasher: Arc<dyn PasswordHasher>,
+    pub throttle: Arc<dyn LoginThrottle>,
+    pub clients: Arc<dyn ClientThrottle>,
+    pub sessions: Arc<dyn SessionStore>,
+}
+
 impl LogIn {
-    pub fn new(
-        users: Arc<dyn UserRepository>,
-        hasher: Arc<dyn PasswordHasher>,
-        throttle: Arc<dyn LoginThrottle>,
-        sessions: Arc<dyn SessionStore>,
-        issuer: TokenIssuer,
-    ) -> Self {
+    pub fn new(ports: LogInPorts, issuer: TokenIssuer) -> Self {
         Self {
-            users,
-            hasher,
-            throttle,
-            sessions,
+            users: ports.users,
+            hasher: ports.hasher,
+            throttle: ports.throttle,
+            clients: ports.clients,
+            sessions: ports.sessions,
             issuer,
         }
     }
@@ -79,6 +93,16 @@ impl LogIn {
         // when the queue is full the login is refused at once (503) without
         // using up one of the user's attempts.
         let slot = self.hasher.reserve()?;
+        // The client first: a client over its limit uses up no account's
+        // attempts (else one client could lock any account out).
+        let attempt = Uuid::new_v4();
+        if let Some(client) = command.client
+            && let LoginAttempt::Blocked { retry_after } =
+                self.clients.attempt(ClientAction::LogIn, client, attempt).await?
+        {
+            tracing::warn!(%client, "login throttled for this client address");
+            return Err(LogInError::TooManyAttempts { retry_after });
+        }
         let throttle_key = Email::normalize(&command.email);
         if let LoginAttempt::Blocked { retry_after } = self.throttle.attempt(&throttle_key).await? {
             tracing::warn!("login throttled");
@@ -96,6 +120,9 @@ impl LogIn {
             return Err(LogInError::InvalidCredentials);
         }
         self.throttle.reset(&throttle_key).await?;
+        if let Some(client) = command.client {
+            self.clients.withdraw(ClientAction::LogIn, client, attempt).await?;
+        }
 
         let session = SessionId::from_uuid(Uuid::new_v4());
         let refresh_id = TokenIssuer::new_token_id();
@@ -116,7 +143,9 @@ mod tests {
     use super::*;
     use crate::test_support::{REFRESH_TTL, encoding_codec, issuer};
     use coffee_domain::{PasswordHash, UserId};
-    use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository};
+    use coffee_ports::auth::{
+        MockClientThrottle, MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockUserRepository,
+    };
     use coffee_ports::{Credentials, HashSlot};
 
     const USER: Uuid = Uuid::from_u128(7);
@@ -125,6 +154,7 @@ mod tests {
         users: MockUserRepository,
         hasher: MockPasswordHasher,
         throttle: MockLoginThrottle,
+        clients: MockClientThrottle,
         sessions: MockSessionStore,
     }
 
@@ -138,6 +168,7 @@ mod tests {
                 users: MockUserRepository::new(),
                 hasher,
                 throttle,
+                clients: MockClientThrottle::new(),
                 sessions: MockSessionStore::new(),
             }
         }
@@ -154,10 +185,13 @@ mod tests {
 
         fn use_case(self) -> LogIn {
             LogIn::new(
-                Arc::new(self.users),
-                Arc::new(self.hasher),
-                Arc::new(self.throttle),
-                Arc::new(self.sessions),
+                LogInPorts {
+                    users: Arc::new(self.users),
+                    hasher: Arc::new(self.hasher),
+                    throttle: Arc::new(self.throttle),
+                    clients: Arc::new(self.clients),
+                    sessions: Arc::new(self.sessions),
+                },
                 issuer(encoding_codec()),
             )
         }
@@ -167,7 +201,92 @@ mod tests {
         LogInCommand {
             email: email.to_owned(),
             password: password.to_owned(),
+            client: None,
         }
+    }
+
+    const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 5));
+
+    fn from_client(email: &str, password: &str) -> LogInCommand {
+        LogInCommand {
+            client: Some(CLIENT),
+            ..command(email, password)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_throttled_client_is_refused_before_its_account_is_counted() {
+        let mut fakes = Fakes::new().with_account();
+        fakes.throttle = MockLoginThrottle::new();
+        fakes.throttle.expect_attempt().never();
+        fakes
+            .clients
+            .expect_attempt()
+            .withf(|action, client, _| *action == ClientAction::LogIn && *client == CLIENT)
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(LoginAttempt::Blocked {
+                    retry_after: Duration::from_secs(60),
+                })
+            });
+        fakes.hasher.expect_verify().never();
+
+        let err = fakes
+            .use_case()
+            .execute(from_client("kim@example.com", "whatever"))
+            .await
+            .expect_err("throttled");
+
+        assert!(matches!(err, LogInError::TooManyAttempts { retry_after } if retry_after.as_secs() == 60));
+    }
+
+    #[tokio::test]
+    async fn a_successful_login_takes_its_client_attempt_back() {
+        let mut fakes = Fakes::new().with_account();
+        fakes.hasher.expect_verify().returning(|_, _, _| Ok(true));
+        fakes.throttle.expect_reset().returning(|_| Ok(()));
+        fakes.sessions.expect_create().returning(|_| Ok(()));
+        let counted = Arc::new(std::sync::Mutex::new(None));
+        let seen = Arc::clone(&counted);
+        fakes.clients.expect_attempt().times(1).returning(move |_, _, attempt| {
+            *seen.lock().expect("lock") = Some(attempt);
+            Ok(LoginAttempt::Allowed)
+        });
+        let expected = Arc::clone(&counted);
+        fakes
+            .clients
+            .expect_withdraw()
+            .withf(move |action, client, attempt| {
+                *action == ClientAction::LogIn && *client == CLIENT && Some(*attempt) == *expected.lock().expect("lock")
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+
+        fakes
+            .use_case()
+            .execute(from_client("kim@example.com", "right"))
+            .await
+            .expect("logged in");
+    }
+
+    #[tokio::test]
+    async fn a_failed_login_stays_counted_against_its_client() {
+        let mut fakes = Fakes::new().with_account();
+        fakes.hasher.expect_verify().returning(|_, _, _| Ok(false));
+        fakes
+            .clients
+            .expect_attempt()
+            .times(1)
+            .returning(|_, _, _| Ok(LoginAttempt::Allowed));
+        fakes.clients.expect_withdraw().never();
+
+        let err = fakes
+            .use_case()
+            .execute(from_client("kim@example.com", "wrong"))
+            .await
+            .expect_err("refused");
+
+        assert!(matches!(err, LogInError::InvalidCredentials));
     }
 
     #[tokio::test]

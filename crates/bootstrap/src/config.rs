@@ -58,6 +58,8 @@ pub struct HttpConfig {
     /// How long an idle keep-alive connection stays open: longer than any
     /// balancer's idle timeout, so the balancer, never the API, closes it.
     pub keep_alive: Duration,
+    /// Balancers whose `X-Forwarded-For` entries name the client.
+    pub trusted_proxies: coffee_http::TrustedProxies,
 }
 
 /// PostgreSQL: one database, a pool per kind of work, and the repositories'
@@ -92,6 +94,9 @@ pub struct AuthConfig {
     pub refresh_token_ttl: Duration,
     pub login_max_attempts: u32,
     pub login_window: Duration,
+    /// Signups, and failed logins, per client address per `client_window`.
+    pub client_max_attempts: u32,
+    pub client_window: Duration,
     /// Password hashes computed at once; the rest queue.
     pub password_hash_concurrency: usize,
     /// Hashes (logins, signups) that may wait for one of those; past it they
@@ -229,6 +234,11 @@ impl Config {
                 request_timeout: Duration::from_millis(number(&get, "HTTP_REQUEST_TIMEOUT_MS", 10_000)?.max(1)),
                 // nginx's and the cloud balancers' upstream idle timeouts are 60 s.
                 keep_alive: Duration::from_secs(number(&get, "HTTP_KEEP_ALIVE_SECS", 75)?),
+                trusted_proxies: coffee_http::TrustedProxies::parse(&get("TRUSTED_PROXIES").unwrap_or_default())
+                    .map_err(|reason| ConfigError::Invalid {
+                        name: "TRUSTED_PROXIES",
+                        reason,
+                    })?,
             },
             database: DatabaseConfig {
                 requests: pool(number(&get, "DATABASE_POOL_SIZE", 16)?),
@@ -265,6 +275,9 @@ impl Config {
                 refresh_token_ttl: Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_SECS", 14 * 24 * 3600)?),
                 login_max_attempts: number(&get, "LOGIN_MAX_ATTEMPTS", 5)?,
                 login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
+                // Four accounts' worth of failures (5 each) per client per window.
+                client_max_attempts: number(&get, "CLIENT_LOGIN_MAX_ATTEMPTS", 20)?,
+                client_window: Duration::from_secs(number(&get, "CLIENT_LOGIN_WINDOW_SECS", 15 * 60)?),
                 // One core stays free for everything else during a login storm.
                 password_hash_concurrency: number(&get, "PASSWORD_HASH_CONCURRENCY", default_hash_concurrency())?,
                 // About 3 s of waiting at ~35 release hashes per second and core.

@@ -17,7 +17,7 @@ use coffee_postgres::{
     PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
     PgPopularMenus, PgProbe, PgUserRepository,
 };
-use coffee_redis::{RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore};
+use coffee_redis::{RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore};
 
 use crate::config::{Config, HousekeepingConfig, OutboxConfig};
 
@@ -408,6 +408,11 @@ fn build_state(
             auth.login_max_attempts,
             auth.login_window,
         )),
+        clients: Arc::new(RedisClientThrottle::new(
+            redis.clone(),
+            auth.client_max_attempts,
+            auth.client_window,
+        )),
         sessions: Arc::new(RedisSessionStore::new(redis.clone())),
         codec,
         points: Arc::new(PgPointStore::new(pg.clone(), config.database.idempotency_wait)),
@@ -425,6 +430,7 @@ fn build_state(
             drain,
             metrics,
             request_timeout: config.http.request_timeout,
+            trusted_proxies: config.http.trusted_proxies.clone(),
         },
     ))
 }

@@ -13,17 +13,18 @@ use actix_web::middleware::{ErrorHandlers, from_fn};
 use actix_web::{App, web};
 use coffee_application::{
     Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
-    ListPointTransactions, LogIn, LogOut, PlaceOrder, RefreshTokens, SignUp, TokenIssuer,
+    ListPointTransactions, LogIn, LogInPorts, LogOut, PlaceOrder, RefreshTokens, SignUp, TokenIssuer,
 };
 use coffee_domain::ChargeLimits;
 use coffee_ports::{
-    Clock, DependencyProbe, LoginThrottle, MenuRepository, OrderStore, PasswordHasher, PointStore, PopularMenus,
-    SessionStore, TokenCodec, UserRepository,
+    ClientThrottle, Clock, DependencyProbe, LoginThrottle, MenuRepository, OrderStore, PasswordHasher, PointStore,
+    PopularMenus, SessionStore, TokenCodec, UserRepository,
 };
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::client_addr::TrustedProxies;
 use crate::drain::Drain;
 use crate::extract;
 use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
@@ -60,6 +61,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// How long a request body may take to arrive before `408`.
     pub request_timeout: Duration,
+    /// Whose `X-Forwarded-For` is believed (see [`crate::client_addr`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Every port the use cases behind the routes need.
@@ -71,6 +74,8 @@ pub struct Ports {
     pub users: Arc<dyn UserRepository>,
     pub hasher: Arc<dyn PasswordHasher>,
     pub throttle: Arc<dyn LoginThrottle>,
+    /// Signup and login attempts per client address.
+    pub clients: Arc<dyn ClientThrottle>,
     pub sessions: Arc<dyn SessionStore>,
     pub codec: Arc<dyn TokenCodec>,
     pub points: Arc<dyn PointStore>,
@@ -97,6 +102,8 @@ pub struct StateSettings {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// How long a request body may take to arrive before `408`.
     pub request_timeout: Duration,
+    /// Whose `X-Forwarded-For` is believed (see [`crate::client_addr`]).
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl AppState {
@@ -111,12 +118,15 @@ impl AppState {
         Self {
             list_menus: ListMenus::new(ports.menus),
             check_readiness: CheckReadiness::new(ports.probes),
-            sign_up: SignUp::new(ports.users.clone(), ports.hasher.clone()),
+            sign_up: SignUp::new(ports.users.clone(), ports.hasher.clone(), ports.clients.clone()),
             log_in: LogIn::new(
-                ports.users.clone(),
-                ports.hasher,
-                ports.throttle,
-                ports.sessions.clone(),
+                LogInPorts {
+                    users: ports.users.clone(),
+                    hasher: ports.hasher,
+                    throttle: ports.throttle,
+                    clients: ports.clients,
+                    sessions: ports.sessions.clone(),
+                },
                 issuer.clone(),
             ),
             log_out: LogOut::new(ports.codec.clone(), ports.sessions.clone(), ports.clock),
@@ -134,6 +144,7 @@ impl AppState {
             cursors: settings.cursors,
             metrics: settings.metrics,
             request_timeout: settings.request_timeout,
+            trusted_proxies: settings.trusted_proxies,
         }
     }
 }

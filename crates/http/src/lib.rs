@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod client_addr;
 pub mod drain;
 pub mod extract;
 pub mod idempotency;
@@ -24,6 +25,7 @@ pub mod routes;
 
 pub use app::{AppState, build_app};
 pub use app::{Ports, StateSettings};
+pub use client_addr::{ClientAddr, TrustedProxies};
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};

@@ -15,6 +15,7 @@ use crate::app::AppState;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
+use crate::client_addr::ClientAddr;
 use crate::extract::MAX_BODY_BYTES;
 use crate::problem::{ApiError, PROBLEM_JSON, ProblemCode};
 
@@ -51,6 +52,12 @@ pub async fn request_context(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
+    let client = req.peer_addr().map(|peer| {
+        req.app_data::<web::Data<AppState>>().map_or(peer.ip(), |state| {
+            state.trusted_proxies.client_address(peer.ip(), req.headers())
+        })
+    });
+    req.extensions_mut().insert(ClientAddr(client));
     req.extensions_mut().insert(RequestStart(Instant::now()));
     // Refused before any route reads it, whatever the route: no body this
     // service takes is anywhere near the limit.
@@ -91,8 +98,9 @@ pub async fn request_context(
     Ok(response)
 }
 
-/// Root span of every request: method, route template, request id, and the
-/// authenticated user once known (`Span::current().record("user_id", ..)`).
+/// Root span of every request: method, route template, request id, the
+/// client's address (behind trusted proxies, see [`crate::client_addr`]),
+/// and the authenticated user once known (`Span::current().record("user_id", ..)`).
 /// When the request ends it emits the one `request completed` line. Method
 /// and route are the metrics' bounded labels, not the raw request line: an
 /// invented method of any length is logged as `OTHER`.
@@ -109,11 +117,18 @@ impl RootSpanBuilder for CoffeeRootSpan {
         // Resolved once here (it walks the router) and kept for the metrics.
         let route = crate::metrics::route_label(request.match_pattern().as_deref());
         request.extensions_mut().insert(RoutePattern(route));
+        let client_ip = request
+            .extensions()
+            .get::<ClientAddr>()
+            .and_then(|c| c.0)
+            .map(|ip| ip.to_string())
+            .unwrap_or_default();
         tracing::info_span!(
             "http_request",
             method = crate::metrics::method_label(request.method()),
             route = route,
             request_id = %request_id,
+            client_ip = %client_ip,
             user_id = tracing::field::Empty,
         )
     }

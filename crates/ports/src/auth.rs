@@ -220,3 +220,44 @@ pub trait LoginThrottle: Send + Sync + std::fmt::Debug {
     /// Forgets the attempts after a successful login.
     async fn reset(&self, email: &str) -> Result<(), InfraError>;
 }
+
+/// What a client address is counted for by [`ClientThrottle`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAction {
+    LogIn,
+    SignUp,
+}
+
+impl ClientAction {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::LogIn => "login",
+            Self::SignUp => "signup",
+        }
+    }
+}
+
+/// Counts attempts per client address, across every instance, beside the
+/// per-account [`LoginThrottle`]: one client may not lock many accounts out
+/// or flood signups into the password-hashing queue.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait ClientThrottle: Send + Sync + std::fmt::Debug {
+    /// Counts attempt `attempt` (an id the caller makes) of `action` from
+    /// `client` and says whether it may proceed.
+    async fn attempt(
+        &self,
+        action: ClientAction,
+        client: std::net::IpAddr,
+        attempt: uuid::Uuid,
+    ) -> Result<LoginAttempt, InfraError>;
+
+    /// Takes a counted attempt back (a login that succeeded does not count
+    /// against its client).
+    async fn withdraw(
+        &self,
+        action: ClientAction,
+        client: std::net::IpAddr,
+        attempt: uuid::Uuid,
+    ) -> Result<(), InfraError>;
+}

@@ -16,8 +16,8 @@ pub mod outbox;
 pub mod points;
 
 pub use auth::{
-    AccessCheck, CreateUserError, Credentials, HashSlot, LoginAttempt, LoginThrottle, NewSession, NewUser,
-    PasswordHasher, Rotation, SessionStore, TokenCodec, TokenError, UserRepository,
+    AccessCheck, ClientAction, ClientThrottle, CreateUserError, Credentials, HashSlot, LoginAttempt, LoginThrottle,
+    NewSession, NewUser, PasswordHasher, Rotation, SessionStore, TokenCodec, TokenError, UserRepository,
 };
 pub use clock::{Clock, SystemClock};
 pub use error::InfraError;

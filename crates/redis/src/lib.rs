@@ -16,4 +16,4 @@ pub mod throttle;
 pub use health::RedisProbe;
 pub use pool::{RedisPool, RedisSettings};
 pub use sessions::RedisSessionStore;
-pub use throttle::RedisLoginThrottle;
+pub use throttle::{RedisClientThrottle, RedisLoginThrottle};

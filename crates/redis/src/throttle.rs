@@ -1,4 +1,5 @@
-//! Login throttling: a sliding window of attempts per account, in Redis.
+//! Login throttling: a sliding window of attempts per account (and, with
+//! [`RedisClientThrottle`], per client address), in Redis.
 //!
 //! Key `login-attempts:{sha256(email)}` (the address itself is not written to
 //! Redis) is a sorted set of the attempts of the last window, scored by time
@@ -11,7 +12,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffee_ports::{InfraError, LoginAttempt, LoginThrottle};
+use coffee_ports::{ClientAction, ClientThrottle, InfraError, LoginAttempt, LoginThrottle};
 use deadpool_redis::redis::{self, Script};
 use sha2::{Digest, Sha256};
 
@@ -63,35 +64,117 @@ impl RedisLoginThrottle {
     }
 }
 
+/// Runs the [`ATTEMPT`] script on `key` for the attempt `member`.
+async fn count_attempt(
+    pool: &RedisPool,
+    script: &Script,
+    key: String,
+    max_attempts: u32,
+    window: Duration,
+    member: String,
+) -> Result<LoginAttempt, InfraError> {
+    let mut conn = pool.get().await?;
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+    let (allowed, wait_ms): (u8, i64) = script
+        .key(key)
+        .arg(window_ms)
+        .arg(max_attempts)
+        .arg(member)
+        .invoke_async(&mut conn)
+        .await
+        .map_err(error::from_redis)?;
+    if allowed == 1 {
+        Ok(LoginAttempt::Allowed)
+    } else {
+        // Rounded up, so a client that waits exactly this long is let in.
+        let wait_ms = u64::try_from(wait_ms).unwrap_or_default();
+        Ok(LoginAttempt::Blocked {
+            retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
+        })
+    }
+}
+
 #[async_trait]
 impl LoginThrottle for RedisLoginThrottle {
     async fn attempt(&self, email: &str) -> Result<LoginAttempt, InfraError> {
-        let mut conn = self.pool.get().await?;
-        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX).max(1);
-        let (allowed, wait_ms): (u8, i64) = self
-            .attempt
-            .key(self.key(email))
-            .arg(window_ms)
-            .arg(self.max_attempts)
-            .arg(uuid::Uuid::new_v4().to_string())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(error::from_redis)?;
-        if allowed == 1 {
-            Ok(LoginAttempt::Allowed)
-        } else {
-            // Rounded up, so a client that waits exactly this long is let in.
-            let wait_ms = u64::try_from(wait_ms).unwrap_or_default();
-            Ok(LoginAttempt::Blocked {
-                retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
-            })
-        }
+        count_attempt(
+            &self.pool,
+            &self.attempt,
+            self.key(email),
+            self.max_attempts,
+            self.window,
+            uuid::Uuid::new_v4().to_string(),
+        )
+        .await
     }
 
     async fn reset(&self, email: &str) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await?;
         redis::cmd("DEL")
             .arg(self.key(email))
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(error::from_redis)
+    }
+}
+
+/// [`ClientThrottle`] on Redis: the same sliding window, one key per action
+/// and client address (`client-attempts:{action}:{address}`), each attempt a
+/// member of its own so a withdrawn one leaves the window at once.
+#[derive(Debug, Clone)]
+pub struct RedisClientThrottle {
+    pool: RedisPool,
+    max_attempts: u32,
+    window: Duration,
+    attempt: Script,
+}
+
+impl RedisClientThrottle {
+    /// At most `max_attempts` counted attempts per client address and action
+    /// per `window`.
+    pub fn new(pool: RedisPool, max_attempts: u32, window: Duration) -> Self {
+        Self {
+            pool,
+            max_attempts,
+            window,
+            attempt: Script::new(ATTEMPT),
+        }
+    }
+
+    fn key(&self, action: ClientAction, client: std::net::IpAddr) -> String {
+        self.pool.key(&format!("client-attempts:{}:{client}", action.as_str()))
+    }
+}
+
+#[async_trait]
+impl ClientThrottle for RedisClientThrottle {
+    async fn attempt(
+        &self,
+        action: ClientAction,
+        client: std::net::IpAddr,
+        attempt: uuid::Uuid,
+    ) -> Result<LoginAttempt, InfraError> {
+        count_attempt(
+            &self.pool,
+            &self.attempt,
+            self.key(action, client),
+            self.max_attempts,
+            self.window,
+            attempt.to_string(),
+        )
+        .await
+    }
+
+    async fn withdraw(
+        &self,
+        action: ClientAction,
+        client: std::net::IpAddr,
+        attempt: uuid::Uuid,
+    ) -> Result<(), InfraError> {
+        let mut conn = self.pool.get().await?;
+        redis::cmd("ZREM")
+            .arg(self.key(action, client))
+            .arg(attempt.to_string())
             .query_async::<()>(&mut conn)
             .await
             .map_err(error::from_redis)

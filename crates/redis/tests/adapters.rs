@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffee_domain::{SessionId, TokenId, UserId};
-use coffee_ports::{AccessCheck, LoginAttempt, LoginThrottle, NewSession, Rotation, SessionStore};
-use coffee_redis::{RedisLoginThrottle, RedisPool, RedisSessionStore, RedisSettings};
+use coffee_ports::{
+    AccessCheck, ClientAction, ClientThrottle, LoginAttempt, LoginThrottle, NewSession, Rotation, SessionStore,
+};
+use coffee_redis::{RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisSessionStore, RedisSettings};
 use coffee_test_support::RedisNamespace;
 use deadpool_redis::redis;
 use uuid::Uuid;
@@ -434,4 +436,59 @@ async fn the_window_slides_so_no_span_of_it_holds_more_than_the_limit() {
     // exactly one more fits (a fixed window would have reset to two).
     assert_eq!(attempt().await, LoginAttempt::Allowed);
     assert!(matches!(attempt().await, LoginAttempt::Blocked { .. }));
+}
+
+/// Per client address and action; a withdrawn attempt leaves the window at
+/// once, so successful logins never use up a client's allowance.
+#[tokio::test]
+async fn client_attempts_count_per_address_and_action_and_can_be_withdrawn() {
+    let ns = RedisNamespace::new();
+    let pool = pool_in(&ns);
+    let clients = RedisClientThrottle::new(pool.clone(), 2, Duration::from_secs(900));
+    let one: std::net::IpAddr = "203.0.113.5".parse().expect("address");
+    let other: std::net::IpAddr = "2001:db8::7".parse().expect("address");
+    let attempt = |ip, action| {
+        let clients = clients.clone();
+        async move { clients.attempt(action, ip, Uuid::new_v4()).await.expect("counted") }
+    };
+
+    assert_eq!(attempt(one, ClientAction::LogIn).await, LoginAttempt::Allowed);
+    let succeeded = Uuid::new_v4();
+    assert_eq!(
+        clients
+            .attempt(ClientAction::LogIn, one, succeeded)
+            .await
+            .expect("counted"),
+        LoginAttempt::Allowed
+    );
+    assert!(matches!(
+        attempt(one, ClientAction::LogIn).await,
+        LoginAttempt::Blocked { .. }
+    ));
+    clients
+        .withdraw(ClientAction::LogIn, one, succeeded)
+        .await
+        .expect("withdrawn");
+    assert_eq!(
+        attempt(one, ClientAction::LogIn).await,
+        LoginAttempt::Allowed,
+        "room again"
+    );
+    assert!(matches!(
+        attempt(one, ClientAction::LogIn).await,
+        LoginAttempt::Blocked { .. }
+    ));
+
+    assert_eq!(
+        attempt(one, ClientAction::SignUp).await,
+        LoginAttempt::Allowed,
+        "per action"
+    );
+    assert_eq!(
+        attempt(other, ClientAction::LogIn).await,
+        LoginAttempt::Allowed,
+        "per address"
+    );
+    let ttl = pttl(&pool, "client-attempts:login:203.0.113.5").await;
+    assert!(ttl > 0 && ttl <= 900_000, "expires with its window: {ttl}");
 }

@@ -38,6 +38,8 @@ fn base_config(overrides: &[(&str, String)]) -> Config {
         ("REDIS_KEY_PREFIX".to_owned(), coffee_test_support::unique_key_prefix()),
         // Nothing listens on port 1: order events stay pending and are retried.
         ("COLLECTOR_URL".to_owned(), "http://127.0.0.1:1".to_owned()),
+        // Every test client is 127.0.0.1.
+        ("CLIENT_LOGIN_MAX_ATTEMPTS".to_owned(), "1000000".to_owned()),
     ]);
     for (name, value) in overrides {
         vars.insert((*name).to_owned(), value.clone());

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Authenticated;
+use crate::client_addr::ClientAddr;
 use crate::extract::{ApiJson, OptionalJson};
 use crate::json_time;
 use crate::problem::{ApiError, FieldError, ProblemCode};
@@ -46,7 +47,12 @@ impl TryFrom<SignUpRequest> for SignUpCommand {
         let password = Password::parse(&body.password);
         let name = UserName::parse(&body.name);
         match (email, password, name) {
-            (Ok(email), Ok(password), Ok(name)) => Ok(SignUpCommand { email, password, name }),
+            (Ok(email), Ok(password), Ok(name)) => Ok(SignUpCommand {
+                email,
+                password,
+                name,
+                client: None,
+            }),
             (email, password, name) => {
                 let mut errors = Vec::new();
                 if let Err(e) = email {
@@ -145,6 +151,14 @@ impl From<SignUpError> for ApiError {
             SignUpError::EmailTaken => {
                 ApiError::new(ProblemCode::EmailTaken, "An account with this email already exists")
             }
+            SignUpError::TooManyAttempts { retry_after } => {
+                let secs = retry_after.as_secs().max(1);
+                ApiError::new(
+                    ProblemCode::TooManyAttempts,
+                    format!("Too many signups from this address; retry in {secs} seconds"),
+                )
+                .with_header(RETRY_AFTER, HeaderValue::from(secs))
+            }
             SignUpError::Infra(e) => e.into(),
         }
     }
@@ -160,7 +174,7 @@ impl From<LogInError> for ApiError {
                 let secs = retry_after.as_secs().max(1);
                 ApiError::new(
                     ProblemCode::TooManyAttempts,
-                    format!("Too many login attempts for this account; retry in {secs} seconds"),
+                    format!("Too many login attempts; retry in {secs} seconds"),
                 )
                 .with_header(RETRY_AFTER, HeaderValue::from(secs))
             }
@@ -209,11 +223,20 @@ impl From<GetMeError> for ApiError {
         (status = 201, description = "The account", body = UserResponse),
         crate::openapi::JsonBodyProblems,
         (status = 409, description = "EMAIL_TAKEN", body = crate::openapi::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "TOO_MANY_ATTEMPTS: too many signups from this client address, with Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
         crate::openapi::ServerProblems,
     )
 )]
-pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpRequest>) -> Result<HttpResponse, ApiError> {
-    let command = SignUpCommand::try_from(body.0)?;
+pub async fn sign_up(
+    state: web::Data<AppState>,
+    client: ClientAddr,
+    body: ApiJson<SignUpRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let command = SignUpCommand {
+        client: client.0,
+        ..SignUpCommand::try_from(body.0)?
+    };
     let user = state.sign_up.execute(command).await?;
     Ok(HttpResponse::Created().json(UserResponse::from(user)))
 }
@@ -228,12 +251,16 @@ pub async fn sign_up(state: web::Data<AppState>, body: ApiJson<SignUpRequest>) -
         (status = 200, description = "A token pair", body = TokenPairResponse),
         crate::openapi::JsonBodyProblems,
         (status = 401, description = "INVALID_CREDENTIALS (unknown email and wrong password alike)", body = crate::openapi::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "TOO_MANY_ATTEMPTS, with Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json",
+        (status = 429, description = "TOO_MANY_ATTEMPTS (too many attempts for the account, or failures from the client address), with Retry-After", body = crate::openapi::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until the window ends"))),
         crate::openapi::ServerProblems,
     )
 )]
-pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInRequest>) -> Result<HttpResponse, ApiError> {
+pub async fn log_in(
+    state: web::Data<AppState>,
+    client: ClientAddr,
+    body: ApiJson<LogInRequest>,
+) -> Result<HttpResponse, ApiError> {
     let LogInRequest { email, password } = body.0;
     let mut errors = Vec::new();
     if email.len() > MAX_LOGIN_FIELD {
@@ -247,7 +274,11 @@ pub async fn log_in(state: web::Data<AppState>, body: ApiJson<LogInRequest>) -> 
     }
     let pair = state
         .log_in
-        .execute(LogInCommand { email, password })
+        .execute(LogInCommand {
+            email,
+            password,
+            client: client.0,
+        })
         .await
         .inspect_err(|e| match e {
             LogInError::InvalidCredentials => metrics::counter!(crate::metrics::LOGIN_FAILURES).increment(1),

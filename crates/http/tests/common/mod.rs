@@ -11,7 +11,10 @@ use coffee_domain::{ChargeLimits, Points};
 use coffee_http::{AppState, Ports, StateSettings};
 use coffee_ports::DependencyProbe;
 use coffee_ports::InfraError;
-use coffee_ports::auth::{MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockTokenCodec, MockUserRepository};
+use coffee_ports::LoginAttempt;
+use coffee_ports::auth::{
+    MockClientThrottle, MockLoginThrottle, MockPasswordHasher, MockSessionStore, MockTokenCodec, MockUserRepository,
+};
 use coffee_ports::clock::MockClock;
 use coffee_ports::health::MockDependencyProbe;
 use coffee_ports::menu::MockMenuRepository;
@@ -25,6 +28,8 @@ pub struct Fakes {
     pub users: MockUserRepository,
     pub hasher: MockPasswordHasher,
     pub throttle: MockLoginThrottle,
+    /// `None`: every client address is let through.
+    pub clients: Option<MockClientThrottle>,
     pub sessions: MockSessionStore,
     pub codec: MockTokenCodec,
     pub points: MockPointStore,
@@ -63,6 +68,12 @@ impl Fakes {
             users: Arc::new(self.users),
             hasher: Arc::new(self.hasher),
             throttle: Arc::new(self.throttle),
+            clients: Arc::new(self.clients.unwrap_or_else(|| {
+                let mut clients = MockClientThrottle::new();
+                clients.expect_attempt().returning(|_, _, _| Ok(LoginAttempt::Allowed));
+                clients.expect_withdraw().returning(|_, _, _| Ok(()));
+                clients
+            })),
             sessions: Arc::new(self.sessions),
             codec: Arc::new(self.codec),
             points: Arc::new(self.points),
@@ -82,6 +93,7 @@ impl Fakes {
                     .build_recorder()
                     .handle(),
                 request_timeout: Duration::from_secs(10),
+                trusted_proxies: coffee_http::TrustedProxies::default(),
             },
         ))
     }
