@@ -160,3 +160,46 @@ async fn idle_connections_do_not_hold_a_shutdown() {
         signalled.elapsed()
     );
 }
+
+/// Every request's headers are timed, not only a connection's first: a
+/// client that trickles a later request's headers on a keep-alive
+/// connection is cut off after `HTTP_REQUEST_TIMEOUT_MS`, as is one that
+/// trickles a first request's (actix answers that one `408` itself).
+#[tokio::test]
+async fn stalled_headers_are_cut_off_on_every_request() {
+    let db = TestDatabase::create().await;
+    let server = instance(&db, &[("HTTP_REQUEST_TIMEOUT_MS", "1000")]).await;
+    let port = port_of(&server);
+
+    let mut later = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    later
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("first request");
+    assert_eq!(
+        read_response(&mut later, Duration::from_secs(5)).await.map(|r| r.0),
+        Some(200)
+    );
+    let mut first = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    first
+        .write_all(b"GET /health/live HTTP/1.1\r\nHo")
+        .await
+        .expect("partial");
+    later
+        .write_all(b"GET /health/live HTTP/1.1\r\nHo")
+        .await
+        .expect("partial");
+    let started = Instant::now();
+
+    assert!(
+        closed_within(&mut later, Duration::from_secs(5)).await,
+        "the later request's trickle stays open"
+    );
+    let answer = read_response(&mut first, Duration::from_secs(5)).await;
+    assert_eq!(
+        answer.map(|r| r.0),
+        Some(408),
+        "actix's own answer to slow first headers"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}

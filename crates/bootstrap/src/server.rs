@@ -4,14 +4,14 @@ use std::net::TcpListener;
 use std::sync::Arc;
 
 use actix_web::dev::Server;
-use actix_web::{HttpServer, web};
+use actix_web::web;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use coffee_application::{CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox};
 use coffee_collector::CollectorClient;
 use coffee_crypto::{Argon2Hasher, JwtCodec};
-use coffee_http::{AppState, Ports, StateSettings, build_app};
+use coffee_http::{AppState, Ports, StateSettings};
 use coffee_ports::{Clock, SystemClock, TokenCodec};
 use coffee_postgres::{
     PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
@@ -119,21 +119,20 @@ impl Application {
         let port = listener.local_addr()?.port();
         // Signals are ours (see `run_until_stopped`): actix would stop
         // accepting at once, while a balancer still routes here.
-        let mut server = HttpServer::new(move || build_app(state.clone()))
-            .listen(listener)?
-            .disable_signals()
-            .shutdown_timeout(http.shutdown_timeout.as_secs())
-            // actix times only a connection's first request headers with
-            // this; the application times bodies (see `coffee_http::extract`).
-            .client_request_timeout(http.request_timeout)
-            .keep_alive(http.keep_alive);
-        if let Some(workers) = http.workers {
-            server = server.workers(workers);
-        }
+        let server = coffee_http::server(
+            listener,
+            state,
+            &coffee_http::ServeSettings {
+                workers: http.workers,
+                shutdown_timeout: http.shutdown_timeout,
+                request_timeout: http.request_timeout,
+                keep_alive: http.keep_alive,
+            },
+        )?;
         tracing::info!(port, "listening");
         Ok(Self {
             port,
-            server: server.run(),
+            server,
             background,
             relay,
             shutdown_timeout: http.shutdown_timeout,

@@ -22,6 +22,8 @@ pub mod openapi;
 pub mod pagination;
 pub mod problem;
 pub mod routes;
+pub mod serve;
+pub mod timed_io;
 
 pub use app::{AppState, build_app};
 pub use app::{Ports, StateSettings};
@@ -29,3 +31,4 @@ pub use client_addr::{ClientAddr, TrustedProxies};
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};
+pub use serve::{ServeSettings, server};

@@ -1,0 +1,66 @@
+//! The HTTP server: actix-web's `HttpServer` set-up, written out so that
+//! every connection is a [`TimedIo`] (which `HttpServer` has no hook for).
+//! Otherwise the same: actix-server's workers and graceful stop (which also
+//! tells every connection, so idle keep-alive ones close at once),
+//! actix-http's HTTP/1.1 with the application of [`build_app`].
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_http::HttpService;
+use actix_server::Server;
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::AppConfig;
+use actix_web::web;
+
+use crate::app::{AppState, build_app};
+use crate::timed_io::TimedIo;
+
+/// How the server listens and stops.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// HTTP worker threads (`None`: one per core).
+    pub workers: Option<usize>,
+    /// How long in-flight requests get once the server stops accepting.
+    pub shutdown_timeout: Duration,
+    /// The bound on a request's headers (every request's, see
+    /// [`crate::timed_io`]) and on its body (see [`crate::extract`]).
+    pub request_timeout: Duration,
+    /// How long an idle keep-alive connection stays open.
+    pub keep_alive: Duration,
+}
+
+/// A server on `listener` serving [`build_app`] over `state`, not yet
+/// running; signals are left to the caller.
+pub fn server(listener: TcpListener, state: web::Data<AppState>, settings: &ServeSettings) -> std::io::Result<Server> {
+    let addr = listener.local_addr()?;
+    let mut builder = Server::build()
+        .disable_signals()
+        .shutdown_timeout(settings.shutdown_timeout.as_secs());
+    if let Some(workers) = settings.workers {
+        builder = builder.workers(workers);
+    }
+    let shutdown = builder.graceful_shutdown_signal();
+    let (keep_alive, request_timeout) = (settings.keep_alive, settings.request_timeout);
+    builder
+        .listen("coffee-http", listener, move || {
+            let shutdown = shutdown.clone();
+            let app = build_app(state.clone()).into_factory().map_err(|e| e.error_response());
+            let http = HttpService::build()
+                .graceful_shutdown_signal(move || {
+                    let shutdown = shutdown.clone();
+                    async move { shutdown.notified().await }
+                })
+                .keep_alive(keep_alive)
+                .client_request_timeout(request_timeout)
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .local_addr(addr)
+                .h1(map_config(app, |()| AppConfig::default()));
+            fn_service(move |io: actix_web::rt::net::TcpStream| {
+                let peer = io.peer_addr().ok();
+                std::future::ready(Ok((TimedIo::new(io, request_timeout), peer)))
+            })
+            .and_then(http)
+        })
+        .map(|builder| builder.run())
+}
