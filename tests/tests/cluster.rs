@@ -18,7 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use coffee_e2e::{Api, Process, coffee_env, free_port, override_env, start_coffee, start_mock_collector};
+use coffee_e2e::{
+    Api, Cluster, Process, RedisServer, coffee_env, free_port, override_env, start_coffee, start_mock_collector,
+};
 use coffee_test_support::{RedisNamespace, TestDatabase};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
@@ -400,5 +402,50 @@ async fn rolling_restarts_and_a_killed_instance_fail_no_request() {
             events.len()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A Redis outage is shared by every instance: none leaves the balancer
+/// (their readiness is their own state), so clients keep getting the
+/// service's own answers: `GET /menus` from the instances, and the service's
+/// `503` problem where Redis is needed, never the balancer's bare error.
+#[tokio::test]
+async fn a_redis_outage_keeps_every_instance_in_the_balancer() {
+    let db = TestDatabase::create().await;
+    let mut redis = RedisServer::start(free_port()).await.expect("redis-server starts");
+    let extra = [("REDIS_URL", redis.url()), ("REDIS_TIMEOUT_MS", "300".to_owned())];
+    let cluster = Cluster::start(3, db.url(), &extra).await.expect("instances");
+    let ports: Vec<u16> = cluster
+        .instances
+        .iter()
+        .map(|p| {
+            p.base_url
+                .rsplit(':')
+                .next()
+                .and_then(|port| port.parse().ok())
+                .expect("port")
+        })
+        .collect();
+    let balancer = Balancer::start(&ports, true).await;
+    let api = &balancer.api;
+    let (user, token) = api.funded_user(10_000).await;
+
+    redis.kill();
+    // Longer than two failed checks 500 ms apart, with their timeouts.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for round in 0..9 {
+        let menus = api.get("/menus", None).await;
+        assert_eq!(menus.status, 200, "round {round}: {:?}", menus.body);
+        let balance = api.get(&format!("/users/{user}/points"), Some(&token)).await;
+        assert_eq!(balance.status, 503, "round {round}");
+        assert_eq!(
+            balance.code(),
+            "DEPENDENCY_UNAVAILABLE",
+            "round {round}: the service's own problem, not the balancer's: {:?}",
+            balance.body
+        );
+        let ready = api.get("/health/ready", None).await;
+        assert_eq!(ready.status, 200, "round {round}");
+        assert_eq!(ready.body["dependencies"]["cache"], "down", "round {round}");
     }
 }

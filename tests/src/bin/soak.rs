@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use coffee_e2e::{Process, coffee_env, free_port, override_env, start_mock_collector_on};
+use anyhow::bail;
+use coffee_e2e::{Process, RedisServer, coffee_env, free_port, override_env, start_mock_collector_on};
 use coffee_test_support::TestDatabase;
 use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
 use rand::Rng as _;
@@ -445,50 +445,6 @@ impl Customer {
     }
 }
 
-/// A `redis-server` of the soak's own, so restarting it disturbs nobody else.
-struct Redis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Redis {
-    async fn start(port: u16) -> anyhow::Result<Self> {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("starting redis-server")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server on {port} did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Self { port, child })
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 struct Rig {
     db: TestDatabase,
     env: Vec<Vec<(&'static str, String)>>,
@@ -498,13 +454,14 @@ struct Rig {
     collector_env: Vec<(&'static str, String)>,
     journal: std::path::PathBuf,
     collector: Option<Process>,
-    redis: Redis,
+    /// The soak's own Redis, so restarting it disturbs nobody else.
+    redis: RedisServer,
 }
 
 impl Rig {
     async fn start() -> anyhow::Result<Self> {
         let db = TestDatabase::create().await;
-        let redis = Redis::start(free_port()).await?;
+        let redis = RedisServer::start(free_port()).await?;
         let collector_port = free_port();
         let journal = std::env::temp_dir().join(format!("coffee-soak-{}.jsonl", uuid::Uuid::new_v4()));
         let collector_env = vec![
@@ -599,7 +556,7 @@ async fn inject_faults(world: Arc<World>, rig: Arc<tokio::sync::Mutex<Rig>>, sec
         rig.redis.kill();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let port = rig.redis.port;
-        rig.redis = Redis::start(port).await?;
+        rig.redis = RedisServer::start(port).await?;
         world.fault("Redis restarted (every session lost)", from);
         notes.push(format!("Redis down at {from:.1}s, back at {:.1}s", world.now()));
     }
