@@ -443,25 +443,19 @@ async fn failed_logins_and_signups_are_limited_per_client_address() {
     );
 
     // Signups: three per client address per window.
+    let signup_from = |api: &Api, forwarded: &'static str| {
+        let request = api
+            .client
+            .post(api.url("/auth/signup"))
+            .header("X-Forwarded-For", forwarded)
+            .json(&json!({ "email": email(), "password": PASSWORD, "name": "Lee" }));
+        let api = api.clone();
+        async move { api.send(request).await }
+    };
     for i in 0..3 {
-        let reply = a
-            .send(
-                a.client
-                    .post(a.url("/auth/signup"))
-                    .header("X-Forwarded-For", "203.0.113.9")
-                    .json(&json!({ "email": email(), "password": PASSWORD, "name": "Lee" })),
-            )
-            .await;
-        assert_eq!(reply.status, 201, "signup {i}");
+        assert_eq!(signup_from(&a, "203.0.113.9").await.status, 201, "signup {i}");
     }
-    let fourth = b
-        .send(
-            b.client
-                .post(b.url("/auth/signup"))
-                .header("X-Forwarded-For", "203.0.113.9")
-                .json(&json!({ "email": email(), "password": PASSWORD, "name": "Lee" })),
-        )
-        .await;
+    let fourth = signup_from(&b, "203.0.113.9").await;
     assert_eq!(fourth.status, 429, "{:?}", fourth.body);
     assert_eq!(fourth.code(), "TOO_MANY_ATTEMPTS");
 

@@ -29,15 +29,6 @@ async fn send_order(port: u16, token: &str, key: &str, menu: &str) -> TcpStream 
     stream
 }
 
-/// Backends of this database in the given state, waiting on a lock or not.
-async fn backends(db: &TestDatabase, condition: &str) -> i64 {
-    db.count(&format!(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND application_name = 'coffee' AND {condition}",
-        db.name()
-    ))
-    .await
-}
-
 #[tokio::test]
 async fn a_reset_order_leaves_no_transaction_open() {
     let db = TestDatabase::create().await;
@@ -55,13 +46,11 @@ async fn a_reset_order_leaves_no_transaction_open() {
         users.push(api.funded_user(1_000_000).await);
     }
 
-    let ids: Vec<String> = users.iter().map(|(user, _)| format!("'{user}'")).collect();
-    let lock_users = format!("BEGIN; SELECT 1 FROM users WHERE id IN ({}) FOR UPDATE", ids.join(","));
+    let ids: Vec<&str> = users.iter().map(|(user, _)| user.as_str()).collect();
 
     // Fill the pool: three charges per user wait on the locked rows at once,
     // each on a connection of its own.
-    let mut locker = db.connect().await;
-    locker.batch_execute(&lock_users).await.expect("rows locked");
+    let mut locker = db.lock_users(&ids).await;
     let warm_ups: Vec<_> = users
         .iter()
         .flat_map(|(user, token)| (0..3).map(move |n| (user, token, n)))
@@ -88,17 +77,12 @@ async fn a_reset_order_leaves_no_transaction_open() {
 
     for round in 0..ROUNDS {
         // Another session holds every user's row for a moment.
-        let mut locker = db.connect().await;
-        locker.batch_execute(&lock_users).await.expect("rows locked");
+        let mut locker = db.lock_users(&ids).await;
         let mut streams = Vec::new();
         for (i, (_, token)) in users.iter().enumerate() {
             streams.push(send_order(port, token, &format!("reset-{round}-{i}"), &menu).await);
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while backends(&db, "wait_event_type = 'Lock'").await < USERS as i64 {
-            assert!(Instant::now() < deadline, "the orders never waited on the locked rows");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        db.wait_for_lock_waiters(USERS).await;
         // The clients give up: RST, not FIN.
         for stream in streams {
             stream.set_zero_linger().expect("SO_LINGER 0");
@@ -132,11 +116,9 @@ async fn a_reset_order_leaves_no_transaction_open() {
             took < Duration::from_secs(1),
             "round {round}: the next orders took {took:?} after the lock's release"
         );
-        let stranded = backends(
-            &db,
-            "state LIKE 'idle in transaction%' AND state_change < now() - interval '1 second'",
-        )
-        .await;
+        let stranded = db
+            .service_backends("state LIKE 'idle in transaction%' AND state_change < now() - interval '1 second'")
+            .await;
         assert_eq!(stranded, 0, "round {round}: transactions left open");
     }
     db.assert_ledger_consistent().await;

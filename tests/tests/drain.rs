@@ -74,35 +74,6 @@ async fn a_second_signal_stops_at_once() {
     assert!(second.elapsed() < Duration::from_secs(5), "{:?}", second.elapsed());
 }
 
-/// Backends of `db` waiting on a lock.
-async fn waiting_on_locks(db: &TestDatabase) -> i64 {
-    db.count(&format!(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND wait_event_type = 'Lock'",
-        db.name()
-    ))
-    .await
-}
-
-async fn wait_for_waiters(db: &TestDatabase, count: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while waiting_on_locks(db).await < count as i64 {
-        assert!(
-            Instant::now() < deadline,
-            "fewer than {count} requests ever waited on the locked rows"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A session of its own holding `user`'s row until it is rolled back.
-async fn lock_user(db: &TestDatabase, user: &str) -> diesel_async::AsyncPgConnection {
-    let mut conn = db.connect().await;
-    conn.batch_execute(&format!("BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR UPDATE"))
-        .await
-        .expect("row locked");
-    conn
-}
-
 /// One trial: an instance with `workers` HTTP workers whose pool holds
 /// connections opened by every worker; `2 × workers` orders in flight on
 /// connections of their own (so spread over the workers), waiting on locked
@@ -138,7 +109,7 @@ async fn drain_trial(
     // once, each on a TCP connection (and so a worker) of its own.
     let mut lockers = Vec::new();
     for (user, _) in users {
-        lockers.push(lock_user(db, user).await);
+        lockers.push(db.lock_users(&[user.as_str()]).await);
     }
     let charges = futures_util::future::join_all((0..16).map(|n| {
         let (user, token) = &users[n % users.len()];
@@ -154,7 +125,7 @@ async fn drain_trial(
         }
     }));
     let release = async {
-        wait_for_waiters(db, 16).await;
+        db.wait_for_lock_waiters(16).await;
         for locker in &mut lockers {
             locker.batch_execute("ROLLBACK").await.expect("released");
         }
@@ -165,7 +136,7 @@ async fn drain_trial(
     // The orders in flight, one per user, each on a connection of its own.
     let mut lockers = Vec::new();
     for (user, _) in users {
-        lockers.push(lock_user(db, user).await);
+        lockers.push(db.lock_users(&[user.as_str()]).await);
     }
     let orders = futures_util::future::join_all(users.iter().enumerate().map(|(i, (_, token))| {
         let api = Api::new(&url);
@@ -182,7 +153,7 @@ async fn drain_trial(
         }
     }));
     let stop = async {
-        wait_for_waiters(db, users.len()).await;
+        db.wait_for_lock_waiters(users.len()).await;
         server.signal("TERM").expect("SIGTERM sent");
         tokio::time::sleep(Duration::from_millis(300)).await;
         for locker in &mut lockers {

@@ -178,16 +178,7 @@ mod tests {
             .expect_create()
             .withf(|u| u.password_hash.as_str() == "$argon2id$hash" && u.email.as_str() == "kim@example.com")
             .times(1)
-            .returning(|u| {
-                Ok(User {
-                    id: u.id,
-                    email: u.email,
-                    name: u.name,
-                    point: Points::ZERO,
-                    created_at: OffsetDateTime::UNIX_EPOCH,
-                    updated_at: OffsetDateTime::UNIX_EPOCH,
-                })
-            });
+            .returning(created);
 
         let user = SignUp::new(Arc::new(users), Arc::new(hasher()), no_clients())
             .execute(command())

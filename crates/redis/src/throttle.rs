@@ -36,13 +36,55 @@ redis.call('PEXPIRE', KEYS[1], window)
 return {1, 0}
 ";
 
-/// [`LoginThrottle`] on Redis.
+/// The sliding window both throttles count in: at most `max_attempts` per
+/// key per `window`.
 #[derive(Debug, Clone)]
-pub struct RedisLoginThrottle {
+struct Window {
     pool: RedisPool,
     max_attempts: u32,
     window: Duration,
-    attempt: Script,
+    script: Script,
+}
+
+impl Window {
+    fn new(pool: RedisPool, max_attempts: u32, window: Duration) -> Self {
+        Self {
+            pool,
+            max_attempts,
+            window,
+            script: Script::new(ATTEMPT),
+        }
+    }
+
+    /// Runs the [`ATTEMPT`] script on `key` for the attempt `member`.
+    async fn count(&self, key: String, member: String) -> Result<LoginAttempt, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let (allowed, wait_ms): (u8, i64) = self
+            .script
+            .key(key)
+            .arg(window_ms)
+            .arg(self.max_attempts)
+            .arg(member)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(error::from_redis)?;
+        if allowed == 1 {
+            Ok(LoginAttempt::Allowed)
+        } else {
+            // Rounded up, so a client that waits exactly this long is let in.
+            let wait_ms = u64::try_from(wait_ms).unwrap_or_default();
+            Ok(LoginAttempt::Blocked {
+                retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
+            })
+        }
+    }
+}
+
+/// [`LoginThrottle`] on Redis.
+#[derive(Debug, Clone)]
+pub struct RedisLoginThrottle {
+    window: Window,
 }
 
 impl RedisLoginThrottle {
@@ -50,66 +92,27 @@ impl RedisLoginThrottle {
     /// login clears the count.
     pub fn new(pool: RedisPool, max_attempts: u32, window: Duration) -> Self {
         Self {
-            pool,
-            max_attempts,
-            window,
-            attempt: Script::new(ATTEMPT),
+            window: Window::new(pool, max_attempts, window),
         }
     }
 
     fn key(&self, email: &str) -> String {
         let digest = Sha256::digest(email.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        self.pool.key(&format!("login-attempts:{hex}"))
-    }
-}
-
-/// Runs the [`ATTEMPT`] script on `key` for the attempt `member`.
-async fn count_attempt(
-    pool: &RedisPool,
-    script: &Script,
-    key: String,
-    max_attempts: u32,
-    window: Duration,
-    member: String,
-) -> Result<LoginAttempt, InfraError> {
-    let mut conn = pool.get().await?;
-    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
-    let (allowed, wait_ms): (u8, i64) = script
-        .key(key)
-        .arg(window_ms)
-        .arg(max_attempts)
-        .arg(member)
-        .invoke_async(&mut conn)
-        .await
-        .map_err(error::from_redis)?;
-    if allowed == 1 {
-        Ok(LoginAttempt::Allowed)
-    } else {
-        // Rounded up, so a client that waits exactly this long is let in.
-        let wait_ms = u64::try_from(wait_ms).unwrap_or_default();
-        Ok(LoginAttempt::Blocked {
-            retry_after: Duration::from_secs(wait_ms.div_ceil(1000).max(1)),
-        })
+        self.window.pool.key(&format!("login-attempts:{hex}"))
     }
 }
 
 #[async_trait]
 impl LoginThrottle for RedisLoginThrottle {
     async fn attempt(&self, email: &str) -> Result<LoginAttempt, InfraError> {
-        count_attempt(
-            &self.pool,
-            &self.attempt,
-            self.key(email),
-            self.max_attempts,
-            self.window,
-            uuid::Uuid::new_v4().to_string(),
-        )
-        .await
+        self.window
+            .count(self.key(email), uuid::Uuid::new_v4().to_string())
+            .await
     }
 
     async fn reset(&self, email: &str) -> Result<(), InfraError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.window.pool.get().await?;
         redis::cmd("DEL")
             .arg(self.key(email))
             .query_async::<()>(&mut conn)
@@ -123,10 +126,7 @@ impl LoginThrottle for RedisLoginThrottle {
 /// member of its own so a withdrawn one leaves the window at once.
 #[derive(Debug, Clone)]
 pub struct RedisClientThrottle {
-    pool: RedisPool,
-    max_attempts: u32,
-    window: Duration,
-    attempt: Script,
+    window: Window,
 }
 
 impl RedisClientThrottle {
@@ -134,15 +134,14 @@ impl RedisClientThrottle {
     /// per `window`.
     pub fn new(pool: RedisPool, max_attempts: u32, window: Duration) -> Self {
         Self {
-            pool,
-            max_attempts,
-            window,
-            attempt: Script::new(ATTEMPT),
+            window: Window::new(pool, max_attempts, window),
         }
     }
 
     fn key(&self, action: ClientAction, client: std::net::IpAddr) -> String {
-        self.pool.key(&format!("client-attempts:{}:{client}", action.as_str()))
+        self.window
+            .pool
+            .key(&format!("client-attempts:{}:{client}", action.as_str()))
     }
 }
 
@@ -154,15 +153,7 @@ impl ClientThrottle for RedisClientThrottle {
         client: std::net::IpAddr,
         attempt: uuid::Uuid,
     ) -> Result<LoginAttempt, InfraError> {
-        count_attempt(
-            &self.pool,
-            &self.attempt,
-            self.key(action, client),
-            self.max_attempts,
-            self.window,
-            attempt.to_string(),
-        )
-        .await
+        self.window.count(self.key(action, client), attempt.to_string()).await
     }
 
     async fn withdraw(
@@ -171,7 +162,7 @@ impl ClientThrottle for RedisClientThrottle {
         client: std::net::IpAddr,
         attempt: uuid::Uuid,
     ) -> Result<(), InfraError> {
-        let mut conn = self.pool.get().await?;
+        let mut conn = self.window.pool.get().await?;
         redis::cmd("ZREM")
             .arg(self.key(action, client))
             .arg(attempt.to_string())

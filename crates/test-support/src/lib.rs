@@ -21,6 +21,7 @@
 mod database;
 mod ledger;
 mod locale;
+mod locks;
 mod proxy;
 mod redis;
 mod round_trips;
