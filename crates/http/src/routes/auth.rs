@@ -151,17 +151,20 @@ impl From<SignUpError> for ApiError {
             SignUpError::EmailTaken => {
                 ApiError::new(ProblemCode::EmailTaken, "An account with this email already exists")
             }
-            SignUpError::TooManyAttempts { retry_after } => {
-                let secs = retry_after.as_secs().max(1);
-                ApiError::new(
-                    ProblemCode::TooManyAttempts,
-                    format!("Too many signups from this address; retry in {secs} seconds"),
-                )
-                .with_header(RETRY_AFTER, HeaderValue::from(secs))
-            }
+            SignUpError::TooManyAttempts { retry_after } => too_many("signups from this address", retry_after),
             SignUpError::Infra(e) => e.into(),
         }
     }
+}
+
+/// `429 TOO_MANY_ATTEMPTS` with `Retry-After` (whole seconds, at least 1).
+fn too_many(what: &str, retry_after: std::time::Duration) -> ApiError {
+    let secs = retry_after.as_secs().max(1);
+    ApiError::new(
+        ProblemCode::TooManyAttempts,
+        format!("Too many {what}; retry in {secs} seconds"),
+    )
+    .with_header(RETRY_AFTER, HeaderValue::from(secs))
 }
 
 impl From<LogInError> for ApiError {
@@ -170,14 +173,7 @@ impl From<LogInError> for ApiError {
             LogInError::InvalidCredentials => {
                 ApiError::new(ProblemCode::InvalidCredentials, "The email or password is incorrect")
             }
-            LogInError::TooManyAttempts { retry_after } => {
-                let secs = retry_after.as_secs().max(1);
-                ApiError::new(
-                    ProblemCode::TooManyAttempts,
-                    format!("Too many login attempts; retry in {secs} seconds"),
-                )
-                .with_header(RETRY_AFTER, HeaderValue::from(secs))
-            }
+            LogInError::TooManyAttempts { retry_after } => too_many("login attempts", retry_after),
             LogInError::Infra(e) => e.into(),
         }
     }
