@@ -10,7 +10,7 @@ bench_start_server() { # db port [extra env...]
   MOCK_COLLECTOR_ADDR=127.0.0.1:$((port + 1000)) RUST_LOG=warn target/release/mock-collector &
   BENCH_COLLECTOR=$!
   export COLLECTOR_URL=http://127.0.0.1:$((port + 1000))
-  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/$db
+  export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
   # Every simulated client is 127.0.0.1: no per-client signup/login limit.
   export BIND_ADDR=127.0.0.1:$port REDIS_KEY_PREFIX="coffee-bench-$$:" RUST_LOG=warn APP_ENV=development
   export CLIENT_LOGIN_MAX_ATTEMPTS=1000000

@@ -41,7 +41,7 @@ pg() { psql -h 127.0.0.1 -U postgres -X -q -v ON_ERROR_STOP=1 "$@"; }
 # fresh db: an empty migrated database, with the user who pays for the seeded orders.
 fresh() {
   pg -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" >/dev/null
-  DATABASE_URL=postgres://postgres@127.0.0.1:5432/$1 target/release/coffee migrate >/dev/null
+  DATABASE_URL="postgres://postgres@127.0.0.1:5432/$1?sslmode=disable" target/release/coffee migrate >/dev/null
   pg -d "$1" -c "INSERT INTO users (id, email, password_hash, name, point)
                  VALUES ('$PAYER', 'seed@bench.example', 'x', 'Bench Seed', 0)"
 }
@@ -62,7 +62,7 @@ SQL
 serve() {
   MOCK_COLLECTOR_ADDR=127.0.0.1:$(($2 + 1000)) RUST_LOG=warn target/release/mock-collector &
   pids+=($!)
-  COLLECTOR_URL=http://127.0.0.1:$(($2 + 1000)) DATABASE_URL=postgres://postgres@127.0.0.1:5432/$1 \
+  COLLECTOR_URL=http://127.0.0.1:$(($2 + 1000)) DATABASE_URL="postgres://postgres@127.0.0.1:5432/$1?sslmode=disable" \
     BIND_ADDR=127.0.0.1:$2 REDIS_KEY_PREFIX="coffee-bench-$$:" RUST_LOG=warn APP_ENV=development \
     target/release/coffee serve &
   server_pid=$!

@@ -28,7 +28,7 @@ fi
 flock -u 8
 cargo build -q --bin coffee --bin mock-collector
 
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db" BIND_ADDR="127.0.0.1:$port"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" BIND_ADDR="127.0.0.1:$port"
 export REDIS_KEY_PREFIX="coffee-contract-$$:" COLLECTOR_URL="http://127.0.0.1:$collector_port" RUST_LOG=warn APP_ENV=test
 # The fuzzer sends many bad logins for its one user; do not lock it out.
 export LOGIN_MAX_ATTEMPTS=1000000 CLIENT_LOGIN_MAX_ATTEMPTS=1000000

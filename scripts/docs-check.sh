@@ -19,7 +19,7 @@ mkdir -p "$out"
 # A throwaway database of its own, so the server it renders /docs from is a
 # healthy one (no log of connection failures) and nothing else is touched.
 db=coffee_docs_$$
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db"
+export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
 target/debug/coffee migrate >/dev/null 2>&1
 BIND_ADDR="127.0.0.1:$port" RUST_LOG=warn APP_ENV=test target/debug/coffee serve &
 server=$!

@@ -205,9 +205,14 @@ impl Config {
                 });
             }
         };
-        let database_url = SecretString::from(
-            get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee".to_owned()),
-        );
+        let database_url = get("DATABASE_URL")
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee?sslmode=disable".to_owned());
+        // Read once here so a bad `sslmode` or `sslrootcert` is a configuration error.
+        coffee_postgres::PgTarget::parse(&database_url).map_err(|e| ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: e.to_string(),
+        })?;
+        let database_url = SecretString::from(database_url);
         let database_acquire_timeout = Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?);
         let database_statement_timeout = Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?);
         let idle_in_transaction_timeout =
@@ -258,12 +263,7 @@ impl Config {
                 menu_cache_ttl: Duration::from_millis(number(&get, "MENU_CACHE_TTL_MS", 1_000)?),
                 idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
             },
-            redis: RedisSettings {
-                url: get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
-                key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
-                max_size: number(&get, "REDIS_POOL_SIZE", 16)?,
-                timeout: Duration::from_millis(number(&get, "REDIS_TIMEOUT_MS", 2_000)?),
-            },
+            redis: redis_settings(&get)?,
             auth: AuthConfig {
                 jwt: JwtSettings {
                     secret: SecretString::from(jwt_secret),
@@ -354,6 +354,55 @@ impl Config {
 
 fn default_hash_concurrency() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+}
+
+/// `REDIS_*`: the URL, TLS, Sentinel and the replicas a session write waits for.
+fn redis_settings(get: &impl Fn(&str) -> Option<String>) -> Result<RedisSettings, ConfigError> {
+    let sentinel = match (get("REDIS_SENTINELS"), get("REDIS_MASTER_NAME")) {
+        (None, None) => None,
+        (Some(list), master) => Some(coffee_redis::SentinelSettings {
+            addresses: list
+                .split(',')
+                .map(|entry| {
+                    let entry = entry.trim();
+                    entry
+                        .rsplit_once(':')
+                        .and_then(|(host, port)| Some((host.to_owned(), port.parse::<u16>().ok()?)))
+                        .filter(|(host, _)| !host.is_empty())
+                        .ok_or_else(|| ConfigError::Invalid {
+                            name: "REDIS_SENTINELS",
+                            reason: format!("{entry:?} is not host:port"),
+                        })
+                })
+                .collect::<Result<_, _>>()?,
+            master_name: master.unwrap_or_else(|| "mymaster".to_owned()),
+        }),
+        (None, Some(_)) => {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_MASTER_NAME",
+                reason: "it needs REDIS_SENTINELS".into(),
+            });
+        }
+    };
+    let timeout = Duration::from_millis(number(get, "REDIS_TIMEOUT_MS", 2_000)?);
+    let replica_ack_timeout = Duration::from_millis(number(get, "REDIS_REPLICA_ACK_TIMEOUT_MS", 500)?.max(1));
+    let min_replicas_ack = number(get, "REDIS_MIN_REPLICAS_ACK", u32::from(sentinel.is_some()))?;
+    if min_replicas_ack > 0 && replica_ack_timeout >= timeout {
+        return Err(ConfigError::Invalid {
+            name: "REDIS_REPLICA_ACK_TIMEOUT_MS",
+            reason: "it must be shorter than REDIS_TIMEOUT_MS, which bounds every answer".into(),
+        });
+    }
+    Ok(RedisSettings {
+        url: get("REDIS_URL").unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned()),
+        ca_file: get("REDIS_CA_FILE").map(std::path::PathBuf::from),
+        min_replicas_ack,
+        replica_ack_timeout,
+        sentinel,
+        key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_else(|| "coffee:".to_owned()),
+        max_size: number(get, "REDIS_POOL_SIZE", 16)?,
+        timeout,
+    })
 }
 
 fn number<T: std::str::FromStr>(
@@ -470,6 +519,48 @@ mod tests {
         let err = config(&[("IDEMPOTENCY_WAIT_MS", "300000")]).expect_err("refused");
         assert!(err.to_string().contains("settling margin"), "{err}");
         assert!(config(&[("DATABASE_STATEMENT_TIMEOUT_MS", "20000")]).is_ok());
+    }
+
+    #[test]
+    fn sentinel_settings_are_read_and_wait_for_one_replica_by_default() {
+        let sentinel_config = config(&[
+            ("REDIS_SENTINELS", "127.0.0.1:26379, sentinel-2.internal:26380"),
+            ("REDIS_MASTER_NAME", "coffee"),
+        ])
+        .expect("valid");
+        let sentinel = sentinel_config.redis.sentinel.as_ref().expect("sentinel");
+        assert_eq!(
+            sentinel.addresses,
+            vec![
+                ("127.0.0.1".to_owned(), 26379),
+                ("sentinel-2.internal".to_owned(), 26380)
+            ]
+        );
+        assert_eq!(sentinel.master_name, "coffee");
+        assert_eq!(sentinel_config.redis.min_replicas_ack, 1);
+        assert_eq!(config(&[]).expect("defaults").redis.min_replicas_ack, 0);
+    }
+
+    #[test]
+    fn bad_data_tier_settings_name_their_variable() {
+        for (vars, name) in [
+            (vec![("REDIS_SENTINELS", "no-port")], "REDIS_SENTINELS"),
+            (vec![("REDIS_MASTER_NAME", "coffee")], "REDIS_MASTER_NAME"),
+            (
+                vec![
+                    ("REDIS_MIN_REPLICAS_ACK", "1"),
+                    ("REDIS_REPLICA_ACK_TIMEOUT_MS", "5000"),
+                ],
+                "REDIS_REPLICA_ACK_TIMEOUT_MS",
+            ),
+            (
+                vec![("DATABASE_URL", "postgres://h/db?sslmode=verify-everything")],
+                "DATABASE_URL",
+            ),
+        ] {
+            let err = config(&vars).expect_err("must refuse");
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

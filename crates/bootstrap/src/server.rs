@@ -13,11 +13,14 @@ use coffee_collector::CollectorClient;
 use coffee_crypto::{Argon2Hasher, JwtCodec};
 use coffee_http::{AppState, Ports, StateSettings};
 use coffee_ports::{Clock, SystemClock, TokenCodec};
+use coffee_postgres::ConnectError;
 use coffee_postgres::{
     PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
     PgPopularMenus, PgProbe, PgUserRepository,
 };
-use coffee_redis::{RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore};
+use coffee_redis::{
+    FirstConnection, RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore,
+};
 
 use crate::config::{Config, HousekeepingConfig, OutboxConfig};
 
@@ -87,11 +90,47 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// Opens one connection to PostgreSQL and one to Redis, so that a setting
+/// that can never work stops the start with a message naming it: a
+/// certificate that does not verify (wrong CA, wrong host name), a server
+/// that refuses the connection (`sslmode=disable` against `hostssl` only,
+/// wrong credentials). A server that is only unreachable does not stop the
+/// start: the instance serves `503` until it appears.
+async fn check_settings_against_servers(config: &Config, redis: &RedisPool) -> anyhow::Result<()> {
+    let requests = &config.database.requests;
+    let database = async {
+        let target = coffee_postgres::PgTarget::parse(requests.url.expose_secret())?;
+        match target.connect(requests.connect_timeout).await {
+            Ok(_) => Ok(()),
+            Err(e @ (ConnectError::Certificate(_) | ConnectError::Refused(_))) => Err(anyhow::anyhow!(
+                "DATABASE_URL (sslmode, sslrootcert, host names, credentials): {e}"
+            )),
+            Err(e @ ConnectError::Unreachable(_)) => {
+                tracing::warn!(error = %e, "PostgreSQL is not reachable yet; serving 503 until it is");
+                Ok(())
+            }
+        }
+    };
+    let cache = async {
+        match redis.first_connection().await {
+            Ok(()) => Ok(()),
+            Err(e @ FirstConnection::Certificate(_)) => Err(anyhow::anyhow!("REDIS_URL / REDIS_CA_FILE: {e}")),
+            Err(e @ FirstConnection::Refused(_)) => Err(anyhow::anyhow!("REDIS_URL (credentials): {e}")),
+            Err(e @ FirstConnection::Unreachable(_)) => {
+                tracing::warn!(error = %e, "Redis is not reachable yet; serving 503 until it is");
+                Ok(())
+            }
+        }
+    };
+    let (database, cache) = tokio::join!(database, cache);
+    database.and(cache)
+}
+
 impl Application {
     /// Builds the pools, the use cases and the server, and binds `BIND_ADDR`
-    /// (port 0 picks a free port: see [`Application::port`]). No connection to
-    /// PostgreSQL or Redis is made here, so the server starts (and reports
-    /// not-ready) while they are down.
+    /// (port 0 picks a free port: see [`Application::port`]). One connection
+    /// to each of PostgreSQL and Redis checks the settings; the server still
+    /// starts (and reports the dependencies down) while they are unreachable.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let io = IoRuntime::start()?;
         let pg =
@@ -101,6 +140,7 @@ impl Application {
         let background_pg = PgPool::with_io_runtime(&config.database.background, io.handle()?)
             .context("building the background PostgreSQL pool")?;
         let redis = RedisPool::with_io_runtime(&config.redis, io.handle()?).context("building the Redis pool")?;
+        check_settings_against_servers(config, &redis).await?;
 
         let metrics = crate::telemetry::metrics_handle()?;
         let drain = coffee_http::Drain::default();

@@ -10,7 +10,8 @@
 //!   for one, learned on every new connection ([`learn_statement_timeout`]),
 //!   whatever its language.
 
-use std::sync::RwLock;
+use std::sync::{Mutex, RwLock};
+use std::time::Instant;
 
 use coffee_ports::InfraError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -51,6 +52,49 @@ fn is_statement_timeout(text: &str) -> bool {
         .any(|t| t == text)
 }
 
+/// When a connection last met a server that no longer takes writes
+/// (`read_only_sql_transaction`: the primary it reached was demoted, or
+/// the host now holds a standby). Process-wide for the same reason: every
+/// pool of the process talks to the same servers.
+static LAST_READ_ONLY_ANSWER: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Whether a connection opened at `created` predates the last
+/// read-only answer: such a connection may be attached to the old primary,
+/// so the pool drops it on its next checkout instead of handing it out, and
+/// opens a new one (which, with `target_session_attrs=read-write`, goes to
+/// whichever host takes writes now).
+pub(crate) fn opened_before_a_failover(created: Instant) -> bool {
+    LAST_READ_ONLY_ANSWER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .is_some_and(|seen| created <= seen)
+}
+
+fn note_read_only_answer() {
+    *LAST_READ_ONLY_ANSWER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
+}
+
+/// A commit that returned with a warning, its wait for the synchronous
+/// standby cancelled (`statement_timeout`, a cancel): kept on the primary,
+/// possibly lost in a failover, so not answered as done. `503`: a retry with
+/// the same idempotency key replays the outcome once the standby has it.
+pub(crate) fn unreplicated_commit() -> InfraError {
+    InfraError::unavailable(
+        DEPENDENCY,
+        anyhow::anyhow!("the commit may not have reached the synchronous standby"),
+    )
+}
+
+/// A commit still waiting for the synchronous standby at `deadline`.
+pub(crate) fn commit_wait_exceeded(deadline: std::time::Duration) -> InfraError {
+    InfraError::unavailable(
+        DEPENDENCY,
+        anyhow::anyhow!("the commit was not acknowledged within {deadline:?} (is the synchronous standby away?)"),
+    )
+}
+
 /// A pool that could not hand out a connection in time, or could not open one,
 /// means the database is unreachable or saturated: retryable, `503`.
 pub fn from_pool(error: PoolError) -> InfraError {
@@ -61,6 +105,13 @@ pub fn from_pool(error: PoolError) -> InfraError {
 /// everything else (constraint violations the adapter did not expect,
 /// decoding errors, bugs) is `Unexpected`.
 pub fn from_diesel(error: DieselError) -> InfraError {
+    if let DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) = &error {
+        note_read_only_answer();
+        return InfraError::unavailable(
+            DEPENDENCY,
+            anyhow::Error::new(error).context("the server no longer takes writes (a failover?)"),
+        );
+    }
     if is_connection_failure(&error) {
         InfraError::unavailable(DEPENDENCY, error)
     } else {
@@ -87,6 +138,19 @@ mod tests {
 
     fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
         DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_read_only_server_is_unavailable_and_retires_older_connections() {
+        let before = Instant::now();
+        let error = database_error(
+            DatabaseErrorKind::ReadOnlyTransaction,
+            "cannot execute INSERT in a read-only transaction",
+        );
+        assert!(from_diesel(error).is_unavailable());
+        assert!(opened_before_a_failover(before));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(!opened_before_a_failover(Instant::now()));
     }
 
     #[test]

@@ -18,13 +18,14 @@ use diesel::connection::TransactionManagerStatus;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bytea, Integer, Interval, Jsonb, Nullable, Text};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
-use futures_util::future::{BoxFuture, try_join_all, try_join3};
+use futures_util::future::{BoxFuture, try_join, try_join_all, try_join3};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::connect::WarningMark;
 use crate::error;
 use crate::pool::{PgConnection, PgPool};
-use crate::sql::{Begin, Commit, Rollback, statement};
+use crate::sql::{Begin, Commit, Rollback, TakeTransactionId, statement};
 
 statement! {
     /// Claims a key: one call of `claim_idempotency_key` (migration 4), which
@@ -115,7 +116,12 @@ pub(crate) async fn run<W: IdempotentWrite>(
     operation: W,
 ) -> Result<Idempotent<W::Outcome>, IdempotencyError> {
     let mut open = OpenTransaction::begin(pool, pool.get().await?);
-    let (result, ended) = transact(open.connection(), context, wait, &operation).await;
+    let mark = open.warning_mark();
+    let (result, ended) = transact(open.connection(), context, wait, pool.commit_deadline(), &operation).await;
+    if result.is_ok() && !open.replicated_since(mark) {
+        // The commit's wait for the synchronous standby was cancelled.
+        return Err(error::unreplicated_commit().into());
+    }
     if ended {
         open.ended();
     }
@@ -135,7 +141,7 @@ impl<'p> OpenTransaction<'p> {
     fn begin(pool: &'p PgPool, mut conn: PgConnection) -> Self {
         // Also marked broken for the pool, so that it could never be handed
         // out again mid-transaction even if it were returned.
-        AnsiTransactionManager::transaction_manager_status_mut(&mut *conn).set_in_error();
+        AnsiTransactionManager::transaction_manager_status_mut(&mut **conn).set_in_error();
         Self { pool, conn: Some(conn) }
     }
 
@@ -146,11 +152,22 @@ impl<'p> OpenTransaction<'p> {
         }
     }
 
+    fn warning_mark(&self) -> WarningMark {
+        match self.conn.as_ref() {
+            Some(conn) => conn.warning_mark(),
+            None => unreachable!("the connection is only taken by `ended` or on drop"),
+        }
+    }
+
+    fn replicated_since(&self, mark: WarningMark) -> bool {
+        self.conn.as_ref().is_some_and(|conn| conn.replicated_since(mark))
+    }
+
     /// The transaction committed or rolled back: the connection is clean and
     /// goes back to the pool.
     fn ended(mut self) {
         if let Some(mut conn) = self.conn.take() {
-            *AnsiTransactionManager::transaction_manager_status_mut(&mut *conn) = TransactionManagerStatus::default();
+            *AnsiTransactionManager::transaction_manager_status_mut(&mut **conn) = TransactionManagerStatus::default();
         }
     }
 }
@@ -164,11 +181,17 @@ impl Drop for OpenTransaction<'_> {
 }
 
 /// The transaction of [`run`]; also says whether it ended (committed or
-/// rolled back), which makes the connection reusable.
+/// rolled back), which makes the connection reusable. The round trip that
+/// commits is bounded by `commit_deadline`: `statement_timeout` does not end
+/// a commit's wait for a synchronous standby, so without the bound a request
+/// would hang for as long as the standby is away. Past it the connection is
+/// discarded, which cancels the wait: the transaction is then kept on the
+/// primary, unreplicated, and the request answered `503`.
 async fn transact<W: IdempotentWrite>(
     conn: &AsyncPgConnection,
     context: &IdempotencyContext,
     wait: Duration,
+    commit_deadline: Duration,
     operation: &W,
 ) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool) {
     let mut q = conn;
@@ -202,17 +225,27 @@ async fn transact<W: IdempotentWrite>(
                 key: context.key.as_str().to_owned(),
                 outcome: stored,
             };
-            let last = try_join3(try_join_all(writes), store.execute(&mut q), Commit {}.execute(&mut q)).await;
-            match last {
-                Ok(_) => (Ok(Idempotent::Fresh(outcome)), true),
+            let last = try_join3(try_join_all(writes), store.execute(&mut q), Commit {}.execute(&mut q));
+            match tokio::time::timeout(commit_deadline, last).await {
+                Ok(Ok(_)) => (Ok(Idempotent::Fresh(outcome)), true),
                 // Whether COMMIT ran is unknown: the connection is dropped.
-                Err(e) => (Err(error::from_diesel(e).into()), false),
+                Ok(Err(e)) => (Err(error::from_diesel(e).into()), false),
+                Err(_) => (Err(error::commit_wait_exceeded(commit_deadline).into()), false),
             }
         }
-        Ok(Err(stored)) => (
-            Ok(Idempotent::Replayed(stored)),
-            Rollback {}.execute(&mut q).await.is_ok(),
-        ),
+        // A replay commits a transaction that holds an id, so that its
+        // commit waits for the synchronous standby like any write: the
+        // stored outcome is answered only once the standby has everything up
+        // to it, even when the first answer was a `503` because that wait
+        // was cancelled ([`run`]).
+        Ok(Err(stored)) => {
+            let ended = try_join(TakeTransactionId {}.execute(&mut q), Commit {}.execute(&mut q));
+            match tokio::time::timeout(commit_deadline, ended).await {
+                Ok(Ok(_)) => (Ok(Idempotent::Replayed(stored)), true),
+                Ok(Err(e)) => (Err(error::from_diesel(e).into()), false),
+                Err(_) => (Err(error::commit_wait_exceeded(commit_deadline).into()), false),
+            }
+        }
         Err(e) => (Err(e), Rollback {}.execute(&mut q).await.is_ok()),
     }
 }

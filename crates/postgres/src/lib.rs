@@ -7,6 +7,7 @@
 //! [`coffee_ports::InfraError`] here (see [`error`]).
 
 mod coalesce;
+pub mod connect;
 pub mod error;
 pub mod health;
 pub mod idempotency;
@@ -21,6 +22,7 @@ pub mod schema;
 mod sql;
 pub mod users;
 
+pub use connect::{ConnectError, PgTarget, SslMode};
 pub use health::PgProbe;
 pub use idempotency::PgIdempotencyRecords;
 pub use menus::PgMenuRepository;

@@ -1,8 +1,15 @@
 //! Embedded migrations, applied over diesel-async (no libpq, no diesel CLI).
 
+use std::time::Duration;
+
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::{AsyncPgConnection, RunQueryDsl as _};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::connect::PgTarget;
+
+/// How long the migrator waits for a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Every migration under the workspace's `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -11,10 +18,9 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations")
 /// versions it applied. Runs the synchronous migration harness on a blocking
 /// thread so it never stalls the async runtime.
 pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
-    let url = url.to_owned();
+    let conn = PgTarget::parse(url)?.connect(CONNECT_TIMEOUT).await?.into_inner();
     tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<String>> {
-        use diesel::Connection as _;
-        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::establish(&url)?;
+        let mut conn = AsyncConnectionWrapper::<AsyncPgConnection>::from(conn);
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| anyhow::anyhow!("applying migrations failed: {e}"))?;
@@ -29,17 +35,22 @@ pub async fn run_migrations(url: &str) -> anyhow::Result<Vec<String>> {
 /// whether it exists (rather than reading the error's text, which the server
 /// may have translated into another language).
 pub async fn ensure_database_exists(url: &str) -> anyhow::Result<bool> {
-    use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
-    let Err(unreachable) = AsyncPgConnection::establish(url).await else {
+    use diesel_async::SimpleAsyncConnection as _;
+    let target = PgTarget::parse(url)?;
+    let Err(unreachable) = target.connect(CONNECT_TIMEOUT).await else {
         return Ok(false);
     };
-    let (maintenance_url, name) = split_database(url)?;
-    let mut conn = AsyncPgConnection::establish(&maintenance_url).await.map_err(|e| {
-        anyhow::anyhow!(
-            "connecting to PostgreSQL failed ({unreachable}), and so did connecting to its maintenance database to \
+    let name = database_name(&target)?;
+    let mut conn = target
+        .with_database("postgres")
+        .connect(CONNECT_TIMEOUT)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "connecting to PostgreSQL failed ({unreachable}), and so did connecting to its maintenance database to \
              see whether {name:?} exists ({e})"
-        )
-    })?;
+            )
+        })?;
     let existing: Vec<Existing> = diesel::sql_query("SELECT 1 AS one FROM pg_database WHERE datname = $1")
         .bind::<diesel::sql_types::Text, _>(&name)
         .load(&mut conn)
@@ -58,42 +69,38 @@ struct Existing {
     one: i32,
 }
 
-/// Splits `postgres://host/db?x` into (`postgres://host/postgres?x`, `db`).
-/// Only plain names (letters, digits, `_`, `-`) are accepted, since the name
-/// ends up in a `CREATE DATABASE` statement.
-fn split_database(url: &str) -> anyhow::Result<(String, String)> {
-    let (base, query) = url.split_once('?').map_or((url, ""), |(b, q)| (b, q));
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let slash = base[authority_start..]
-        .find('/')
-        .map(|i| authority_start + i)
+/// The database `target` names. Only plain names (letters, digits, `_`,
+/// `-`) are accepted, since the name ends up in a `CREATE DATABASE`
+/// statement.
+fn database_name(target: &PgTarget) -> anyhow::Result<String> {
+    let name = target
+        .database()
         .ok_or_else(|| anyhow::anyhow!("DATABASE_URL names no database"))?;
-    let name = &base[slash + 1..];
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         anyhow::bail!("database name {name:?} must be letters, digits, '_' or '-'");
     }
-    let query = if query.is_empty() {
-        String::new()
-    } else {
-        format!("?{query}")
-    };
-    Ok((format!("{}/postgres{query}", &base[..slash]), name.to_owned()))
+    Ok(name.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn name_of(url: &str) -> anyhow::Result<String> {
+        database_name(&PgTarget::parse(url)?)
+    }
+
     #[test]
-    fn the_maintenance_url_keeps_server_and_options() {
-        let (url, name) = split_database("postgres://u:p@h:5432/coffee?sslmode=disable").expect("valid");
-        assert_eq!(url, "postgres://u:p@h:5432/postgres?sslmode=disable");
-        assert_eq!(name, "coffee");
+    fn the_database_name_is_read_from_the_url() {
+        assert_eq!(
+            name_of("postgres://u:p@h:5432/coffee?sslmode=disable").expect("valid"),
+            "coffee"
+        );
     }
 
     #[test]
     fn odd_database_names_are_refused() {
-        assert!(split_database("postgres://h/cof\"fee").is_err());
-        assert!(split_database("postgres://h").is_err());
+        assert!(name_of("postgres://h/cof\"fee").is_err());
+        assert!(name_of("postgres://h").is_err());
     }
 }

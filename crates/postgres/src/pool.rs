@@ -9,10 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
+use deadpool::managed::{self, Metrics, Object, Pool, RecycleError, RecycleResult};
 use diesel_async::SimpleAsyncConnection;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod};
+use diesel_async::pooled_connection::PoolableConnection as _;
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use secrecy::{ExposeSecret, SecretString};
@@ -20,13 +19,14 @@ use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
 
+use crate::connect::{ConnectError, Connection, PgTarget};
 use crate::error;
 
 /// Error of [`PgPool::get`].
-pub type PoolError = diesel_async::pooled_connection::deadpool::PoolError;
+pub type PoolError = managed::PoolError<ConnectError>;
 
-/// A pooled connection.
-pub type PgConnection = Object<AsyncPgConnection>;
+/// A pooled connection; it dereferences to diesel-async's connection.
+pub type PgConnection = Object<PgManager>;
 
 /// How the pool talks to PostgreSQL.
 #[derive(Debug, Clone)]
@@ -69,7 +69,11 @@ impl PgPoolSettings {
 /// A cloneable handle on the pool.
 #[derive(Clone)]
 pub struct PgPool {
-    inner: Pool<AsyncPgConnection>,
+    inner: Pool<PgManager>,
+    /// For the cancel requests of discarded connections, over the same TLS.
+    target: Arc<PgTarget>,
+    /// How long a request's writes, `COMMIT` included, may take.
+    commit_deadline: Duration,
     /// Where connection tasks run, and where a discarded connection's cancel
     /// request is sent from; `None`: the runtime of whoever opens them.
     io: Option<Handle>,
@@ -96,47 +100,14 @@ impl PgPool {
     }
 
     fn build(settings: &PgPoolSettings, io: Option<Handle>) -> anyhow::Result<Self> {
-        let statement_timeout_ms = settings.statement_timeout.as_millis();
-        let idle_in_transaction_ms = settings.idle_in_transaction_timeout.as_millis();
-        let commit_mode = if settings.durable_commits {
-            ""
-        } else {
-            "; SET synchronous_commit = off"
+        let target = Arc::new(PgTarget::parse(settings.url.expose_secret())?);
+        let manager = PgManager {
+            target: Arc::clone(&target),
+            setup: session_setup(settings),
+            connect_timeout: settings.connect_timeout,
+            io: io.clone(),
+            learned: Arc::new(tokio::sync::OnceCell::new()),
         };
-        let mut config = ManagerConfig::<AsyncPgConnection>::default();
-        // No `SELECT 1` on every checkout (the default, `Verified`): that was
-        // a round trip in front of every request. A connection is still
-        // dropped on checkout when its socket has closed (a restarted server
-        // closes them) or a transaction was left open; one that died silently
-        // fails its first statement (`503`) and is then dropped.
-        config.recycling_method = RecyclingMethod::Fast;
-        let learned = Arc::new(tokio::sync::OnceCell::new());
-        let setup_io = io.clone();
-        config.custom_setup = Box::new(move |url| {
-            let url = url.to_owned();
-            let learned = Arc::clone(&learned);
-            let open = async move {
-                // Once per pool (retried until it works), on a connection of
-                // its own that is closed afterwards.
-                let _ = learned.get_or_try_init(|| learn_statement_timeout_text(&url)).await;
-                let mut conn = AsyncPgConnection::establish(&url).await?;
-                // `client_connection_check_interval`: a backend busy for a
-                // client that has gone (waiting on a lock, say) notices within
-                // a second and rolls back, instead of when it next writes.
-                conn.batch_execute(&format!(
-                    "SET statement_timeout = {statement_timeout_ms}; \
-                     SET idle_in_transaction_session_timeout = {idle_in_transaction_ms}; \
-                     SET client_connection_check_interval = 1000; \
-                     SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
-                ))
-                .await
-                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
-                Ok(conn)
-            };
-            on_runtime(setup_io.as_ref(), open)
-        });
-        let manager =
-            AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(settings.url.expose_secret(), config);
         let inner = Pool::builder(manager)
             .max_size(settings.max_size)
             .runtime(deadpool::Runtime::Tokio1)
@@ -144,7 +115,19 @@ impl PgPool {
             .create_timeout(Some(settings.connect_timeout))
             .recycle_timeout(Some(settings.connect_timeout))
             .build()?;
-        Ok(Self { inner, io })
+        Ok(Self {
+            inner,
+            io,
+            target,
+            commit_deadline: settings.statement_timeout,
+        })
+    }
+
+    /// How long a round trip that commits may take: the statement timeout,
+    /// which PostgreSQL itself does not apply to a commit's wait for a
+    /// synchronous standby.
+    pub(crate) fn commit_deadline(&self) -> Duration {
+        self.commit_deadline
     }
 
     /// Checks out a connection, or says the database is unavailable.
@@ -161,10 +144,11 @@ impl PgPool {
     pub(crate) fn discard(&self, conn: PgConnection) {
         let conn = Object::take(conn);
         let cancel = conn.cancel_token();
+        let target = Arc::clone(&self.target);
         let close_then_cancel = async move {
             // Dropping the connection ends its I/O task, which closes the socket.
             drop(conn);
-            if let Err(e) = cancel.cancel_query(tokio_postgres::NoTls).await {
+            if let Err(e) = target.cancel(cancel).await {
                 tracing::debug!(error = %e, "cancel request for a discarded connection failed");
             }
         };
@@ -182,21 +166,99 @@ impl PgPool {
     }
 }
 
+/// Opens the pool's connections: through [`PgTarget`] (TLS, several hosts),
+/// on the I/O runtime when there is one, each set up for the service.
+pub struct PgManager {
+    target: Arc<PgTarget>,
+    /// The `SET` statements every new connection runs.
+    setup: String,
+    connect_timeout: Duration,
+    io: Option<Handle>,
+    /// Whether the server's statement-timeout text is known (see [`error`]).
+    learned: Arc<tokio::sync::OnceCell<()>>,
+}
+
+impl std::fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgManager")
+            .field("target", &self.target)
+            .field("io", &self.io.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl managed::Manager for PgManager {
+    type Type = Connection;
+    type Error = ConnectError;
+
+    async fn create(&self) -> Result<Connection, ConnectError> {
+        let target = Arc::clone(&self.target);
+        let learned = Arc::clone(&self.learned);
+        let setup = self.setup.clone();
+        let timeout = self.connect_timeout;
+        let open = async move {
+            // Once per pool (retried until it works), on a connection of its
+            // own that is closed afterwards.
+            let _ = learned
+                .get_or_try_init(|| learn_statement_timeout_text(&target, timeout))
+                .await;
+            let mut conn = target.connect(timeout).await?;
+            conn.batch_execute(&setup)
+                .await
+                .map_err(|e| ConnectError::Unreachable(format!("setting up the session: {e}")))?;
+            Ok(conn)
+        };
+        on_runtime(self.io.as_ref(), open).await
+    }
+
+    /// No round trip (a `SELECT 1` on every checkout was one in front of
+    /// every request). A connection is dropped when its socket has closed (a
+    /// restarted server closes them), a transaction was left open, or it was
+    /// opened before some connection learned that its server no longer takes
+    /// writes (a failover: [`error::opened_before_a_failover`]). One that died
+    /// silently fails its first statement (`503`) and is then dropped.
+    async fn recycle(&self, conn: &mut Connection, metrics: &Metrics) -> RecycleResult<ConnectError> {
+        if std::thread::panicking() || conn.is_broken() {
+            return Err(RecycleError::message("broken connection"));
+        }
+        if error::opened_before_a_failover(metrics.created) {
+            return Err(RecycleError::message("opened before the server stopped taking writes"));
+        }
+        Ok(())
+    }
+}
+
+/// What every new connection runs once. `client_connection_check_interval`:
+/// a backend busy for a client that has gone (waiting on a lock, say)
+/// notices within a second and rolls back, instead of when it next writes.
+fn session_setup(settings: &PgPoolSettings) -> String {
+    let statement_timeout_ms = settings.statement_timeout.as_millis();
+    let idle_in_transaction_ms = settings.idle_in_transaction_timeout.as_millis();
+    let commit_mode = if settings.durable_commits {
+        ""
+    } else {
+        "; SET synchronous_commit = off"
+    };
+    format!(
+        "SET statement_timeout = {statement_timeout_ms}; \
+         SET idle_in_transaction_session_timeout = {idle_in_transaction_ms}; \
+         SET client_connection_check_interval = 1000; \
+         SET application_name = 'coffee'; SET TIME ZONE 'UTC'{commit_mode}"
+    )
+}
+
 /// Runs `open` (which opens a connection) as a task on `io` when given, so
 /// the connection's I/O task is spawned there.
 fn on_runtime(
     io: Option<&Handle>,
-    open: impl Future<Output = diesel::ConnectionResult<AsyncPgConnection>> + Send + 'static,
-) -> BoxFuture<'static, diesel::ConnectionResult<AsyncPgConnection>> {
+    open: impl Future<Output = Result<Connection, ConnectError>> + Send + 'static,
+) -> BoxFuture<'static, Result<Connection, ConnectError>> {
     match io {
         Some(io) => {
             let task = io.spawn(open);
             async move {
-                task.await.unwrap_or_else(|e| {
-                    Err(diesel::ConnectionError::BadConnection(format!(
-                        "opening a connection: {e}"
-                    )))
-                })
+                task.await
+                    .unwrap_or_else(|e| Err(ConnectError::Unreachable(format!("opening a connection: {e}"))))
             }
             .boxed()
         }
@@ -208,9 +270,9 @@ fn on_runtime(
 /// the server's text for it, in the server's own language (see [`error`]).
 /// The connection is closed afterwards, so no pooled connection ever runs
 /// with the probe's 1 ms timeout.
-async fn learn_statement_timeout_text(url: &str) -> Result<(), ()> {
+async fn learn_statement_timeout_text(target: &PgTarget, timeout: Duration) -> Result<(), ()> {
     let probe = async {
-        let mut conn = AsyncPgConnection::establish(url).await?;
+        let mut conn = target.connect(timeout).await?;
         conn.batch_execute("SET statement_timeout = 1").await?;
         match conn.batch_execute("SELECT pg_sleep(0.05)").await {
             Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
@@ -228,5 +290,3 @@ async fn learn_statement_timeout_text(url: &str) -> Result<(), ()> {
         );
     })
 }
-
-use diesel_async::AsyncConnection as _;

@@ -111,6 +111,13 @@ statement! {
 }
 
 statement! {
+    /// Gives the transaction an id, so that its `COMMIT` writes a commit
+    /// record and waits for the synchronous standby even when nothing else
+    /// was written.
+    pub(crate) struct TakeTransactionId {} = "SELECT pg_current_xact_id()";
+}
+
+statement! {
     /// Ends a transaction without its effects.
     pub(crate) struct Rollback {} = "ROLLBACK";
 }

@@ -68,7 +68,8 @@ impl UserRepository for PgUserRepository {
     #[tracing::instrument(name = "pg.users.create", skip_all)]
     async fn create(&self, user: NewUser) -> Result<User, CreateUserError> {
         let mut conn = self.pool.get().await?;
-        let row = diesel::insert_into(users::table)
+        let mark = conn.warning_mark();
+        let insert = diesel::insert_into(users::table)
             .values(NewUserRow {
                 id: user.id.as_uuid(),
                 email: user.email.as_str(),
@@ -76,16 +77,24 @@ impl UserRepository for PgUserRepository {
                 name: user.name.as_str(),
             })
             .returning(UserRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .map_err(|e| match e {
-                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
-                    if info.constraint_name() == Some("users_email_key") =>
-                {
-                    CreateUserError::EmailTaken
-                }
-                other => CreateUserError::Infra(error::from_diesel(other)),
-            })?;
+            .get_result(&mut conn);
+        // Bounded like every commit of a request (see `idempotency::run`).
+        let Ok(inserted) = tokio::time::timeout(self.pool.commit_deadline(), insert).await else {
+            self.pool.discard(conn);
+            return Err(error::commit_wait_exceeded(self.pool.commit_deadline()).into());
+        };
+        let row = inserted.map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, ref info)
+                if info.constraint_name() == Some("users_email_key") =>
+            {
+                CreateUserError::EmailTaken
+            }
+            other => CreateUserError::Infra(error::from_diesel(other)),
+        })?;
+        if !conn.replicated_since(mark) {
+            // Its commit's wait for the synchronous standby was cancelled.
+            return Err(error::unreplicated_commit().into());
+        }
         Ok(User::try_from(row)?)
     }
 

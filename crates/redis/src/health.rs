@@ -2,7 +2,6 @@
 
 use async_trait::async_trait;
 use coffee_ports::{DependencyProbe, InfraError};
-use deadpool_redis::redis;
 
 use crate::error::{self, DEPENDENCY};
 use crate::pool::RedisPool;

@@ -14,6 +14,6 @@ pub mod sessions;
 pub mod throttle;
 
 pub use health::RedisProbe;
-pub use pool::{RedisPool, RedisSettings};
+pub use pool::{FirstConnection, RedisPool, RedisSettings, SentinelSettings};
 pub use sessions::RedisSessionStore;
 pub use throttle::{RedisClientThrottle, RedisLoginThrottle};

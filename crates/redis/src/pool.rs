@@ -1,19 +1,31 @@
 //! The Redis connection pool and the key namespace.
 //!
-//! Each connection's I/O task runs on the runtime that opened it. The server
-//! hands the pool a runtime of its own ([`RedisPool::with_io_runtime`]) that
-//! outlives every HTTP worker, so a connection opened by one worker and used
-//! by another's request does not die with the first worker's runtime when
-//! idle workers stop first during a graceful shutdown. deadpool-redis has no
-//! hook for that, so its manager is wrapped here.
+//! The pool (deadpool) has a manager of its own rather than deadpool-redis's,
+//! for four things that one does not offer:
+//! - each connection's I/O task runs on the runtime the server hands over
+//!   ([`RedisPool::with_io_runtime`]), which outlives every HTTP worker, so
+//!   a connection opened by one worker and used by another's request does
+//!   not die when idle workers stop first during a graceful shutdown;
+//! - `rediss://` with a CA file of the operator's (`REDIS_CA_FILE`);
+//! - the master found through Sentinel, with the lookup bounded by the
+//!   connect timeout, and connections to a master demoted by a failover
+//!   dropped on checkout (`ROLE`) or when answered `READONLY`;
+//! - `WAIT` for replicas after the writes a failover must not lose
+//!   ([`RedisPool::replicated`]).
 
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use deadpool::managed::{self, Object};
-use deadpool_redis::redis::aio::{ConnectionLike, MultiplexedConnection};
-use deadpool_redis::redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Value};
-use deadpool_redis::{Manager, Runtime, Timeouts};
+use deadpool::Runtime;
+use deadpool::managed::{self, Object, RecycleError, Timeouts};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{
+    AsyncConnectionConfig, Client, Cmd, ConnectionAddr, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    TlsCertificates, TlsMode, Value,
+};
 use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
@@ -23,8 +35,21 @@ use crate::error;
 /// How the adapter talks to Redis.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]`; may hold a password.
+    /// `redis://` or `rediss://` (TLS) `[user:password@]host:port[/db]`;
+    /// may hold a password. With [`RedisSettings::sentinel`], the host is
+    /// ignored: the URL gives the scheme, credentials and database number.
     pub url: String,
+    /// PEM file of the CA that signed the server's certificate (`rediss://`
+    /// only); the system's roots when `None`.
+    pub ca_file: Option<PathBuf>,
+    /// Reach the master through Sentinel.
+    pub sentinel: Option<SentinelSettings>,
+    /// Writes that must survive a failover (a session, its rotation, a
+    /// revocation) are answered only once this many replicas have them
+    /// (`WAIT`); `0` answers at once.
+    pub min_replicas_ack: u32,
+    /// How long such a write waits for the replicas before `503`.
+    pub replica_ack_timeout: Duration,
     /// Prepended to every key (`"coffee:"` by default).
     pub key_prefix: String,
     pub max_size: usize,
@@ -32,10 +57,22 @@ pub struct RedisSettings {
     pub timeout: Duration,
 }
 
+/// Where the Sentinels are and which master to ask them for.
+#[derive(Debug, Clone)]
+pub struct SentinelSettings {
+    /// `host:port` of each Sentinel, reached over plain TCP.
+    pub addresses: Vec<(String, u16)>,
+    pub master_name: String,
+}
+
 impl std::fmt::Debug for RedisSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisSettings")
             .field("url", &"[redacted]")
+            .field("ca_file", &self.ca_file)
+            .field("sentinel", &self.sentinel)
+            .field("min_replicas_ack", &self.min_replicas_ack)
+            .field("replica_ack_timeout", &self.replica_ack_timeout)
             .field("key_prefix", &self.key_prefix)
             .field("max_size", &self.max_size)
             .field("timeout", &self.timeout)
@@ -48,6 +85,10 @@ impl RedisSettings {
     pub fn local(url: impl Into<String>, key_prefix: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            ca_file: None,
+            sentinel: None,
+            min_replicas_ack: 0,
+            replica_ack_timeout: Duration::from_millis(500),
             key_prefix: key_prefix.into(),
             max_size: 16,
             timeout: Duration::from_secs(2),
@@ -55,15 +96,43 @@ impl RedisSettings {
     }
 }
 
-/// deadpool-redis's manager, opening each connection on `io` when given.
+/// Where new connections go: one server, or whichever master the Sentinels
+/// name at the time.
+enum Source {
+    Direct(Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+/// Opens connections (on `io` when given, so that their I/O task outlives
+/// the HTTP workers) and checks them on checkout.
 struct IoManager {
-    inner: Arc<Manager>,
+    source: Arc<Source>,
+    config: AsyncConnectionConfig,
+    timeout: Duration,
     io: Option<Handle>,
+    ping: AtomicUsize,
 }
 
 impl std::fmt::Debug for IoManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IoManager").field("io", &self.io.is_some()).finish()
+        f.debug_struct("IoManager")
+            .field("sentinel", &matches!(*self.source, Source::Sentinel(_)))
+            .field("io", &self.io.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IoManager {
+    async fn open(source: Arc<Source>, config: AsyncConnectionConfig) -> Result<MultiplexedConnection, RedisError> {
+        match &*source {
+            Source::Direct(client) => client.get_multiplexed_async_connection_with_config(&config).await,
+            Source::Sentinel(sentinel) => {
+                // Asks the Sentinels for the master now, and checks that the
+                // server it names says it is the master (`ROLE`).
+                let client = sentinel.lock().await.async_get_client().await?;
+                client.get_multiplexed_async_connection_with_config(&config).await
+            }
+        }
     }
 }
 
@@ -72,38 +141,107 @@ impl managed::Manager for IoManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+        let open = Self::open(Arc::clone(&self.source), self.config.clone());
+        // The Sentinel lookup has no timeout of its own.
+        let timeout = self.timeout;
+        let bounded = async move {
+            tokio::time::timeout(timeout, open).await.unwrap_or_else(|_| {
+                Err(RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "no Redis connection within the timeout",
+                )))
+            })
+        };
         match &self.io {
-            None => self.inner.create().await,
-            Some(io) => {
-                let inner = Arc::clone(&self.inner);
-                io.spawn(async move { inner.create().await })
-                    .await
-                    .map_err(|e| RedisError::from(std::io::Error::other(e)))?
-            }
+            None => bounded.await,
+            Some(io) => io
+                .spawn(bounded)
+                .await
+                .map_err(|e| RedisError::from(std::io::Error::other(e)))?,
         }
     }
 
+    /// One round trip, as deadpool-redis's `PING`. Through Sentinel it is a
+    /// `ROLE` instead, so a connection to a master demoted by a failover is
+    /// dropped on its next checkout (its writes would answer `READONLY`, its
+    /// reads could be stale) and a new one goes to the new master.
     async fn recycle(
         &self,
         conn: &mut MultiplexedConnection,
-        metrics: &managed::Metrics,
+        _: &managed::Metrics,
     ) -> managed::RecycleResult<RedisError> {
-        self.inner.recycle(conn, metrics).await
+        if matches!(*self.source, Source::Sentinel(_)) {
+            let role: Vec<Value> = redis::cmd("ROLE").query_async(conn).await?;
+            return match role.first() {
+                Some(Value::BulkString(role)) if role.as_slice() == b"master" => Ok(()),
+                _ => Err(RecycleError::message("the server is no longer the master")),
+            };
+        }
+        let number = self.ping.fetch_add(1, Ordering::Relaxed).to_string();
+        let answer: String = redis::cmd("PING").arg(&number).query_async(conn).await?;
+        if answer == number {
+            Ok(())
+        } else {
+            Err(RecycleError::message("unexpected PING answer"))
+        }
     }
 }
 
-/// A pooled Redis connection; commands run on it as on any connection.
-pub struct Connection(Object<IoManager>);
+/// A pooled Redis connection; commands run on it as on any connection. One
+/// that is answered `READONLY` (its server was demoted to a replica behind a
+/// fixed address) is dropped instead of going back to the pool.
+pub struct Connection {
+    conn: Option<Object<IoManager>>,
+    demoted: bool,
+}
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Connection")
+        f.debug_struct("Connection").field("demoted", &self.demoted).finish()
     }
+}
+
+impl Connection {
+    fn inner(&mut self) -> &mut MultiplexedConnection {
+        match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => unreachable!("the connection is only taken on drop"),
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if self.demoted
+            && let Some(conn) = self.conn.take()
+        {
+            drop(Object::take(conn));
+        }
+    }
+}
+
+/// Whether an answer says the server is a replica now.
+fn is_read_only(value: &Value) -> bool {
+    match value {
+        Value::ServerError(e) => e.code() == "READONLY",
+        Value::Array(values) => values.iter().any(is_read_only),
+        _ => false,
+    }
+}
+
+fn read_only_error(error: &RedisError) -> bool {
+    error::codes(error).iter().any(|code| code == "READONLY")
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        self.0.req_packed_command(cmd)
+        Box::pin(async move {
+            let answer = self.inner().req_packed_command(cmd).await;
+            if answer.as_ref().map_or_else(read_only_error, is_read_only) {
+                self.demoted = true;
+            }
+            answer
+        })
     }
 
     fn req_packed_commands<'a>(
@@ -112,11 +250,20 @@ impl ConnectionLike for Connection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        self.0.req_packed_commands(cmd, offset, count)
+        Box::pin(async move {
+            let answers = self.inner().req_packed_commands(cmd, offset, count).await;
+            if answers
+                .as_ref()
+                .map_or_else(read_only_error, |values| values.iter().any(is_read_only))
+            {
+                self.demoted = true;
+            }
+            answers
+        })
     }
 
     fn get_db(&self) -> i64 {
-        self.0.get_db()
+        self.conn.as_ref().map_or(0, |conn| conn.get_db())
     }
 }
 
@@ -125,6 +272,8 @@ impl ConnectionLike for Connection {
 pub struct RedisPool {
     pool: managed::Pool<IoManager>,
     prefix: String,
+    min_replicas_ack: u32,
+    replica_ack_timeout: Duration,
 }
 
 impl std::fmt::Debug for RedisPool {
@@ -151,12 +300,15 @@ impl RedisPool {
     }
 
     fn build(settings: &RedisSettings, io: Option<Handle>) -> anyhow::Result<Self> {
-        let connection = AsyncConnectionConfig::new()
+        let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.timeout))
             .set_response_timeout(Some(settings.timeout));
         let manager = IoManager {
-            inner: Arc::new(Manager::new_with_config(settings.url.as_str(), connection)?),
+            source: Arc::new(source(settings)?),
+            config,
+            timeout: settings.timeout,
             io,
+            ping: AtomicUsize::new(0),
         };
         let pool = managed::Pool::builder(manager)
             .max_size(settings.max_size)
@@ -170,12 +322,62 @@ impl RedisPool {
         Ok(Self {
             pool,
             prefix: settings.key_prefix.clone(),
+            min_replicas_ack: settings.min_replicas_ack,
+            replica_ack_timeout: settings.replica_ack_timeout,
         })
     }
 
     /// Checks out a connection, or says Redis is unavailable.
     pub async fn get(&self) -> Result<Connection, InfraError> {
-        self.pool.get().await.map(Connection).map_err(error::from_pool)
+        self.pool
+            .get()
+            .await
+            .map(|conn| Connection {
+                conn: Some(conn),
+                demoted: false,
+            })
+            .map_err(error::from_pool)
+    }
+
+    /// Answers once [`RedisSettings::min_replicas_ack`] replicas have every
+    /// write sent so far on `conn` (`WAIT`), or says Redis is unavailable:
+    /// a write only the master holds would be lost by a failover (a session
+    /// gone, a revoked token valid again).
+    pub async fn replicated(&self, conn: &mut Connection) -> Result<(), InfraError> {
+        if self.min_replicas_ack == 0 {
+            return Ok(());
+        }
+        let timeout_ms = u64::try_from(self.replica_ack_timeout.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let acknowledged: u32 = redis::cmd("WAIT")
+            .arg(self.min_replicas_ack)
+            .arg(timeout_ms)
+            .query_async(conn)
+            .await
+            .map_err(error::from_redis)?;
+        if acknowledged >= self.min_replicas_ack {
+            Ok(())
+        } else {
+            Err(InfraError::unavailable(
+                error::DEPENDENCY,
+                anyhow::anyhow!(
+                    "{acknowledged} of the {} replicas required acknowledged the write within {timeout_ms} ms",
+                    self.min_replicas_ack
+                ),
+            ))
+        }
+    }
+
+    /// Opens one connection, to tell a setting that can never work (the
+    /// server's certificate not accepted, credentials refused) from a
+    /// server that is only unreachable for now.
+    pub async fn first_connection(&self) -> Result<(), FirstConnection> {
+        match self.pool.get().await {
+            Ok(_) => Ok(()),
+            Err(managed::PoolError::Backend(e)) => Err(classify(&e)),
+            Err(e) => Err(FirstConnection::Unreachable(e.to_string())),
+        }
     }
 
     /// The full key for a logical key: `"{prefix}{suffix}"`.
@@ -187,9 +389,103 @@ impl RedisPool {
         &self.prefix
     }
 
+    /// Connections open, idle or in use.
+    pub fn open_connections(&self) -> usize {
+        self.pool.status().size
+    }
+
     /// Connections in use and the pool's size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
         let status = self.pool.status();
         (status.size.saturating_sub(status.available), status.max_size)
+    }
+}
+
+/// The client for `settings`: TLS from the URL's scheme with the CA file
+/// when given, through Sentinel when configured.
+fn source(settings: &RedisSettings) -> anyhow::Result<Source> {
+    let info = settings.url.as_str().into_connection_info()?;
+    let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+    if settings.ca_file.is_some() && !tls {
+        anyhow::bail!("REDIS_CA_FILE is set but REDIS_URL is not rediss://");
+    }
+    let certificates = match &settings.ca_file {
+        Some(path) => Some(TlsCertificates {
+            client_tls: None,
+            root_cert: Some(std::fs::read(path).map_err(|e| anyhow::anyhow!("REDIS_CA_FILE {}: {e}", path.display()))?),
+        }),
+        None => None,
+    };
+    let Some(sentinel) = &settings.sentinel else {
+        return Ok(Source::Direct(match certificates {
+            Some(certificates) => Client::build_with_tls(info, certificates)?,
+            None => Client::open(info)?,
+        }));
+    };
+    let redis = info.redis_settings();
+    let addresses = sentinel
+        .addresses
+        .iter()
+        .map(|(host, port)| ConnectionAddr::Tcp(host.clone(), *port));
+    let mut builder = SentinelClientBuilder::new(addresses, &sentinel.master_name, SentinelServerType::Master)?
+        .set_client_to_redis_db(redis.db());
+    if let Some(username) = redis.username() {
+        builder = builder.set_client_to_redis_username(username);
+    }
+    if let Some(password) = redis.password() {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if tls {
+        builder = builder.set_client_to_redis_tls_mode(TlsMode::Secure);
+        if let Some(certificates) = certificates {
+            builder = builder.set_client_to_redis_certificates(certificates);
+        }
+    }
+    Ok(Source::Sentinel(tokio::sync::Mutex::new(builder.build()?)))
+}
+
+/// Why a first connection failed (see [`RedisPool::first_connection`]).
+#[derive(Debug, thiserror::Error)]
+pub enum FirstConnection {
+    /// TLS failed: the certificate did not verify against the CA
+    /// (`REDIS_CA_FILE` or the system's roots) or names another host.
+    #[error("TLS with Redis failed: {0}")]
+    Certificate(String),
+    /// Redis answered and refused the credentials.
+    #[error("Redis refused the connection: {0}")]
+    Refused(String),
+    #[error("Redis could not be reached: {0}")]
+    Unreachable(String),
+}
+
+fn classify(error: &RedisError) -> FirstConnection {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        let tls = current.downcast_ref::<rustls::Error>().or_else(|| {
+            current
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return FirstConnection::Certificate(tls.to_string());
+        }
+        source = current.source();
+    }
+    // The redis crate keeps only the text of some TLS failures; rustls's own
+    // wording (not a server's, so not translated) still says what failed.
+    let text = error.to_string();
+    if text.contains("invalid peer certificate") || text.contains("certificate not valid") {
+        return FirstConnection::Certificate(text);
+    }
+    match error.kind() {
+        redis::ErrorKind::AuthenticationFailed => FirstConnection::Refused(text),
+        _ if error
+            .code()
+            .is_some_and(|code| code == "WRONGPASS" || code == "NOAUTH" || code == "NOPERM") =>
+        {
+            FirstConnection::Refused(text)
+        }
+        _ => FirstConnection::Unreachable(text),
     }
 }

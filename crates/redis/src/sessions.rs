@@ -11,13 +11,17 @@
 //! (logout, refresh-token reuse) revokes every token of it at once, and a
 //! live session never vouches for another user. Rotation and ending compare
 //! the stored user too, inside their scripts.
+//!
+//! Every write here waits for the replicas the settings ask for
+//! ([`RedisPool::replicated`]) before it is answered, so that a Sentinel
+//! failover neither loses a session nor brings a revoked token back.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use coffee_domain::{SessionId, TokenId, UserId};
 use coffee_ports::{AccessCheck, InfraError, NewSession, Rotation, SessionStore};
-use deadpool_redis::redis::{self, Script};
+use redis::{self, Script};
 
 use crate::error;
 use crate::pool::RedisPool;
@@ -95,7 +99,8 @@ impl SessionStore for RedisSessionStore {
             .ignore()
             .query_async::<()>(&mut conn)
             .await
-            .map_err(error::from_redis)
+            .map_err(error::from_redis)?;
+        self.pool.replicated(&mut conn).await
     }
 
     async fn rotate(
@@ -117,14 +122,19 @@ impl SessionStore for RedisSessionStore {
             .invoke_async(&mut conn)
             .await
             .map_err(error::from_redis)?;
-        match outcome {
-            1 => Ok(Rotation::Rotated),
-            2 => Ok(Rotation::Reused),
-            0 => Ok(Rotation::Unknown),
-            other => Err(InfraError::Unexpected(anyhow::anyhow!(
-                "rotate script answered {other}"
-            ))),
-        }
+        let rotation = match outcome {
+            1 => Rotation::Rotated,
+            2 => Rotation::Reused,
+            0 => return Ok(Rotation::Unknown),
+            other => {
+                return Err(InfraError::Unexpected(anyhow::anyhow!(
+                    "rotate script answered {other}"
+                )));
+            }
+        };
+        // Both the new token id and a revocation on reuse must outlive a failover.
+        self.pool.replicated(&mut conn).await?;
+        Ok(rotation)
     }
 
     async fn end(&self, session: SessionId, user: UserId) -> Result<(), InfraError> {
@@ -134,7 +144,8 @@ impl SessionStore for RedisSessionStore {
             .arg(user.to_string())
             .invoke_async::<()>(&mut conn)
             .await
-            .map_err(error::from_redis)
+            .map_err(error::from_redis)?;
+        self.pool.replicated(&mut conn).await
     }
 
     async fn revoke_access_token(&self, token: TokenId, ttl: Duration) -> Result<(), InfraError> {
@@ -146,7 +157,8 @@ impl SessionStore for RedisSessionStore {
             .arg(millis(ttl))
             .query_async::<()>(&mut conn)
             .await
-            .map_err(error::from_redis)
+            .map_err(error::from_redis)?;
+        self.pool.replicated(&mut conn).await
     }
 
     async fn check_access(&self, token: TokenId, session: SessionId, user: UserId) -> Result<AccessCheck, InfraError> {

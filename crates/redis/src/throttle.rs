@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffee_ports::{ClientAction, ClientThrottle, InfraError, LoginAttempt, LoginThrottle};
-use deadpool_redis::redis::{self, Script};
+use redis::{self, Script};
 use sha2::{Digest, Sha256};
 
 use crate::error;

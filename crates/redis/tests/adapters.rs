@@ -9,7 +9,6 @@ use coffee_ports::{
 };
 use coffee_redis::{RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisSessionStore, RedisSettings};
 use coffee_test_support::RedisNamespace;
-use deadpool_redis::redis;
 use uuid::Uuid;
 
 /// A pool in a fresh namespace; hold the namespace for the test's length.

@@ -12,7 +12,7 @@
 //!   round trips a client makes, so a test can pin them.
 //!
 //! The servers come from `TEST_DATABASE_URL` (an admin connection, default
-//! `postgres://postgres@127.0.0.1:5432/postgres`) and `TEST_REDIS_URL`
+//! `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`) and `TEST_REDIS_URL`
 //! (default `redis://127.0.0.1:6379`).
 //!
 //! This crate exchanges only plain strings with the adapters it helps test, so

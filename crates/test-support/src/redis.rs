@@ -29,19 +29,13 @@ impl Drop for RedisNamespace {
         let pattern = format!("{}*", self.prefix);
         // Drop cannot await; a plain synchronous connection does the cleanup.
         let cleaned = std::thread::spawn(move || -> anyhow::Result<()> {
-            let client = deadpool_redis::redis::Client::open(crate::redis_url())?;
+            let client = redis::Client::open(crate::redis_url())?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             runtime.block_on(async {
                 let mut conn = client.get_multiplexed_async_connection().await?;
-                let keys: Vec<String> = deadpool_redis::redis::cmd("KEYS")
-                    .arg(&pattern)
-                    .query_async(&mut conn)
-                    .await?;
+                let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut conn).await?;
                 if !keys.is_empty() {
-                    deadpool_redis::redis::cmd("DEL")
-                        .arg(keys)
-                        .query_async::<()>(&mut conn)
-                        .await?;
+                    redis::cmd("DEL").arg(keys).query_async::<()>(&mut conn).await?;
                 }
                 anyhow::Ok(())
             })

@@ -1,0 +1,140 @@
+//! The session store's writes and replicas: `WAIT` before answering, and a
+//! connection answered `READONLY` (a demoted master) dropped, not reused.
+//! Against the machine's Redis and, for the replica, a throwaway
+//! `redis-server --replicaof` it on a free loopback port.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use coffee_domain::{SessionId, TokenId, UserId};
+use coffee_ports::{NewSession, SessionStore};
+use coffee_redis::{RedisPool, RedisSessionStore, RedisSettings};
+use coffee_test_support::RedisNamespace;
+use uuid::Uuid;
+
+fn session() -> NewSession {
+    NewSession {
+        id: SessionId::from_uuid(Uuid::new_v4()),
+        user_id: UserId::from_uuid(Uuid::new_v4()),
+        refresh_token_id: TokenId::from_uuid(Uuid::new_v4()),
+        ttl: Duration::from_secs(60),
+    }
+}
+
+/// A replica of the machine's Redis, killed when dropped.
+struct Replica {
+    child: Child,
+    port: u16,
+}
+
+impl Replica {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let (host, master_port) = coffee_test_support::redis_url()
+            .trim_start_matches("redis://")
+            .split('/')
+            .next()
+            .and_then(|a| a.rsplit_once(':').map(|(h, p)| (h.to_owned(), p.to_owned())))
+            .expect("host:port in TEST_REDIS_URL");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            // Where it may write its copy of the master's data while syncing.
+            .args(["--dir", &std::env::temp_dir().display().to_string()])
+            .args(["--dbfilename", &format!("coffee-replica-{port}.rdb")])
+            .args(["--replicaof", &host, &master_port])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let replica = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !replica.in_sync().await {
+            assert!(Instant::now() < deadline, "the replica never synced");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        replica
+    }
+
+    async fn in_sync(&self) -> bool {
+        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)) else {
+            return false;
+        };
+        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+            return false;
+        };
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        info.contains("master_link_status:up")
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn settings(url: String, namespace: &RedisNamespace, min_replicas_ack: u32) -> RedisSettings {
+    let mut settings = RedisSettings::local(url, namespace.prefix());
+    settings.min_replicas_ack = min_replicas_ack;
+    settings.replica_ack_timeout = Duration::from_millis(200);
+    settings
+}
+
+#[tokio::test]
+async fn a_session_write_waits_for_a_replica_and_is_503_without_one() {
+    let namespace = RedisNamespace::new();
+    // More replicas than the machine's Redis has: none acknowledges.
+    let pool = RedisPool::new(&settings(coffee_test_support::redis_url(), &namespace, 64)).expect("pool");
+    let store = RedisSessionStore::new(pool);
+    let started = Instant::now();
+    let error = store.create(session()).await.expect_err("no replica acknowledges");
+    assert!(error.is_unavailable(), "{error:?}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "WAIT waited its timeout"
+    );
+
+    let _replica = Replica::start().await;
+    let pool = RedisPool::new(&settings(coffee_test_support::redis_url(), &namespace, 1)).expect("pool");
+    RedisSessionStore::new(pool)
+        .create(session())
+        .await
+        .expect("the replica acknowledges");
+}
+
+#[tokio::test]
+async fn a_connection_answered_readonly_is_dropped_not_reused() {
+    let namespace = RedisNamespace::new();
+    let replica = Replica::start().await;
+    let pool = RedisPool::new(&settings(format!("redis://127.0.0.1:{}", replica.port), &namespace, 0)).expect("pool");
+    let store = RedisSessionStore::new(pool.clone());
+    let error = store.create(session()).await.expect_err("a replica refuses writes");
+    assert!(error.is_unavailable(), "READONLY is 503, not 500: {error:?}");
+    assert_eq!(pool.open_connections(), 0, "the demoted server's connection was kept");
+
+    // A connection that only read is kept.
+    let mut conn = pool.get().await.expect("connection");
+    let _: Option<String> = redis::cmd("GET")
+        .arg(pool.key("nothing"))
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    drop(conn);
+    assert_eq!(pool.open_connections(), 1);
+}
