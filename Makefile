@@ -10,7 +10,7 @@ BIN_DIR := target/$(if $(filter dev,$(PROFILE)),debug,$(PROFILE))
 SHORT_SOAK_SECS := 60
 SOAK_SECS ?= 600
 
-.PHONY: help hooks services test-tools cluster cluster-down cluster-test run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
+.PHONY: help hooks services test-tools cluster cluster-down cluster-test failover-test run migrate test lint check-architecture unit e2e soak contract docs-check up down bench stop-local
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-20s %s\n", $$1, $$2}'
@@ -29,10 +29,11 @@ run: services ## Run the API (migrations applied) with the mock collector beside
 migrate: services ## Create the database if needed and apply pending migrations
 	$(CARGO) run --profile $(PROFILE) --bin coffee -- migrate
 
-test: services test-tools lint ## Everything CI checks: fmt, clippy, architecture, all tests, the short soak, the contract fuzzer
+test: services test-tools lint ## Everything CI checks: fmt, clippy, architecture, all tests, the short soak, both failovers, the contract fuzzer
 	$(CARGO) build --workspace --bins
 	$(CARGO) test --workspace --no-fail-fast
 	SOAK_SECS=$(SHORT_SOAK_SECS) target/debug/soak
+	target/debug/failover
 	@scripts/contract.sh
 	@scripts/docs-check.sh
 
@@ -72,6 +73,10 @@ down: ## Stop the docker compose services
 cluster: services ## CLUSTER_SIZE instances (default 3) behind HAProxy, with the mock collector; prints the balancer's URL
 	$(CARGO) build --profile $(PROFILE) --bin coffee --bin mock-collector
 	@scripts/cluster.sh up $(BIN_DIR)
+
+failover-test: services test-tools ## Both failovers under load (Redis via Sentinel, PostgreSQL to its synchronous standby), TLS on, behind HAProxy
+	$(CARGO) build --workspace --bins
+	target/debug/failover
 
 cluster-test: services test-tools ## The cluster test (rolling restart, SIGKILL behind HAProxy) for CLUSTER_TEST_ROUNDS rounds (default 5)
 	$(CARGO) build --workspace --bins

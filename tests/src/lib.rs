@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+pub mod balancer;
+pub mod data_tier;
+pub use balancer::{Balancer, ready};
+pub use data_tier::DataTier;
+
 /// Path of a workspace binary (`coffee`, `mock-collector`).
 pub fn binary(name: &str) -> PathBuf {
     let dir = match std::env::var_os("COFFEE_BIN_DIR") {
@@ -163,8 +168,21 @@ impl Drop for Process {
 /// Runs `coffee <args>` to completion with `env`, returning its exit status
 /// and combined output.
 pub fn run_coffee(args: &[&str], env: &[(&str, String)]) -> anyhow::Result<(ExitStatus, String)> {
-    let mut command = Command::new(binary("coffee"));
+    run_coffee_within(args, env, Duration::from_secs(300))
+}
+
+/// Like [`run_coffee`], killed (coreutils' `timeout`) if it has not ended
+/// after `limit`: for a `coffee serve` expected to refuse to start.
+pub fn run_coffee_within(
+    args: &[&str],
+    env: &[(&str, String)],
+    limit: Duration,
+) -> anyhow::Result<(ExitStatus, String)> {
+    let mut command = Command::new("timeout");
     command
+        .arg("--signal=KILL")
+        .arg(format!("{}s", limit.as_secs().max(1)))
+        .arg(binary("coffee"))
         .args(args)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
