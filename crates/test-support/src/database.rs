@@ -370,7 +370,9 @@ mod tests {
     #[test]
     fn database_url_replaces_only_the_database_name() {
         let url = database_url("x");
-        assert!(url.ends_with("/x"), "{url}");
-        assert_eq!(url.matches('/').count(), 3, "{url}");
+        let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+        assert!(base.ends_with("/x"), "{url}");
+        assert_eq!(base.matches('/').count(), 3, "{url}");
+        assert_eq!(admin_url().split_once('?').map(|(_, q)| q).unwrap_or(""), query, "the options are kept");
     }
 }
