@@ -13,6 +13,7 @@ use anyhow::{Context as _, bail};
 pub mod balancer;
 pub mod data_tier;
 pub use balancer::{Balancer, ready};
+pub use coffee_test_support::RedisServer;
 pub use data_tier::DataTier;
 
 /// Path of a workspace binary (`coffee`, `mock-collector`).
@@ -541,57 +542,4 @@ pub fn base64url(bytes: &[u8]) -> String {
         }
     }
     out
-}
-
-/// A throwaway `redis-server` on `port` (no persistence), for a test that
-/// stops or restarts Redis without disturbing anyone else; killed when
-/// dropped.
-#[derive(Debug)]
-pub struct RedisServer {
-    pub port: u16,
-    child: std::process::Child,
-}
-
-impl RedisServer {
-    pub async fn start(port: u16) -> anyhow::Result<Self> {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .context("starting redis-server")?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            if Instant::now() > deadline {
-                bail!("redis-server on {port} did not start");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(Self { port, child })
-    }
-
-    /// Its URL.
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// Stops it at once (SIGKILL).
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }

@@ -203,11 +203,12 @@ impl PgTarget {
         let opened = async {
             let (client, connection) = config.connect(self.tls.clone()).await.map_err(|e| self.classify(&e))?;
             let warnings = Arc::new(AtomicU64::new(0));
-            tokio::spawn(drive(connection, Arc::clone(&warnings)));
+            let (ended_tx, ended) = tokio::sync::watch::channel(());
+            tokio::spawn(drive(connection, Arc::clone(&warnings), ended_tx));
             let conn = AsyncPgConnection::try_from(client)
                 .await
                 .map_err(|e| ConnectError::Unreachable(format!("setting up the connection: {e}")))?;
-            Ok(Connection { conn, warnings })
+            Ok(Connection { conn, warnings, ended })
         };
         tokio::time::timeout(timeout, opened)
             .await
@@ -276,6 +277,8 @@ impl From<ConnectError> for diesel::ConnectionError {
 pub struct Connection {
     conn: AsyncPgConnection,
     warnings: Arc<AtomicU64>,
+    /// Closed (its sender dropped) when the connection's driver ends.
+    ended: tokio::sync::watch::Receiver<()>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -307,6 +310,12 @@ impl Connection {
         self.warnings.load(Ordering::Acquire) == mark.0
     }
 
+    /// Whether the connection has ended, or ends within `wait`.
+    pub async fn ended_within(&self, wait: Duration) -> bool {
+        let mut ended = self.ended.clone();
+        matches!(tokio::time::timeout(wait, ended.changed()).await, Ok(Err(_)))
+    }
+
     pub fn into_inner(self) -> AsyncPgConnection {
         self.conn
     }
@@ -327,9 +336,13 @@ impl std::ops::DerefMut for Connection {
 }
 
 /// Reads the connection's messages until it closes (when its client is
-/// dropped, or the server goes away), counting warnings.
-async fn drive<S>(connection: tokio_postgres::Connection<tokio_postgres::Socket, S>, warnings: Arc<AtomicU64>)
-where
+/// dropped, or the server goes away), counting warnings; drops `ended` when
+/// it stops.
+async fn drive<S>(
+    connection: tokio_postgres::Connection<tokio_postgres::Socket, S>,
+    warnings: Arc<AtomicU64>,
+    ended: tokio::sync::watch::Sender<()>,
+) where
     S: tokio_postgres::tls::TlsStream + Unpin,
 {
     let mut connection = connection;
@@ -354,6 +367,7 @@ where
             }
         }
     }
+    drop(ended);
 }
 
 /// The one crypto provider of the process's TLS (reqwest and jsonwebtoken

@@ -16,6 +16,7 @@ use std::time::Instant;
 use coffee_ports::InfraError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
+use crate::connect::Connection;
 use crate::pool::PoolError;
 
 /// The name under which PostgreSQL appears in errors and readiness reports.
@@ -85,6 +86,46 @@ pub(crate) fn unreplicated_commit() -> InfraError {
         DEPENDENCY,
         anyhow::anyhow!("the commit may not have reached the synchronous standby"),
     )
+}
+
+/// How long a failed statement's connection is watched for closing (see
+/// [`Settle`]).
+const ENDED_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Maps a statement's failure on `conn`, telling a backend the server ended
+/// under it (a primary dying or shutting down, an administrator's
+/// `pg_terminate_backend`) from a bug. Such a statement fails with a
+/// `FATAL` error whose SQLSTATE (57P01, 57P02, ...) diesel-async hides and
+/// whose text the server translates, and the server closes the connection
+/// right behind it: an unclassified error whose connection closes within
+/// [`ENDED_WAIT`] is `503`. Only unclassified errors (bugs, deadlocks) pay
+/// the wait.
+pub(crate) trait Settle<T> {
+    async fn settle(self, conn: &Connection) -> Result<T, InfraError>;
+}
+
+impl<T> Settle<T> for Result<T, DieselError> {
+    async fn settle(self, conn: &Connection) -> Result<T, InfraError> {
+        match self {
+            Ok(value) => Ok(value),
+            Err(error @ DieselError::DatabaseError(DatabaseErrorKind::Unknown, _)) => {
+                Err(settle(conn, from_diesel(error)).await)
+            }
+            Err(error) => Err(from_diesel(error)),
+        }
+    }
+}
+
+/// `error` as `503` when `conn` was ended by its server (see [`Settle`]).
+pub(crate) async fn settle(conn: &Connection, error: InfraError) -> InfraError {
+    if matches!(error, InfraError::Unexpected(_)) && conn.ended_within(ENDED_WAIT).await {
+        InfraError::unavailable(
+            DEPENDENCY,
+            anyhow::Error::new(error).context("the server ended the connection"),
+        )
+    } else {
+        error
+    }
 }
 
 /// A commit still waiting for the synchronous standby at `deadline`.

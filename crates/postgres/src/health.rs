@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use coffee_ports::{DependencyProbe, InfraError};
 use diesel_async::SimpleAsyncConnection;
 
-use crate::error::{self, DEPENDENCY};
+use crate::error::{DEPENDENCY, Settle as _};
 use crate::pool::PgPool;
 
 /// Checks out a connection and runs `SELECT 1`.
@@ -27,6 +27,6 @@ impl DependencyProbe for PgProbe {
 
     async fn check(&self) -> Result<(), InfraError> {
         let mut conn = self.pool.get().await?;
-        conn.batch_execute("SELECT 1").await.map_err(error::from_diesel)
+        conn.batch_execute("SELECT 1").await.settle(&conn).await
     }
 }

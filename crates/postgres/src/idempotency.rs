@@ -22,7 +22,7 @@ use futures_util::future::{BoxFuture, try_join, try_join_all, try_join3};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::connect::WarningMark;
+use crate::connect::{Connection, WarningMark};
 use crate::error;
 use crate::pool::{PgConnection, PgPool};
 use crate::sql::{Begin, Commit, Rollback, TakeTransactionId, statement};
@@ -122,6 +122,10 @@ pub(crate) async fn run<W: IdempotentWrite>(
         // The commit's wait for the synchronous standby was cancelled.
         return Err(error::unreplicated_commit().into());
     }
+    let result = match result {
+        Err(IdempotencyError::Infra(e)) => Err(IdempotencyError::Infra(error::settle(open.connection_ref(), e).await)),
+        other => other,
+    };
     if ended {
         open.ended();
     }
@@ -147,6 +151,13 @@ impl<'p> OpenTransaction<'p> {
 
     fn connection(&mut self) -> &mut AsyncPgConnection {
         match self.conn.as_mut() {
+            Some(conn) => conn,
+            None => unreachable!("the connection is only taken by `ended` or on drop"),
+        }
+    }
+
+    fn connection_ref(&self) -> &Connection {
+        match self.conn.as_ref() {
             Some(conn) => conn,
             None => unreachable!("the connection is only taken by `ended` or on drop"),
         }

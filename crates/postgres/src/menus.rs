@@ -10,7 +10,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::error;
+use crate::error::Settle as _;
 use crate::pool::PgPool;
 use crate::schema::menus;
 
@@ -59,7 +59,8 @@ impl PgMenuRepository {
             .order((menus::name.asc(), menus::id.asc()))
             .load(&mut conn)
             .await
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         rows.into_iter().map(Menu::try_from).collect()
     }
 }

@@ -19,11 +19,11 @@ use futures_util::future::{BoxFuture, try_join3};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error;
+use crate::error::Settle as _;
 use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::menus::MenuRow;
 use crate::points::RecordLedger;
-use crate::pool::PgPool;
+use crate::pool::{PgConnection, PgPool};
 use crate::schema::{order_items, orders};
 use crate::sql::{ChangeBalance, Instant, LockBalance, statement};
 
@@ -354,7 +354,7 @@ struct ItemRow {
 }
 
 /// Loads the items of `rows` in one query and assembles the orders.
-async fn with_items(conn: &mut AsyncPgConnection, rows: Vec<OrderRow>) -> Result<Vec<PlacedOrder>, InfraError> {
+async fn with_items(conn: &mut PgConnection, rows: Vec<OrderRow>) -> Result<Vec<PlacedOrder>, InfraError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let items: Vec<ItemRow> = order_items::table
         .filter(order_items::order_id.eq_any(&ids))
@@ -362,7 +362,8 @@ async fn with_items(conn: &mut AsyncPgConnection, rows: Vec<OrderRow>) -> Result
         .order((order_items::order_id, order_items::menu_id))
         .load(conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(conn)
+        .await?;
     let mut lines: HashMap<Uuid, Vec<OrderLine>> = HashMap::new();
     for item in items {
         lines.entry(item.order_id).or_default().push(OrderLine {
@@ -408,7 +409,8 @@ impl OrderStore for PgOrderStore {
             .first(&mut conn)
             .await
             .optional()
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         match row {
             Some(row) => Ok(with_items(&mut conn, vec![row]).await?.pop()),
             None => Ok(None),
@@ -433,7 +435,8 @@ impl OrderStore for PgOrderStore {
             .limit(i64::from(size.get()) + 1)
             .load(&mut conn)
             .await
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         let more = rows.len() > usize::from(size.get());
         rows.truncate(usize::from(size.get()));
         let items = with_items(&mut conn, rows).await?;

@@ -17,7 +17,7 @@ use diesel::sql_types::{BigInt, Integer, Interval, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
-use crate::error;
+use crate::error::Settle as _;
 use crate::pool::PgPool;
 
 /// [`OutboxStore`] on PostgreSQL.
@@ -91,7 +91,8 @@ impl OutboxStore for PgOutboxStore {
             .bind::<Interval, _>(interval(lease))
             .load(&mut conn)
             .await
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         Ok(rows
             .into_iter()
             .map(|r| OutboxMessage {
@@ -139,7 +140,7 @@ impl OutboxStore for PgOutboxStore {
                     .await
                 }
             };
-        recorded.map_err(error::from_diesel)?;
+        recorded.settle(&conn).await?;
         Ok(())
     }
 
@@ -151,7 +152,7 @@ impl OutboxStore for PgOutboxStore {
         .bind::<Text, _>(owner)
         .execute(&mut conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(&conn).await?;
         Ok(released as u64)
     }
 
@@ -163,7 +164,8 @@ impl OutboxStore for PgOutboxStore {
         )
         .execute(&mut conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(&conn)
+        .await?;
         Ok(requeued as u64)
     }
 
@@ -178,7 +180,8 @@ impl OutboxStore for PgOutboxStore {
         )
         .get_result(&mut conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(&conn)
+        .await?;
         Ok(OutboxStats {
             pending: count(row.pending),
             in_flight: count(row.in_flight),
@@ -202,7 +205,8 @@ impl OutboxStore for PgOutboxStore {
         )
         .get_result(&mut conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(&conn)
+        .await?;
         Ok((count(row.pending), count(row.dead)))
     }
 
@@ -218,7 +222,8 @@ impl OutboxStore for PgOutboxStore {
             .bind::<Interval, _>(interval(retention))
             .get_result(&mut conn)
             .await
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
             total += count(batch.n);
             if batch.n < 5000 {
                 return Ok(total);

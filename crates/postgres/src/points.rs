@@ -17,7 +17,7 @@ use futures_util::future::{BoxFuture, try_join};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error;
+use crate::error::Settle as _;
 use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
@@ -199,7 +199,8 @@ impl PointStore for PgPointStore {
             .first(&mut conn)
             .await
             .optional()
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         balance.map(points).transpose()
     }
 
@@ -228,7 +229,8 @@ impl PointStore for PgPointStore {
             .limit(i64::from(size.get()) + 1)
             .load(&mut conn)
             .await
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         let mut items = rows
             .into_iter()
             .map(PointTransaction::try_from)

@@ -9,7 +9,7 @@ use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::error;
+use crate::error::{self, Settle as _};
 use crate::pool::PgPool;
 use crate::schema::users;
 
@@ -90,7 +90,11 @@ impl UserRepository for PgUserRepository {
                 CreateUserError::EmailTaken
             }
             other => CreateUserError::Infra(error::from_diesel(other)),
-        })?;
+        });
+        let row = match row {
+            Err(CreateUserError::Infra(e)) => return Err(error::settle(&conn, e).await.into()),
+            other => other?,
+        };
         if !conn.replicated_since(mark) {
             // Its commit's wait for the synchronous standby was cancelled.
             return Err(error::unreplicated_commit().into());
@@ -107,7 +111,8 @@ impl UserRepository for PgUserRepository {
             .first(&mut conn)
             .await
             .optional()
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         Ok(row.map(|(id, hash)| Credentials {
             user_id: UserId::from_uuid(id),
             password_hash: PasswordHash::new(hash),
@@ -123,7 +128,8 @@ impl UserRepository for PgUserRepository {
             .first(&mut conn)
             .await
             .optional()
-            .map_err(error::from_diesel)?;
+            .settle(&conn)
+            .await?;
         row.map(User::try_from).transpose()
     }
 }

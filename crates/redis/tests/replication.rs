@@ -3,13 +3,12 @@
 //! Against the machine's Redis and, for the replica, a throwaway
 //! `redis-server --replicaof` it on a free loopback port.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use coffee_domain::{SessionId, TokenId, UserId};
 use coffee_ports::{NewSession, SessionStore};
 use coffee_redis::{RedisPool, RedisSessionStore, RedisSettings};
-use coffee_test_support::RedisNamespace;
+use coffee_test_support::{RedisNamespace, RedisServer};
 use uuid::Uuid;
 
 fn session() -> NewSession {
@@ -21,72 +20,19 @@ fn session() -> NewSession {
     }
 }
 
-/// A replica of the machine's Redis, killed when dropped.
-struct Replica {
-    child: Child,
-    port: u16,
-}
-
-impl Replica {
-    async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let (host, master_port) = coffee_test_support::redis_url()
-            .trim_start_matches("redis://")
-            .split('/')
-            .next()
-            .and_then(|a| a.rsplit_once(':').map(|(h, p)| (h.to_owned(), p.to_owned())))
-            .expect("host:port in TEST_REDIS_URL");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            // Where it may write its copy of the master's data while syncing.
-            .args(["--dir", &std::env::temp_dir().display().to_string()])
-            .args(["--dbfilename", &format!("coffee-replica-{port}.rdb")])
-            .args(["--replicaof", &host, &master_port])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let replica = Self { child, port };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !replica.in_sync().await {
-            assert!(Instant::now() < deadline, "the replica never synced");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        replica
-    }
-
-    async fn in_sync(&self) -> bool {
-        let Ok(client) = redis::Client::open(format!("redis://127.0.0.1:{}", self.port)) else {
-            return false;
-        };
-        let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-            return false;
-        };
-        let info: String = redis::cmd("INFO")
-            .arg("replication")
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        info.contains("master_link_status:up")
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A replica of the machine's Redis, synced.
+async fn replica() -> RedisServer {
+    let master = coffee_test_support::redis_url();
+    let master = master
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port");
+    RedisServer::replica_of(port, master).await.expect("replica")
 }
 
 fn settings(url: String, namespace: &RedisNamespace, min_replicas_ack: u32) -> RedisSettings {
@@ -110,7 +56,7 @@ async fn a_session_write_waits_for_a_replica_and_is_503_without_one() {
         "WAIT waited its timeout"
     );
 
-    let _replica = Replica::start().await;
+    let _replica = replica().await;
     let pool = RedisPool::new(&settings(coffee_test_support::redis_url(), &namespace, 1)).expect("pool");
     RedisSessionStore::new(pool)
         .create(session())
@@ -121,7 +67,7 @@ async fn a_session_write_waits_for_a_replica_and_is_503_without_one() {
 #[tokio::test]
 async fn a_connection_answered_readonly_is_dropped_not_reused() {
     let namespace = RedisNamespace::new();
-    let replica = Replica::start().await;
+    let replica = replica().await;
     let pool = RedisPool::new(&settings(format!("redis://127.0.0.1:{}", replica.port), &namespace, 0)).expect("pool");
     let store = RedisSessionStore::new(pool.clone());
     let error = store.create(session()).await.expect_err("a replica refuses writes");

@@ -373,6 +373,10 @@ mod tests {
         let (base, query) = url.split_once('?').unwrap_or((&url, ""));
         assert!(base.ends_with("/x"), "{url}");
         assert_eq!(base.matches('/').count(), 3, "{url}");
-        assert_eq!(admin_url().split_once('?').map(|(_, q)| q).unwrap_or(""), query, "the options are kept");
+        assert_eq!(
+            admin_url().split_once('?').map(|(_, q)| q).unwrap_or(""),
+            query,
+            "the options are kept"
+        );
     }
 }

@@ -29,7 +29,7 @@ mod round_trips;
 pub use database::TestDatabase;
 pub use ledger::GroundTruthRow;
 pub use proxy::TcpProxy;
-pub use redis::RedisNamespace;
+pub use redis::{RedisNamespace, RedisServer};
 pub use round_trips::RoundTripCounter;
 
 /// The Redis server tests use.

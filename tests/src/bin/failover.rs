@@ -183,56 +183,43 @@ impl Customer {
         Ok(())
     }
 
-    async fn charge(&self, amount: i64) -> anyhow::Result<()> {
+    /// A POST with a fresh idempotency key, as the session kept from before
+    /// the failovers, until it has a definitive answer.
+    async fn keyed(&self, what: &str, url: &str, body: Value) -> Option<(u16, Value)> {
         let key = uuid::Uuid::new_v4().to_string();
         let api = &self.world.api;
-        let path = api.url(&format!("/users/{}/points/charge", self.id));
-        let body = json!({"amount": amount});
-        let Some((status, answer)) = self
-            .world
-            .until_definitive("charge", || {
+        self.world
+            .until_definitive(what, || {
                 api.client
-                    .post(&path)
+                    .post(url)
                     .bearer_auth(&self.kept.0)
                     .header("Idempotency-Key", &key)
                     .json(&body)
             })
             .await
-        else {
-            return Ok(());
-        };
-        match status {
-            200 => *self.world.seen().charged.entry(self.id.clone()).or_default() += amount,
-            _ => bail!("charge answered {status}: {answer}"),
+    }
+
+    async fn charge(&self, amount: i64) -> anyhow::Result<()> {
+        let url = self.world.api.url(&format!("/users/{}/points/charge", self.id));
+        match self.keyed("charge", &url, json!({"amount": amount})).await {
+            None => {}
+            Some((200, _)) => *self.world.seen().charged.entry(self.id.clone()).or_default() += amount,
+            Some((status, answer)) => bail!("charge answered {status}: {answer}"),
         }
         Ok(())
     }
 
     async fn order(&self) -> anyhow::Result<()> {
-        let key = uuid::Uuid::new_v4().to_string();
-        let api = &self.world.api;
         let body = json!({"items": [{"menuId": AMERICANO, "quantity": 1}]});
-        let Some((status, answer)) = self
-            .world
-            .until_definitive("order", || {
-                api.client
-                    .post(api.url("/orders"))
-                    .bearer_auth(&self.kept.0)
-                    .header("Idempotency-Key", &key)
-                    .json(&body)
-            })
-            .await
-        else {
-            return Ok(());
-        };
-        match status {
-            201 => {
+        match self.keyed("order", &self.world.api.url("/orders"), body).await {
+            None => {}
+            Some((201, answer)) => {
                 let id = answer["id"].as_str().unwrap_or_default().to_owned();
                 self.world.seen().orders.entry(self.id.clone()).or_default().insert(id);
-                Ok(())
             }
-            _ => bail!("order answered {status}: {answer}"),
+            Some((status, answer)) => bail!("order answered {status}: {answer}"),
         }
+        Ok(())
     }
 
     /// Rotates the second session's refresh token.

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use super::sums::{EdgeHour, HOUR, Sum};
-use crate::error;
+use crate::error::Settle as _;
 use crate::pool::PgConnection;
 use crate::sql::statement;
 
@@ -149,7 +149,8 @@ pub(super) async fn rank(
     }
     .load(conn)
     .await
-    .map_err(error::from_diesel)
+    .settle(conn)
+    .await
 }
 
 /// `as_of` (the database's clock when `None`) and the database's clock.
@@ -158,7 +159,8 @@ pub(super) async fn clock(conn: &mut PgConnection, as_of: Option<OffsetDateTime>
         .bind::<Nullable<Timestamptz>, _>(as_of)
         .get_result(conn)
         .await
-        .map_err(error::from_diesel)
+        .settle(conn)
+        .await
 }
 
 /// Per-hour, per-menu sums of the buckets in `[from, to)`.
@@ -181,7 +183,8 @@ pub(super) async fn compact(conn: &mut PgConnection, before: OffsetDateTime) -> 
         .bind::<Timestamptz, _>(before)
         .get_result(conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(conn)
+        .await?;
     Ok(u64::try_from(moved.n).unwrap_or_default())
 }
 
@@ -197,7 +200,8 @@ async fn load_sums(
         .bind::<Timestamptz, _>(to)
         .load(conn)
         .await
-        .map_err(error::from_diesel)?;
+        .settle(conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|r| Sum {

@@ -1,7 +1,9 @@
-//! A server that stops taking writes (a primary demoted by a failover, seen
-//! here as a database whose new sessions are read-only): a write is `503`,
-//! never `500`, and the pool drops every connection opened before, so the
-//! next request gets a connection that takes writes again.
+//! What a failover does to the adapter, provoked on the machine's server:
+//! a server that stops taking writes (a primary demoted, seen here as a
+//! database whose new sessions are read-only) and a backend terminated
+//! under a statement (a primary dying or shutting down) are `503`, never
+//! `500`; after a read-only answer the pool drops every connection opened
+//! before, so the next request gets one that takes writes again.
 
 use coffee_domain::{Email, PasswordHash, UserId, UserName};
 use coffee_ports::{CreateUserError, NewUser, UserRepository};
@@ -62,4 +64,39 @@ async fn a_read_only_server_is_503_and_its_connections_are_not_reused() {
             .await
             .expect("written through a new connection");
     }
+}
+
+/// A backend terminated under a statement (`pg_terminate_backend`, as a
+/// server shutting down or a dying primary does) answers `FATAL` with a
+/// code diesel-async hides and a text the server translates: `503`, never
+/// `500`.
+#[tokio::test]
+async fn a_statement_whose_backend_is_terminated_is_503() {
+    let db = TestDatabase::create().await;
+    let users = PgUserRepository::new(PgPool::new(&PgPoolSettings::local(db.url())).expect("pool"));
+    let user = new_user();
+    // Another session inserts the same email and holds its transaction:
+    // the service's insert waits on the unique index.
+    let mut holder = db.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; INSERT INTO users (id, email, password_hash, name) VALUES ('{}', '{}', 'x', 'Lee')",
+            Uuid::now_v7(),
+            user.email.as_str()
+        ))
+        .await
+        .expect("holding the email");
+    let waiting = tokio::spawn(async move { users.create(user).await });
+    db.wait_for_lock_waiters(1).await;
+    db.count(&format!(
+        "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity WHERE datname = '{}' \
+         AND application_name = 'coffee' AND wait_event_type = 'Lock'",
+        db.name()
+    ))
+    .await;
+    match waiting.await.expect("task") {
+        Err(CreateUserError::Infra(e)) => assert!(e.is_unavailable(), "a terminated backend must be 503: {e:?}"),
+        other => panic!("the insert of a terminated backend answered {other:?}"),
+    }
+    drop(holder);
 }
