@@ -49,6 +49,7 @@
 #       SIGKILLs every server started under DIR and waits until they are
 #       gone; DIR is left for the caller to delete.
 #
+# DATA_TIER_MIN_REPLICAS=N gives `redis` servers min-replicas-to-write N.
 # DATA_TIER_CERT=NAME makes pg-primary, pg-standby and redis serve
 # DIR/NAME.crt + NAME.key instead of server.crt (e.g. misnamed).
 #
@@ -482,6 +483,12 @@ cmd_redis() {
     echo "pidfile $dir/redis-$port.pid"
     echo "logfile $log"
     [ -z "$master" ] || echo "replicaof 127.0.0.1 $master"
+    # DATA_TIER_MIN_REPLICAS=N: a master refuses writes (NOREPLICAS) while
+    # fewer than N replicas are in sync, as docs/DEPLOYMENT.md advises.
+    if [ -n "${DATA_TIER_MIN_REPLICAS:-}" ]; then
+      echo "min-replicas-to-write $DATA_TIER_MIN_REPLICAS"
+      echo "min-replicas-max-lag 10"
+    fi
   } >"$conf"
   ping() { cli_timeout=1 redis_cli_tls "$dir" "$port" ping; }
   redis_start "$log" ping "$conf"

@@ -91,6 +91,19 @@ impl DataTier {
         self.run(&args).map(drop)
     }
 
+    /// A Redis server with TLS only that refuses writes while fewer than
+    /// `min_replicas` replicas are in sync (`min-replicas-to-write`),
+    /// replica of `master` when given.
+    pub fn redis_needing_replicas(&self, port: u16, master: Option<u16>, min_replicas: u32) -> anyhow::Result<()> {
+        let port = port.to_string();
+        let master = master.map(|m| m.to_string());
+        let mut args = vec!["redis", port.as_str()];
+        args.extend(master.as_deref());
+        let min_replicas = min_replicas.to_string();
+        self.run_with(&[("DATA_TIER_MIN_REPLICAS", min_replicas.as_str())], &args)
+            .map(drop)
+    }
+
     /// A Redis server with TLS only whose certificate is `name.crt`
     /// (`misnamed`: a certificate for `misnamed.invalid`).
     pub fn redis_with_certificate(&self, port: u16, name: &str) -> anyhow::Result<()> {

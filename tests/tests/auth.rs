@@ -66,9 +66,30 @@ async fn the_whole_life_cycle_holds_across_instances() {
 }
 
 #[tokio::test]
-async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
+async fn a_refresh_retried_within_the_grace_gets_the_rotated_token_and_keeps_the_session() {
     let db = TestDatabase::create().await;
     let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    let (a, b) = (cluster.api(0), cluster.api(1));
+    let (_, _, refresh1) = a.new_user().await;
+
+    let rotated = a.refresh(&refresh1).await;
+    assert_eq!(rotated.status, 200);
+    // The client never saw that answer (a 503, a lost connection) and retries.
+    let retried = b.refresh(&refresh1).await;
+    assert_eq!(retried.status, 200, "{:?}", retried.body);
+    assert_eq!(b.me(&retried.str("accessToken")).await.status, 200);
+    // Both answers name the same current token: either can rotate next.
+    let next = a.refresh(&retried.str("refreshToken")).await;
+    assert_eq!(next.status, 200, "{:?}", next.body);
+}
+
+#[tokio::test]
+async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
+    let db = TestDatabase::create().await;
+    // No retry grace: the replay comes at once.
+    let cluster = Cluster::start(2, db.url(), &[("REFRESH_RETRY_GRACE_MS", "0".to_owned())])
+        .await
+        .expect("cluster");
     let (a, b) = (cluster.api(0), cluster.api(1));
     let (_, access, refresh1) = a.new_user().await;
 
@@ -92,7 +113,10 @@ async fn replaying_a_rotated_refresh_token_revokes_the_whole_session() {
 #[tokio::test]
 async fn of_concurrent_refreshes_with_one_token_exactly_one_succeeds() {
     let db = TestDatabase::create().await;
-    let cluster = Cluster::start(2, db.url(), &[]).await.expect("cluster");
+    // Without the retry grace (with it, the others would get the winner's token).
+    let cluster = Cluster::start(2, db.url(), &[("REFRESH_RETRY_GRACE_MS", "0".to_owned())])
+        .await
+        .expect("cluster");
     let (_, _, refresh) = cluster.api(0).new_user().await;
 
     let attempts: Vec<_> = (0..10)

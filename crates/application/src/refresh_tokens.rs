@@ -60,6 +60,9 @@ impl RefreshTokens {
             .await?;
         match rotation {
             Rotation::Rotated => Ok(self.issuer.issue(claims.user_id, claims.session_id, next)?),
+            // The retry of a rotation whose answer was lost: a pair for the
+            // token that rotation made current.
+            Rotation::Retried(current) => Ok(self.issuer.issue(claims.user_id, claims.session_id, current)?),
             Rotation::Reused => {
                 tracing::warn!(session = %claims.session_id, user = %claims.user_id, "refresh token reuse: session revoked");
                 Err(RefreshError::Reused)
@@ -126,6 +129,23 @@ mod tests {
         assert!(
             !pair.refresh_token.contains(&PRESENTED.to_string()),
             "a new refresh token id"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retried_rotation_gets_a_pair_for_the_token_it_made_current() {
+        let current = TokenId::from_uuid(Uuid::from_u128(13));
+        let use_case = RefreshTokens::new(
+            Arc::new(sessions_answering(Rotation::Retried(current))),
+            issuer(codec_decoding(Ok(TokenKind::Refresh))),
+        );
+
+        let pair = use_case.execute("refresh-token").await.expect("a pair");
+
+        assert!(
+            pair.refresh_token.contains(&current.as_uuid().to_string()),
+            "the refresh token carries the current id: {}",
+            pair.refresh_token
         );
     }
 

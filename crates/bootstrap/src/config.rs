@@ -92,6 +92,10 @@ pub struct AuthConfig {
     pub jwt: JwtSettings,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long a refresh token just rotated still gets the new token (a
+    /// client retrying a refresh whose answer it lost) instead of counting
+    /// as a replay that ends the session.
+    pub refresh_retry_grace: Duration,
     pub login_max_attempts: u32,
     pub login_window: Duration,
     /// Signups, and failed logins, per client address per `client_window`.
@@ -273,6 +277,7 @@ impl Config {
                 },
                 access_token_ttl: Duration::from_secs(number(&get, "ACCESS_TOKEN_TTL_SECS", 15 * 60)?),
                 refresh_token_ttl: Duration::from_secs(number(&get, "REFRESH_TOKEN_TTL_SECS", 14 * 24 * 3600)?),
+                refresh_retry_grace: Duration::from_millis(number(&get, "REFRESH_RETRY_GRACE_MS", 10_000)?),
                 login_max_attempts: number(&get, "LOGIN_MAX_ATTEMPTS", 5)?,
                 login_window: Duration::from_secs(number(&get, "LOGIN_WINDOW_SECS", 15 * 60)?),
                 // Four accounts' worth of failures (5 each) per client per window.

@@ -452,7 +452,10 @@ fn build_state(
             auth.client_max_attempts,
             auth.client_window,
         )),
-        sessions: Arc::new(RedisSessionStore::new(redis.clone())),
+        sessions: Arc::new(RedisSessionStore::with_retry_grace(
+            redis.clone(),
+            auth.refresh_retry_grace,
+        )),
         codec,
         points: Arc::new(PgPointStore::new(pg.clone(), config.database.idempotency_wait)),
         orders: Arc::new(PgOrderStore::new(pg.clone(), config.database.idempotency_wait)),

@@ -144,6 +144,12 @@ pub struct NewSession {
 pub enum Rotation {
     /// It was the session's current token; the new one replaces it.
     Rotated,
+    /// It was the token the current one replaced moments ago (within the
+    /// store's retry grace): a client retrying a rotation whose answer it
+    /// never got (a `503`, a lost connection). Nothing changes; the current
+    /// token id is handed back so the client gets a pair for it, and is not
+    /// logged out by its own retry.
+    Retried(TokenId),
     /// It was an older token of a live session: a replay. The session has
     /// been ended, so every token of it is now refused.
     Reused,
@@ -173,9 +179,11 @@ pub trait SessionStore: Send + Sync + std::fmt::Debug {
 
     /// Atomically: if the session belongs to `user` and `presented` is its
     /// current refresh token, replace it with `next` and extend the session
-    /// by `ttl`; if it belongs to `user` and `presented` is not current, end
-    /// the session. A session of another user is `Unknown` and left as it
-    /// is. Of concurrent rotations with one token exactly one gets `Rotated`.
+    /// by `ttl`; if `presented` is the token just replaced, within the
+    /// store's retry grace, `Retried` with the current one; if it belongs to
+    /// `user` and `presented` is older, end the session. A session of
+    /// another user is `Unknown` and left as it is. Of concurrent rotations
+    /// with one token exactly one gets `Rotated`.
     async fn rotate(
         &self,
         session: SessionId,

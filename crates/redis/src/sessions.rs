@@ -28,19 +28,30 @@ use crate::pool::RedisPool;
 
 /// Compare-and-swap of the session's refresh token id, or revocation on a
 /// mismatch, in one atomic step; a session of another user than ARGV[1] is
-/// answered as unknown and not touched.
+/// answered as unknown and not touched. The replaced id is kept as `prev`
+/// until `prev_until` (the server's clock plus ARGV[5] ms): presenting it
+/// again before then is a retry, answered with the current id.
 const ROTATE: &str = r"
-local session = redis.call('HMGET', KEYS[1], 'user', 'jti')
-local user, current = session[1], session[2]
-if not current or user ~= ARGV[1] then return 0 end
+local session = redis.call('HMGET', KEYS[1], 'user', 'jti', 'prev', 'prev_until')
+local user, current, prev, prev_until = session[1], session[2], session[3], session[4]
+if not current or user ~= ARGV[1] then return {'unknown'} end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 if current == ARGV[2] then
-  redis.call('HSET', KEYS[1], 'jti', ARGV[3])
+  redis.call('HSET', KEYS[1], 'jti', ARGV[3], 'prev', ARGV[2], 'prev_until', now + tonumber(ARGV[5]))
   redis.call('PEXPIRE', KEYS[1], ARGV[4])
-  return 1
+  return {'rotated'}
 end
+if prev == ARGV[2] and now < tonumber(prev_until) then return {'retried', current} end
 redis.call('DEL', KEYS[1])
-return 2
+return {'reused'}
 ";
+
+/// How long the token a rotation replaced still counts as a retry of that
+/// rotation rather than a replay: long enough for a client to retry a
+/// refresh answered `503` during a Redis failover, short enough that a
+/// stolen token is rarely worth anything.
+pub const DEFAULT_RETRY_GRACE: Duration = Duration::from_secs(10);
 
 /// Deletes the session only if it belongs to ARGV[1].
 const END: &str = r"
@@ -56,14 +67,21 @@ pub struct RedisSessionStore {
     pool: RedisPool,
     rotate: Script,
     end: Script,
+    retry_grace: Duration,
 }
 
 impl RedisSessionStore {
     pub fn new(pool: RedisPool) -> Self {
+        Self::with_retry_grace(pool, DEFAULT_RETRY_GRACE)
+    }
+
+    /// With another retry grace than [`DEFAULT_RETRY_GRACE`] (tests).
+    pub fn with_retry_grace(pool: RedisPool, retry_grace: Duration) -> Self {
         Self {
             pool,
             rotate: Script::new(ROTATE),
             end: Script::new(END),
+            retry_grace,
         }
     }
 
@@ -112,23 +130,33 @@ impl SessionStore for RedisSessionStore {
         ttl: Duration,
     ) -> Result<Rotation, InfraError> {
         let mut conn = self.pool.get().await?;
-        let outcome: i64 = self
+        let outcome: Vec<String> = self
             .rotate
             .key(self.session_key(session))
             .arg(user.to_string())
             .arg(presented.to_string())
             .arg(next.to_string())
             .arg(millis(ttl))
+            .arg(millis(self.retry_grace))
             .invoke_async(&mut conn)
             .await
             .map_err(error::from_redis)?;
-        let rotation = match outcome {
-            1 => Rotation::Rotated,
-            2 => Rotation::Reused,
-            0 => return Ok(Rotation::Unknown),
+        let answer: Vec<&str> = outcome.iter().map(String::as_str).collect();
+        let rotation = match answer.as_slice() {
+            ["rotated"] => Rotation::Rotated,
+            ["reused"] => Rotation::Reused,
+            ["unknown"] => return Ok(Rotation::Unknown),
+            ["retried", current] => {
+                let current = current.parse::<uuid::Uuid>().map_err(|e| {
+                    InfraError::Unexpected(anyhow::Error::new(e).context("a session holds a malformed token id"))
+                })?;
+                // The retried rotation's write must be on the replicas too.
+                self.pool.replicated(&mut conn).await?;
+                return Ok(Rotation::Retried(TokenId::from_uuid(current)));
+            }
             other => {
                 return Err(InfraError::Unexpected(anyhow::anyhow!(
-                    "rotate script answered {other}"
+                    "rotate script answered {other:?}"
                 )));
             }
         };

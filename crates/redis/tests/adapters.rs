@@ -96,7 +96,7 @@ async fn a_session_lives_for_its_ttl_and_keeps_its_tokens_valid() {
 async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
     let ns = RedisNamespace::new();
     let pool = pool_in(&ns);
-    let store = RedisSessionStore::new(pool.clone());
+    let store = RedisSessionStore::with_retry_grace(pool.clone(), Duration::from_millis(300));
     let (session, user, first) = open_session(&store, Duration::from_secs(60)).await;
     let second = TokenId::from_uuid(Uuid::new_v4());
     let third = TokenId::from_uuid(Uuid::new_v4());
@@ -109,6 +109,16 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
     let ttl = pttl(&pool, &format!("session:{session}")).await;
     assert!(ttl > 7_000_000, "rotation extends the session, TTL {ttl} ms");
 
+    // Within the grace, the replaced token is a retry: the current id back,
+    // nothing changed.
+    let retry = store
+        .rotate(session, user, first, third, Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(retry, Rotation::Retried(second));
+    assert_eq!(stored_jti(&pool, session).await, Some(second.to_string()));
+
+    tokio::time::sleep(Duration::from_millis(350)).await;
     let replay = store
         .rotate(session, user, first, third, Duration::from_secs(60))
         .await
@@ -127,7 +137,7 @@ async fn rotation_replaces_the_token_and_a_replay_revokes_the_session() {
 }
 
 #[tokio::test]
-async fn of_ten_concurrent_refreshes_with_one_token_exactly_one_rotates() {
+async fn of_ten_concurrent_refreshes_with_one_token_exactly_one_rotates_and_the_rest_get_its_token() {
     let ns = RedisNamespace::new();
     let store = Arc::new(RedisSessionStore::new(pool_in(&ns)));
     let (session, user, refresh) = open_session(&store, Duration::from_secs(60)).await;
@@ -135,28 +145,32 @@ async fn of_ten_concurrent_refreshes_with_one_token_exactly_one_rotates() {
     let attempts: Vec<_> = (0..10)
         .map(|_| {
             let store = Arc::clone(&store);
+            let next = TokenId::from_uuid(Uuid::new_v4());
             tokio::spawn(async move {
-                store
-                    .rotate(
-                        session,
-                        user,
-                        refresh,
-                        TokenId::from_uuid(Uuid::new_v4()),
-                        Duration::from_secs(60),
-                    )
+                let rotation = store
+                    .rotate(session, user, refresh, next, Duration::from_secs(60))
                     .await
-                    .expect("rotate")
+                    .expect("rotate");
+                (next, rotation)
             })
         })
         .collect();
-    let mut rotated = 0;
+    let mut rotated = Vec::new();
+    let mut handed_back = Vec::new();
     for attempt in attempts {
-        if attempt.await.expect("joined") == Rotation::Rotated {
-            rotated += 1;
+        match attempt.await.expect("joined") {
+            (next, Rotation::Rotated) => rotated.push(next),
+            (_, Rotation::Retried(current)) => handed_back.push(current),
+            (_, other) => panic!("a concurrent refresh with the current token answered {other:?}"),
         }
     }
 
-    assert_eq!(rotated, 1);
+    assert_eq!(rotated.len(), 1);
+    assert_eq!(
+        handed_back,
+        vec![rotated[0]; 9],
+        "the others get the winner's token, in the same session"
+    );
 }
 
 #[tokio::test]

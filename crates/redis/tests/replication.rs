@@ -57,7 +57,11 @@ async fn a_session_write_waits_for_a_replica_and_is_503_without_one() {
     );
 
     let _replica = replica().await;
-    let pool = RedisPool::new(&settings(coffee_test_support::redis_url(), &namespace, 1)).expect("pool");
+    // Generous: another test's replica may be syncing from the same master.
+    let mut generous = settings(coffee_test_support::redis_url(), &namespace, 1);
+    generous.replica_ack_timeout = Duration::from_secs(2);
+    generous.timeout = Duration::from_secs(5);
+    let pool = RedisPool::new(&generous).expect("pool");
     RedisSessionStore::new(pool)
         .create(session())
         .await

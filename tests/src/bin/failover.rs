@@ -51,6 +51,8 @@ struct Seen {
     /// Keyed requests that never got a definitive answer.
     abandoned: Vec<String>,
     answers: u64,
+    /// Logouts retried after a `503` that found the token already revoked.
+    logouts_already_done: u64,
 }
 
 struct World {
@@ -95,15 +97,31 @@ impl World {
     /// Sends `build()` until it is answered anything but `503` (or a lost
     /// exchange); the same request (same idempotency key) every time.
     async fn until_definitive(&self, what: &str, build: impl Fn() -> reqwest::RequestBuilder) -> Option<(u16, Value)> {
+        self.until_definitive_retried(what, build)
+            .await
+            .map(|(status, body, _)| (status, body))
+    }
+
+    /// Like [`World::until_definitive`], also saying whether an earlier
+    /// attempt was answered `503` or lost.
+    async fn until_definitive_retried(
+        &self,
+        what: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Option<(u16, Value, bool)> {
         let give_up = Instant::now() + GIVE_UP;
+        let mut retried = false;
         loop {
             match self.call(build(), what).await {
-                Answer::Reply(status, body) if status != 503 && status != 429 => return Some((status, body)),
+                Answer::Reply(status, body) if status != 503 && status != 429 => return Some((status, body, retried)),
                 _ if Instant::now() > give_up => {
                     self.seen().abandoned.push(what.to_owned());
                     return None;
                 }
-                _ => tokio::time::sleep(Duration::from_millis(150)).await,
+                _ => {
+                    retried = true;
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
             }
         }
     }
@@ -166,9 +184,9 @@ impl Customer {
         let (access, refresh) = self.log_in().await?;
         let api = &self.world.api;
         let body = json!({"refreshToken": refresh});
-        let (status, answer) = self
+        let (status, answer, retried) = self
             .world
-            .until_definitive("logout", || {
+            .until_definitive_retried("logout", || {
                 api.client
                     .post(api.url("/auth/logout"))
                     .bearer_auth(&access)
@@ -176,8 +194,12 @@ impl Customer {
             })
             .await
             .context("logout never answered")?;
-        if status != 204 && status != 200 {
-            bail!("logout answered {status}: {answer}");
+        match status {
+            204 => {}
+            // An earlier attempt revoked the token and then lost its answer
+            // (the master died before WAIT answered, say): logged out.
+            401 if retried => self.world.seen().logouts_already_done += 1,
+            _ => bail!("logout answered {status}: {answer}"),
         }
         self.revoked.push((access, refresh));
         Ok(())
@@ -281,8 +303,11 @@ impl Rig {
         tier.pg_primary(pg[0], Some(STANDBY_NAME))?;
         tier.pg_standby(pg[1], pg[0], STANDBY_NAME)?;
         let redis = [free_port(), free_port()];
-        tier.redis(redis[0], None)?;
-        tier.redis(redis[1], Some(redis[0]))?;
+        // As docs/DEPLOYMENT.md advises: a master without a replica refuses
+        // session writes before making them, so a retry finds nothing half
+        // done (a rotation already made, a logout already applied).
+        tier.redis_needing_replicas(redis[0], None, 1)?;
+        tier.redis_needing_replicas(redis[1], Some(redis[0]), 1)?;
         let sentinels: Vec<u16> = (0..3).map(|_| free_port()).collect();
         for sentinel in &sentinels {
             tier.sentinel(*sentinel, free_port(), MASTER_NAME, redis[0])?;
@@ -408,7 +433,7 @@ async fn main() -> anyhow::Result<()> {
         world.started.elapsed().as_secs_f64() - redis_killed
     );
     // The old master comes back, empty, and is made a replica of the new one.
-    rig.tier.redis(rig.redis[0], Some(new_master))?;
+    rig.tier.redis_needing_replicas(rig.redis[0], Some(new_master), 1)?;
     println!(
         "failover: old master back as a replica at {:.1} s",
         world.started.elapsed().as_secs_f64() - redis_killed
@@ -440,8 +465,10 @@ async fn main() -> anyhow::Result<()> {
     println!("failover: Redis failover answered {redis_503s} × 503 over {redis_window:.1} s");
     println!("failover: PostgreSQL failover answered {pg_503s} × 503 over {pg_window:.1} s");
     println!(
-        "failover: {} answers in all; done in {:.1} s",
+        "failover: {} answers in all ({} logout retries found the token already revoked); done in {:.1} s \
+         (instance logs in target/failover-logs/)",
         seen.answers,
+        seen.logouts_already_done,
         started.elapsed().as_secs_f64()
     );
     drop(seen);
