@@ -36,14 +36,19 @@ impl LogOut {
     pub async fn execute(&self, principal: &Principal, refresh_token: Option<&str>) -> Result<(), LogOutError> {
         let remaining = time::Duration::max(principal.expires_at - self.clock.now(), time::Duration::ZERO);
         let ttl = std::time::Duration::try_from(remaining).unwrap_or_default() + TOKEN_LEEWAY;
-        self.sessions.revoke_access_token(principal.token_id, ttl).await?;
-        self.sessions.end(principal.session_id, principal.user_id).await?;
+        // The caller's own session ends last but one: until then a failure
+        // (`503`) leaves its access token working, so the client's retry
+        // finds everything still to do. Once it has ended, every token of it
+        // is refused (an access token needs its session), and a retry that
+        // gets `401` is right: nothing is left to revoke.
         if let Some(claims) = refresh_token.and_then(|t| self.codec.decode(t, TokenKind::Refresh).ok())
             && claims.user_id == principal.user_id
             && claims.session_id != principal.session_id
         {
             self.sessions.end(claims.session_id, principal.user_id).await?;
         }
+        self.sessions.end(principal.session_id, principal.user_id).await?;
+        self.sessions.revoke_access_token(principal.token_id, ttl).await?;
         Ok(())
     }
 }
@@ -146,12 +151,33 @@ mod tests {
     async fn a_store_failure_is_reported_so_the_client_can_retry() {
         let mut sessions = MockSessionStore::new();
         sessions
-            .expect_revoke_access_token()
+            .expect_end()
             .returning(|_, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("refused"))));
-        sessions.expect_end().never();
+        sessions.expect_revoke_access_token().never();
 
         let err = LogOut::new(Arc::new(codec_for(1, 2)), Arc::new(sessions), clock())
             .execute(&principal(), None)
+            .await
+            .expect_err("down");
+
+        assert!(matches!(err, LogOutError::Infra(ref e) if e.is_unavailable()));
+    }
+
+    /// A retry must still be able to authenticate with the access token:
+    /// nothing that revokes it happens before every session is ended.
+    #[tokio::test]
+    async fn the_callers_token_is_revoked_only_once_every_session_has_ended() {
+        let other_session = SessionId::from_uuid(Uuid::from_u128(9));
+        let mut sessions = MockSessionStore::new();
+        sessions
+            .expect_end()
+            .withf(move |session, _| *session == other_session)
+            .times(1)
+            .returning(|_, _| Err(InfraError::unavailable("cache", anyhow::anyhow!("failover"))));
+        sessions.expect_revoke_access_token().never();
+
+        let err = LogOut::new(Arc::new(codec_for(1, 9)), Arc::new(sessions), clock())
+            .execute(&principal(), Some("refresh"))
             .await
             .expect_err("down");
 
