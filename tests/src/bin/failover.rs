@@ -46,8 +46,9 @@ struct Seen {
     errors: Vec<String>,
     /// Order ids answered `201`, by user.
     orders: BTreeMap<String, BTreeSet<String>>,
-    /// Points charged with a `200`, by user.
+    /// Points charged with a `200`, by user, and how many charges.
     charged: BTreeMap<String, i64>,
+    charges: u64,
     /// Keyed requests that never got a definitive answer.
     abandoned: Vec<String>,
     answers: u64,
@@ -225,7 +226,11 @@ impl Customer {
         let url = self.world.api.url(&format!("/users/{}/points/charge", self.id));
         match self.keyed("charge", &url, json!({"amount": amount})).await {
             None => {}
-            Some((200, _)) => *self.world.seen().charged.entry(self.id.clone()).or_default() += amount,
+            Some((200, _)) => {
+                let mut seen = self.world.seen();
+                *seen.charged.entry(self.id.clone()).or_default() += amount;
+                seen.charges += 1;
+            }
             Some((status, answer)) => bail!("charge answered {status}: {answer}"),
         }
         Ok(())
@@ -558,7 +563,10 @@ async fn verify(rig: &Rig, world: &World, customers: &[Customer], failures: &mut
     }
     check(
         money_bad.is_empty() && money_ok == customers.len(),
-        format!("{money_ok} balances = ledger = charges answered 200 - orders ({money_bad:?})"),
+        format!(
+            "{money_ok} balances = ledger = the {} charges answered 200 - orders ({money_bad:?})",
+            world.seen().charges
+        ),
     );
 
     // Sessions opened before the failovers, and revoked tokens.
