@@ -27,7 +27,8 @@ export LOGIN_MAX_ATTEMPTS=1000000
 redis_env=(REDIS_URL="rediss://localhost:$master" REDIS_CA_FILE="$tier/ca.crt")
 bench_start_server coffee_bench_replica_ack 18280 "${redis_env[@]}" REDIS_MIN_REPLICAS_ACK=0
 no_wait=$BENCH_SERVER
-trap 'bench_stop; kill $with_wait 2>/dev/null; cleanup_tier' EXIT
+# The second instance stops before bench_stop drops the database under it.
+trap 'kill $with_wait 2>/dev/null; wait $with_wait 2>/dev/null; bench_stop; cleanup_tier' EXIT
 BIND_ADDR=127.0.0.1:18281 env "${redis_env[@]}" REDIS_MIN_REPLICAS_ACK=1 target/release/coffee serve &
 with_wait=$!
 bench_wait_ready 18281
