@@ -96,11 +96,9 @@ impl std::fmt::Debug for Application {
 /// that refuses the connection (`sslmode=disable` against `hostssl` only,
 /// wrong credentials). A server that is only unreachable does not stop the
 /// start: the instance serves `503` until it appears.
-async fn check_settings_against_servers(config: &Config, redis: &RedisPool) -> anyhow::Result<()> {
-    let requests = &config.database.requests;
+async fn check_settings_against_servers(pg: &PgPool, redis: &RedisPool) -> anyhow::Result<()> {
     let database = async {
-        let target = coffee_postgres::PgTarget::parse(requests.url.expose_secret())?;
-        match target.connect(requests.connect_timeout).await {
+        match pg.first_connection().await {
             Ok(_) => Ok(()),
             Err(e @ (ConnectError::Certificate(_) | ConnectError::Refused(_))) => Err(anyhow::anyhow!(
                 "DATABASE_URL (sslmode, sslrootcert, host names, credentials): {e}"
@@ -140,7 +138,7 @@ impl Application {
         let background_pg = PgPool::with_io_runtime(&config.database.background, io.handle()?)
             .context("building the background PostgreSQL pool")?;
         let redis = RedisPool::with_io_runtime(&config.redis, io.handle()?).context("building the Redis pool")?;
-        check_settings_against_servers(config, &redis).await?;
+        check_settings_against_servers(&pg, &redis).await?;
 
         let metrics = crate::telemetry::metrics_handle()?;
         let drain = coffee_http::Drain::default();

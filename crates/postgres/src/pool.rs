@@ -70,8 +70,6 @@ impl PgPoolSettings {
 #[derive(Clone)]
 pub struct PgPool {
     inner: Pool<PgManager>,
-    /// For the cancel requests of discarded connections, over the same TLS.
-    target: Arc<PgTarget>,
     /// How long a request's writes, `COMMIT` included, may take.
     commit_deadline: Duration,
     /// Where connection tasks run, and where a discarded connection's cancel
@@ -100,9 +98,8 @@ impl PgPool {
     }
 
     fn build(settings: &PgPoolSettings, io: Option<Handle>) -> anyhow::Result<Self> {
-        let target = Arc::new(PgTarget::parse(settings.url.expose_secret())?);
         let manager = PgManager {
-            target: Arc::clone(&target),
+            target: Arc::new(PgTarget::parse(settings.url.expose_secret())?),
             setup: session_setup(settings),
             connect_timeout: settings.connect_timeout,
             io: io.clone(),
@@ -118,7 +115,6 @@ impl PgPool {
         Ok(Self {
             inner,
             io,
-            target,
             commit_deadline: settings.statement_timeout,
         })
     }
@@ -128,6 +124,14 @@ impl PgPool {
     /// synchronous standby.
     pub(crate) fn commit_deadline(&self) -> Duration {
         self.commit_deadline
+    }
+
+    /// Opens one connection outside the pool, to tell a setting that can
+    /// never work (a certificate not accepted, a server refusing the
+    /// connection) from a server that is only unreachable for now.
+    pub async fn first_connection(&self) -> Result<(), ConnectError> {
+        let manager = self.inner.manager();
+        manager.target.connect(manager.connect_timeout).await.map(drop)
     }
 
     /// Checks out a connection, or says the database is unavailable.
@@ -144,7 +148,8 @@ impl PgPool {
     pub(crate) fn discard(&self, conn: PgConnection) {
         let conn = Object::take(conn);
         let cancel = conn.cancel_token();
-        let target = Arc::clone(&self.target);
+        // Over the same TLS settings as the connection.
+        let target = Arc::clone(&self.inner.manager().target);
         let close_then_cancel = async move {
             // Dropping the connection ends its I/O task, which closes the socket.
             drop(conn);
