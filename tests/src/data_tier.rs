@@ -29,6 +29,18 @@ impl DataTier {
         self.dir.join(name).display().to_string()
     }
 
+    /// The URL of database `coffee` on the clusters on `ports` (tried in
+    /// that order), as `postgres`, with full verification against the test
+    /// CA; `options` (`&key=value...`) are appended.
+    pub fn verified_database_url(&self, ports: &[u16], options: &str) -> String {
+        let hosts: Vec<String> = ports.iter().map(|port| format!("localhost:{port}")).collect();
+        format!(
+            "postgres://postgres@{}/coffee?sslmode=verify-full&sslrootcert={}{options}",
+            hosts.join(","),
+            self.file("ca.crt")
+        )
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }

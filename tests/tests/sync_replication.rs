@@ -14,10 +14,7 @@ async fn an_order_whose_commit_did_not_reach_the_synchronous_standby_is_not_201(
     let tier = DataTier::with_certificates().expect("certificates");
     let primary = free_port();
     tier.pg_primary(primary, None).expect("primary");
-    let database_url = format!(
-        "postgres://postgres@localhost:{primary}/coffee?sslmode=verify-full&sslrootcert={}",
-        tier.file("ca.crt")
-    );
+    let database_url = tier.verified_database_url(&[primary], "");
     let port = free_port();
     let mut env = coffee_env(
         port,

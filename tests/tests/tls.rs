@@ -33,10 +33,7 @@ impl Servers {
     }
 
     fn verified_database_url(&self) -> String {
-        self.database_url(
-            "localhost",
-            &format!("sslmode=verify-full&sslrootcert={}", self.tier.file("ca.crt")),
-        )
+        self.tier.verified_database_url(&[self.pg], "")
     }
 
     fn env(&self, port: u16, database_url: String, redis_url: String, ca: &str) -> Vec<(&'static str, String)> {
@@ -188,11 +185,7 @@ async fn unreachable_servers_do_not_stop_the_start() {
     let port = free_port();
     let mut env = coffee_env(
         port,
-        &format!(
-            "postgres://postgres@localhost:{}/coffee?sslmode=verify-full&sslrootcert={}",
-            free_port(),
-            tier.file("ca.crt")
-        ),
+        &tier.verified_database_url(&[free_port()], ""),
         &coffee_test_support::unique_key_prefix(),
         "http://127.0.0.1:1",
     );

@@ -320,13 +320,7 @@ impl Rig {
         let collector_port = free_port();
         let collector = start_mock_collector_on(collector_port, &[]).await?;
 
-        let database_url = format!(
-            "postgres://postgres@localhost:{},localhost:{}/coffee?target_session_attrs=read-write\
-             &sslmode=verify-full&sslrootcert={}",
-            pg[0],
-            pg[1],
-            tier.file("ca.crt")
-        );
+        let database_url = tier.verified_database_url(&pg, "&target_session_attrs=read-write");
         let sentinel_list = sentinels
             .iter()
             .map(|port| format!("127.0.0.1:{port}"))
