@@ -235,10 +235,11 @@ impl PgTarget {
             };
         }
         if let Some(tls) = rustls_error(error) {
-            let hint = match (self.mode, &self.root_cert) {
-                (_, Some(path)) => format!("sslmode={}, sslrootcert={}", self.mode.as_str(), path.display()),
-                (_, None) => format!("sslmode={}, the system's root certificates", self.mode.as_str()),
+            let roots = match &self.root_cert {
+                Some(path) => format!("sslrootcert={}", path.display()),
+                None => "the system's root certificates".to_owned(),
             };
+            let hint = format!("sslmode={}, {roots}", self.mode.as_str());
             return ConnectError::Certificate(format!("{tls} ({hint})"));
         }
         let text = error.to_string();

@@ -75,7 +75,8 @@ impl RedisSessionStore {
         Self::with_retry_grace(pool, DEFAULT_RETRY_GRACE)
     }
 
-    /// With another retry grace than [`DEFAULT_RETRY_GRACE`] (tests).
+    /// With another retry grace than [`DEFAULT_RETRY_GRACE`]
+    /// (`REFRESH_RETRY_GRACE_MS`).
     pub fn with_retry_grace(pool: RedisPool, retry_grace: Duration) -> Self {
         Self {
             pool,
@@ -147,12 +148,9 @@ impl SessionStore for RedisSessionStore {
             ["reused"] => Rotation::Reused,
             ["unknown"] => return Ok(Rotation::Unknown),
             ["retried", current] => {
-                let current = current.parse::<uuid::Uuid>().map_err(|e| {
+                Rotation::Retried(TokenId::from_uuid(current.parse::<uuid::Uuid>().map_err(|e| {
                     InfraError::Unexpected(anyhow::Error::new(e).context("a session holds a malformed token id"))
-                })?;
-                // The retried rotation's write must be on the replicas too.
-                self.pool.replicated(&mut conn).await?;
-                return Ok(Rotation::Retried(TokenId::from_uuid(current)));
+                })?))
             }
             other => {
                 return Err(InfraError::Unexpected(anyhow::anyhow!(
@@ -160,7 +158,8 @@ impl SessionStore for RedisSessionStore {
                 )));
             }
         };
-        // Both the new token id and a revocation on reuse must outlive a failover.
+        // The new token id, a revocation on reuse, and the rotation a retry
+        // repeats must all outlive a failover.
         self.pool.replicated(&mut conn).await?;
         Ok(rotation)
     }
