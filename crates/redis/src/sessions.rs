@@ -138,7 +138,8 @@ impl SessionStore for RedisSessionStore {
             .arg(presented.to_string())
             .arg(next.to_string())
             .arg(millis(ttl))
-            .arg(millis(self.retry_grace))
+            // Not `millis`: a grace of 0 must stay 0 (strict), not 1 ms.
+            .arg(u64::try_from(self.retry_grace.as_millis()).unwrap_or(u64::MAX))
             .invoke_async(&mut conn)
             .await
             .map_err(error::from_redis)?;

@@ -505,3 +505,24 @@ async fn client_attempts_count_per_address_and_action_and_can_be_withdrawn() {
     let ttl = pttl(&pool, "client-attempts:login:203.0.113.5").await;
     assert!(ttl > 0 && ttl <= 900_000, "expires with its window: {ttl}");
 }
+
+#[tokio::test]
+async fn with_no_retry_grace_an_immediate_replay_is_reuse() {
+    let ns = RedisNamespace::new();
+    let store = RedisSessionStore::with_retry_grace(pool_in(&ns), Duration::ZERO);
+    let (session, user, first) = open_session(&store, Duration::from_secs(60)).await;
+    let rotated = store
+        .rotate(session, user, first, new_token(), Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(rotated, Rotation::Rotated);
+    let replay = store
+        .rotate(session, user, first, new_token(), Duration::from_secs(60))
+        .await
+        .expect("rotate");
+    assert_eq!(
+        replay,
+        Rotation::Reused,
+        "a grace of 0 is strict, even within the same millisecond"
+    );
+}
