@@ -9,5 +9,5 @@ pub mod config;
 pub mod server;
 pub mod telemetry;
 
-pub use config::Config;
+pub use config::{Config, OperatorConfig};
 pub use server::Application;

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use coffee_bootstrap::{Application, Config, telemetry};
+use coffee_bootstrap::config::{ConfigError, LogFormat};
+use coffee_bootstrap::{Application, Config, OperatorConfig, telemetry};
 
 /// glibc's malloc gives each thread that runs a password hash an arena and
 /// keeps the hash's 19 MiB in it after the hash is done: resident memory grew
@@ -40,18 +41,20 @@ enum OutboxCommand {
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_env() {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!("coffee: configuration error: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    telemetry::init(config.log_format);
+    // Each command reads only what it needs: a migration job has no signing key.
     let result = match cli.command {
-        Command::Serve => serve(&config).await,
-        Command::Migrate => migrate(&config).await,
-        Command::Outbox(command) => outbox(&config, command).await,
+        Command::Serve => match load(Config::from_env, |c| c.log_format) {
+            Ok(config) => serve(&config).await,
+            Err(code) => return code,
+        },
+        Command::Migrate => match load(OperatorConfig::from_env, |c| c.log_format) {
+            Ok(config) => migrate(&config).await,
+            Err(code) => return code,
+        },
+        Command::Outbox(command) => match load(OperatorConfig::from_env, |c| c.log_format) {
+            Ok(config) => outbox(&config, command).await,
+            Err(code) => return code,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -63,6 +66,24 @@ async fn main() -> ExitCode {
     }
 }
 
+/// Reads a command's configuration and starts logging as it says; a bad
+/// setting ends the process with status 2.
+fn load<T>(
+    read: impl FnOnce() -> Result<T, ConfigError>,
+    log_format: impl FnOnce(&T) -> LogFormat,
+) -> Result<T, ExitCode> {
+    match read() {
+        Ok(config) => {
+            telemetry::init(log_format(&config));
+            Ok(config)
+        }
+        Err(e) => {
+            eprintln!("coffee: configuration error: {e}");
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let app = Application::build(config).await?;
     app.run_until_stopped().await?;
@@ -70,11 +91,11 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn migrate(config: &Config) -> anyhow::Result<()> {
-    if coffee_postgres::ensure_database_exists(config.database.url()).await? {
+async fn migrate(config: &OperatorConfig) -> anyhow::Result<()> {
+    if coffee_postgres::ensure_database_exists(config.url(), config.migration).await? {
         tracing::info!("created the database");
     }
-    let applied = coffee_postgres::run_migrations(config.database.url()).await?;
+    let applied = coffee_postgres::run_migrations(config.url(), config.migration).await?;
     if applied.is_empty() {
         tracing::info!("the database is up to date");
     } else {
@@ -85,8 +106,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 /// Prints to stdout: the output of an operator command.
 #[allow(clippy::print_stdout)]
-async fn outbox(config: &Config, command: OutboxCommand) -> anyhow::Result<()> {
-    let admin = coffee_bootstrap::server::outbox_admin(&config.database.operator)?;
+async fn outbox(config: &OperatorConfig, command: OutboxCommand) -> anyhow::Result<()> {
+    let admin = coffee_bootstrap::server::outbox_admin(&config.database)?;
     match command {
         OutboxCommand::Stats => {
             let stats = admin.stats().await?;

@@ -26,7 +26,7 @@ pub use connect::{ConnectError, PgTarget, SslMode};
 pub use health::PgProbe;
 pub use idempotency::PgIdempotencyRecords;
 pub use menus::PgMenuRepository;
-pub use migrate::{ensure_database_exists, run_migrations};
+pub use migrate::{MigrationSettings, ensure_database_exists, run_migrations};
 pub use orders::{PgOrderStore, longest_order_transaction};
 pub use outbox::PgOutboxStore;
 pub use points::PgPointStore;

@@ -336,7 +336,7 @@ async fn create_template_if_missing(admin: &mut AsyncPgConnection, template: &st
         .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
         .await?;
     admin.batch_execute(&format!("CREATE DATABASE \"{building}\"")).await?;
-    coffee_postgres::run_migrations(&database_url(&building))
+    coffee_postgres::run_migrations(&database_url(&building), coffee_postgres::MigrationSettings::default())
         .await
         .context("migrating the template database")?;
     // Renamed only once complete, so no test ever clones a half-built template.
