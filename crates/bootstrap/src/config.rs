@@ -47,6 +47,12 @@ pub struct Config {
 #[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub bind_addr: String,
+    /// Where `/metrics` and `/health/*` are served for operators and
+    /// balancers (`ADMIN_BIND_ADDR`); when set, `BIND_ADDR` no longer serves
+    /// `/metrics`.
+    pub admin_bind_addr: Option<String>,
+    /// Origins a browser front-end may call the API from; empty: no CORS.
+    pub cors_allowed_origins: Vec<String>,
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
     /// How long an instance keeps serving after SIGTERM, answering
@@ -71,8 +77,6 @@ pub struct DatabaseConfig {
     /// Connections of the outbox relay and the housekeeping jobs, a pool of
     /// their own so they can never take the requests' connections.
     pub background: PgPoolSettings,
-    /// The operator commands' (`coffee outbox ...`) small pool.
-    pub operator: PgPoolSettings,
     /// How long `GET /menus` may serve a list read earlier (0: never).
     pub menu_cache_ttl: Duration,
     /// How long a request waits for an unfinished one with its idempotency key.
@@ -199,42 +203,37 @@ impl Config {
                 reason: format!("it must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
             });
         }
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("pretty") => LogFormat::Pretty,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(ConfigError::Invalid {
-                    name: "LOG_FORMAT",
-                    reason: format!("{other:?} is not one of pretty, json"),
-                });
-            }
-        };
-        let database_url = get("DATABASE_URL")
-            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee?sslmode=disable".to_owned());
-        // Read once here so a bad `sslmode` or `sslrootcert` is a configuration error.
-        coffee_postgres::PgTarget::parse(&database_url).map_err(|e| ConfigError::Invalid {
-            name: "DATABASE_URL",
-            reason: e.to_string(),
-        })?;
-        let database_url = SecretString::from(database_url);
-        let database_acquire_timeout = Duration::from_millis(number(&get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?);
-        let database_statement_timeout = Duration::from_millis(number(&get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?);
-        let idle_in_transaction_timeout =
-            Duration::from_millis(number(&get, "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 5_000)?.max(1));
+        let previous_secrets = get("JWT_PREVIOUS_SECRETS")
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|secret| !secret.is_empty())
+            .map(|secret| {
+                if secret.len() < MIN_JWT_SECRET_BYTES {
+                    Err(ConfigError::Invalid {
+                        name: "JWT_PREVIOUS_SECRETS",
+                        reason: format!("each key must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
+                    })
+                } else {
+                    Ok(SecretString::from(secret.to_owned()))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let log_format = log_format(&get)?;
+        let base_pool = base_pool(&get)?;
+        let database_acquire_timeout = base_pool.acquire_timeout;
+        let database_statement_timeout = base_pool.statement_timeout;
         let pool = |max_size| PgPoolSettings {
-            url: database_url.clone(),
             max_size,
-            acquire_timeout: database_acquire_timeout,
-            connect_timeout: database_acquire_timeout,
-            statement_timeout: database_statement_timeout,
-            idle_in_transaction_timeout,
-            durable_commits: true,
+            ..base_pool.clone()
         };
         let config = Self {
             app_env,
             log_format,
             http: HttpConfig {
                 bind_addr,
+                admin_bind_addr: get("ADMIN_BIND_ADDR"),
+                cors_allowed_origins: cors_allowed_origins(&get)?,
                 workers: optional_number(&get, "HTTP_WORKERS")?,
                 shutdown_timeout: Duration::from_secs(number(&get, "SHUTDOWN_TIMEOUT_SECS", 30)?),
                 // Long enough for a balancer that checks every 1 to 2 s to see
@@ -263,7 +262,6 @@ impl Config {
                     durable_commits: false,
                     ..pool(number(&get, "DATABASE_BACKGROUND_POOL_SIZE", 2)?.max(1))
                 },
-                operator: pool(2),
                 menu_cache_ttl: Duration::from_millis(number(&get, "MENU_CACHE_TTL_MS", 1_000)?),
                 idempotency_wait: Duration::from_millis(number(&get, "IDEMPOTENCY_WAIT_MS", 5_000)?),
             },
@@ -271,6 +269,7 @@ impl Config {
             auth: AuthConfig {
                 jwt: JwtSettings {
                     secret: SecretString::from(jwt_secret),
+                    previous_secrets,
                     issuer: get("JWT_ISSUER").unwrap_or_else(|| "coffee".to_owned()),
                     audience: get("JWT_AUDIENCE").unwrap_or_else(|| "coffee-api".to_owned()),
                     leeway: TOKEN_LEEWAY,
@@ -355,6 +354,106 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// What the operator commands (`coffee migrate`, `coffee outbox ...`) read:
+/// the database and their own settings, nothing of serving (no signing key,
+/// no Redis), so a migration job needs only `DATABASE_URL`.
+#[derive(Debug, Clone)]
+pub struct OperatorConfig {
+    pub log_format: LogFormat,
+    /// A small pool of the operator command's own.
+    pub database: PgPoolSettings,
+    pub migration: coffee_postgres::MigrationSettings,
+}
+
+impl OperatorConfig {
+    /// Reads `.env` when present, then the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let _ = dotenvy::dotenv();
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let defaults = coffee_postgres::MigrationSettings::default();
+        Ok(Self {
+            log_format: log_format(&get)?,
+            database: PgPoolSettings {
+                max_size: 2,
+                ..base_pool(&get)?
+            },
+            migration: coffee_postgres::MigrationSettings {
+                lock_timeout: Duration::from_millis(number(
+                    &get,
+                    "MIGRATION_LOCK_TIMEOUT_MS",
+                    u64::try_from(defaults.lock_timeout.as_millis()).unwrap_or(u64::MAX),
+                )?),
+                wait: Duration::from_secs(number(&get, "MIGRATION_WAIT_SECS", defaults.wait.as_secs())?),
+            },
+        })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &str {
+        self.database.url.expose_secret()
+    }
+}
+
+fn log_format(get: &impl Fn(&str) -> Option<String>) -> Result<LogFormat, ConfigError> {
+    match get("LOG_FORMAT").as_deref() {
+        None | Some("pretty") => Ok(LogFormat::Pretty),
+        Some("json") => Ok(LogFormat::Json),
+        Some(other) => Err(ConfigError::Invalid {
+            name: "LOG_FORMAT",
+            reason: format!("{other:?} is not one of pretty, json"),
+        }),
+    }
+}
+
+/// `DATABASE_*`: the URL and the timeouts every pool shares (16 connections).
+fn base_pool(get: &impl Fn(&str) -> Option<String>) -> Result<PgPoolSettings, ConfigError> {
+    let url =
+        get("DATABASE_URL").unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/coffee?sslmode=disable".to_owned());
+    // Read once here so a bad `sslmode` or `sslrootcert` is a configuration error.
+    coffee_postgres::PgTarget::parse(&url).map_err(|e| ConfigError::Invalid {
+        name: "DATABASE_URL",
+        reason: e.to_string(),
+    })?;
+    let acquire_timeout = Duration::from_millis(number(get, "DATABASE_ACQUIRE_TIMEOUT_MS", 3_000)?);
+    Ok(PgPoolSettings {
+        url: SecretString::from(url),
+        max_size: 16,
+        acquire_timeout,
+        connect_timeout: acquire_timeout,
+        statement_timeout: Duration::from_millis(number(get, "DATABASE_STATEMENT_TIMEOUT_MS", 10_000)?),
+        idle_in_transaction_timeout: Duration::from_millis(
+            number(get, "DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS", 5_000)?.max(1),
+        ),
+        durable_commits: true,
+    })
+}
+
+/// `CORS_ALLOWED_ORIGINS`: comma-separated origins (`https://shop.example.com`).
+fn cors_allowed_origins(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
+    get("CORS_ALLOWED_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            if coffee_http::is_cors_origin(origin) {
+                Ok(origin.to_owned())
+            } else {
+                Err(ConfigError::Invalid {
+                    name: "CORS_ALLOWED_ORIGINS",
+                    reason: format!(
+                        "{origin:?} is not an origin such as https://shop.example.com or http://localhost:5173"
+                    ),
+                })
+            }
+        })
+        .collect()
 }
 
 fn default_hash_concurrency() -> usize {
@@ -450,6 +549,10 @@ mod tests {
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
+    fn config_error(vars: &[(&str, &str)]) -> String {
+        config(vars).expect_err("must refuse").to_string()
+    }
+
     #[test]
     fn local_defaults_need_no_variables() {
         let config = config(&[]).expect("defaults");
@@ -494,6 +597,44 @@ mod tests {
             let err = config(&[("APP_ENV", env), ("JWT_SECRET", "too-short")]).expect_err("must refuse");
             assert!(err.to_string().contains("at least 32 bytes"), "{err}");
         }
+    }
+
+    #[test]
+    fn previous_signing_keys_are_read_and_checked() {
+        let current = "c".repeat(MIN_JWT_SECRET_BYTES);
+        let (a, b) = ("a".repeat(MIN_JWT_SECRET_BYTES), "b".repeat(40));
+        let config = config(&[
+            ("JWT_SECRET", &current),
+            ("JWT_PREVIOUS_SECRETS", &format!("{a}, {b},")),
+        ])
+        .expect("valid");
+        let previous: Vec<&str> = config
+            .auth
+            .jwt
+            .previous_secrets
+            .iter()
+            .map(ExposeSecret::expose_secret)
+            .collect();
+        assert_eq!(previous, [a.as_str(), b.as_str()]);
+        let err = config_error(&[("JWT_SECRET", &current), ("JWT_PREVIOUS_SECRETS", "short")]);
+        assert!(err.contains("JWT_PREVIOUS_SECRETS"), "{err}");
+        assert!(!err.contains("short"), "a key is never printed: {err}");
+    }
+
+    #[test]
+    fn cors_origins_are_read_and_checked() {
+        let configured = config(&[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://shop.example.com, http://localhost:5173",
+        )])
+        .expect("valid");
+        assert_eq!(
+            configured.http.cors_allowed_origins,
+            ["https://shop.example.com", "http://localhost:5173"]
+        );
+        assert!(config(&[]).expect("defaults").http.cors_allowed_origins.is_empty());
+        let err = config_error(&[("CORS_ALLOWED_ORIGINS", "https://shop.example.com/app")]);
+        assert!(err.contains("CORS_ALLOWED_ORIGINS"), "{err}");
     }
 
     #[test]
@@ -566,6 +707,24 @@ mod tests {
             let err = config(&vars).expect_err("must refuse");
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn operator_commands_need_no_serving_settings() {
+        let map: HashMap<&str, &str> = [
+            ("APP_ENV", "production"),
+            ("BIND_ADDR", "0.0.0.0:8080"),
+            ("DATABASE_URL", "postgres://db/coffee?sslmode=require"),
+            ("MIGRATION_LOCK_TIMEOUT_MS", "250"),
+        ]
+        .into_iter()
+        .collect();
+        let lookup = |name: &str| map.get(name).map(|v| (*v).to_owned());
+        assert!(Config::from_lookup(lookup).is_err(), "serving needs JWT_SECRET");
+        let operator = OperatorConfig::from_lookup(lookup).expect("no JWT_SECRET needed");
+        assert_eq!(operator.url(), "postgres://db/coffee?sslmode=require");
+        assert_eq!(operator.migration.lock_timeout, Duration::from_millis(250));
+        assert_eq!(operator.migration.wait, Duration::from_secs(120));
     }
 
     #[test]
