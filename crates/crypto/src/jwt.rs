@@ -1,4 +1,9 @@
 //! HS256 JSON Web Tokens, checked the way RFC 8725 asks.
+//!
+//! Keys rotate without logging anyone out: every token names its key in the
+//! header's `kid` (an HMAC of a fixed label under the key, so it reveals
+//! nothing of it); the current key signs, and previous keys still verify the
+//! tokens they signed until they are removed from the settings.
 
 use std::time::Duration;
 
@@ -14,8 +19,11 @@ use uuid::Uuid;
 /// What the codec signs with and checks for.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
-    /// The HMAC key; the configuration refuses keys under 32 bytes.
+    /// The HMAC key that signs; the configuration refuses keys under 32 bytes.
     pub secret: SecretString,
+    /// Keys that signed before `secret` replaced them: they still verify
+    /// (`JWT_PREVIOUS_SECRETS`), until the longest token life has passed.
+    pub previous_secrets: Vec<SecretString>,
     pub issuer: String,
     pub audience: String,
     /// Clock skew tolerated on `exp`.
@@ -35,11 +43,18 @@ struct Claims {
     exp: i64,
 }
 
-/// Signs and verifies tokens with one symmetric key.
+/// One verification key and the `kid` that names it.
+struct VerificationKey {
+    id: String,
+    key: DecodingKey,
+}
+
+/// Signs with one symmetric key and verifies with it and the previous ones.
 #[derive(Clone)]
 pub struct JwtCodec {
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    key_id: String,
+    verification: std::sync::Arc<[VerificationKey]>,
     validation: Validation,
     issuer: String,
     audience: String,
@@ -48,10 +63,23 @@ pub struct JwtCodec {
 impl std::fmt::Debug for JwtCodec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JwtCodec")
+            .field("key_id", &self.key_id)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .finish_non_exhaustive()
     }
+}
+
+/// The `kid` of `secret`: 12 characters of base64url of an HMAC-SHA256 of
+/// a fixed label under it. Every instance computes the same one.
+pub fn key_id(secret: &[u8]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC-SHA256 takes keys of any length"));
+    mac.update(b"coffee/jwt-key-id/v1");
+    let digest = mac.finalize().into_bytes();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..9])
 }
 
 impl JwtCodec {
@@ -67,13 +95,45 @@ impl JwtCodec {
         validation.leeway = settings.leeway.as_secs();
         validation.validate_exp = true;
         validation.validate_nbf = false;
+        let verification = std::iter::once(&settings.secret)
+            .chain(&settings.previous_secrets)
+            .map(|secret| {
+                let secret = secret.expose_secret().as_bytes();
+                Ok(VerificationKey {
+                    id: key_id(secret),
+                    key: DecodingKey::from_secret(secret)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             encoding: EncodingKey::from_secret(secret)?,
-            decoding: DecodingKey::from_secret(secret)?,
+            key_id: key_id(secret),
+            verification: verification.into(),
             validation,
             issuer: settings.issuer.clone(),
             audience: settings.audience.clone(),
         })
+    }
+
+    /// Checks `token`'s signature with the key its `kid` names; a token
+    /// without one (signed before keys had ids) is tried with each key.
+    fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let kid = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?.kid;
+        let keys = self
+            .verification
+            .iter()
+            .filter(|key| kid.as_deref().is_none_or(|kid| kid == key.id));
+        for key in keys {
+            // The signature is checked before the claims: `Expired` is only
+            // ever said of a token this key signed.
+            match decode::<Claims>(token, &key.key, &self.validation) {
+                Ok(data) => return Ok(data.claims),
+                Err(e) if *e.kind() == ErrorKind::InvalidSignature => {}
+                Err(e) if *e.kind() == ErrorKind::ExpiredSignature => return Err(TokenError::Expired),
+                Err(_) => return Err(TokenError::Invalid),
+            }
+        }
+        Err(TokenError::Invalid)
     }
 }
 
@@ -89,16 +149,16 @@ impl TokenCodec for JwtCodec {
             iat: claims.issued_at.unix_timestamp(),
             exp: claims.expires_at.unix_timestamp(),
         };
-        encode(&Header::new(Algorithm::HS256), &body, &self.encoding)
+        let header = Header {
+            kid: Some(self.key_id.clone()),
+            ..Header::new(Algorithm::HS256)
+        };
+        encode(&header, &body, &self.encoding)
             .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("signing a token")))
     }
 
     fn decode(&self, token: &str, kind: TokenKind) -> Result<TokenClaims, TokenError> {
-        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            _ => TokenError::Invalid,
-        })?;
-        let claims = data.claims;
+        let claims = self.verify(token)?;
         if claims.typ != kind.as_str() {
             return Err(TokenError::Invalid);
         }
@@ -124,6 +184,7 @@ mod tests {
     fn codec_with(secret: &str, issuer: &str, audience: &str) -> JwtCodec {
         JwtCodec::new(&JwtSettings {
             secret: SecretString::from(secret.to_owned()),
+            previous_secrets: Vec::new(),
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
             leeway: Duration::from_secs(5),
@@ -151,20 +212,9 @@ mod tests {
         base64url(value.to_string().as_bytes())
     }
 
-    /// Unpadded base64url, written out to keep the test free of extra crates.
     fn base64url(bytes: &[u8]) -> String {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let n = chunk
-                .iter()
-                .enumerate()
-                .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-            for i in 0..=chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            }
-        }
-        out
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     }
 
     #[test]
@@ -196,6 +246,79 @@ mod tests {
             .encode(&claims(TokenKind::Access, 900))
             .expect("signed");
         assert_eq!(codec().decode(&forged, TokenKind::Access), Err(TokenError::Invalid));
+    }
+
+    fn rotated(current: &str, previous: &[&str]) -> JwtCodec {
+        JwtCodec::new(&JwtSettings {
+            secret: SecretString::from(current.to_owned()),
+            previous_secrets: previous.iter().map(|s| SecretString::from((*s).to_owned())).collect(),
+            issuer: "coffee".into(),
+            audience: "coffee-api".into(),
+            leeway: Duration::from_secs(5),
+        })
+        .expect("codec")
+    }
+
+    fn header_of(token: &str) -> jsonwebtoken::Header {
+        jsonwebtoken::decode_header(token).expect("header")
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_previous_keys_verify_until_removed() {
+        const NEW: &str = "the-new-signing-key-of-at-least-32-bytes";
+        let original = claims(TokenKind::Access, 900);
+        let before = codec().encode(&original).expect("signed");
+        assert_eq!(
+            header_of(&before).kid.as_deref(),
+            Some(key_id(SECRET.as_bytes()).as_str())
+        );
+
+        let during = rotated(NEW, &[SECRET]);
+        assert_eq!(during.decode(&before, TokenKind::Access), Ok(original.clone()));
+        let after = during.encode(&original).expect("signed");
+        assert_eq!(header_of(&after).kid.as_deref(), Some(key_id(NEW.as_bytes()).as_str()));
+        assert_ne!(key_id(NEW.as_bytes()), key_id(SECRET.as_bytes()));
+        assert_eq!(
+            codec().decode(&after, TokenKind::Access),
+            Err(TokenError::Invalid),
+            "the old key never verifies the new key's tokens"
+        );
+
+        let finished = rotated(NEW, &[]);
+        assert_eq!(finished.decode(&before, TokenKind::Access), Err(TokenError::Invalid));
+        assert_eq!(finished.decode(&after, TokenKind::Access), Ok(original));
+    }
+
+    #[test]
+    fn a_token_without_kid_is_tried_with_every_key_and_an_unknown_kid_with_none() {
+        const NEW: &str = "the-new-signing-key-of-at-least-32-bytes";
+        let original = claims(TokenKind::Refresh, 900);
+        let body = Claims {
+            iss: "coffee".into(),
+            aud: "coffee-api".into(),
+            sub: original.user_id.as_uuid(),
+            jti: original.token_id.as_uuid(),
+            sid: original.session_id.as_uuid(),
+            typ: "refresh".into(),
+            iat: original.issued_at.unix_timestamp(),
+            exp: original.expires_at.unix_timestamp(),
+        };
+        let key = EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
+        let unnamed = encode(&Header::new(Algorithm::HS256), &body, &key).expect("signed");
+        assert_eq!(
+            rotated(NEW, &[SECRET]).decode(&unnamed, TokenKind::Refresh),
+            Ok(original)
+        );
+        let misnamed = Header {
+            kid: Some(key_id(NEW.as_bytes())),
+            ..Header::new(Algorithm::HS256)
+        };
+        let misnamed = encode(&misnamed, &body, &key).expect("signed");
+        assert_eq!(
+            rotated(NEW, &[SECRET]).decode(&misnamed, TokenKind::Refresh),
+            Err(TokenError::Invalid),
+            "only the key the kid names is tried"
+        );
     }
 
     #[test]

@@ -11,4 +11,4 @@ mod hasher;
 mod jwt;
 
 pub use hasher::Argon2Hasher;
-pub use jwt::{JwtCodec, JwtSettings};
+pub use jwt::{JwtCodec, JwtSettings, key_id};

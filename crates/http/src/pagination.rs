@@ -40,10 +40,15 @@ impl CursorScope {
     }
 }
 
-/// The key that seals cursors; every instance derives the same one from the
-/// token signing key, so a cursor from one instance works on all of them.
+/// The keys of cursors: every instance derives the same ones from the token
+/// signing keys, so a cursor from one instance works on all of them. The
+/// current key seals; the previous ones (`JWT_PREVIOUS_SECRETS`) still open,
+/// so rotating the signing key does not break a client's paging.
 #[derive(Clone)]
-pub struct CursorKey(Hmac<Sha256>);
+pub struct CursorKey {
+    current: Hmac<Sha256>,
+    previous: Vec<Hmac<Sha256>>,
+}
 
 impl std::fmt::Debug for CursorKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -55,21 +60,24 @@ impl CursorKey {
     /// Derives the cursor key from `secret` (HMAC of a fixed label), so it
     /// never equals the secret it comes from.
     pub fn derive(secret: &[u8]) -> Self {
-        let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_key());
-        derive.update(b"coffee/pagination-cursor/v1");
-        let key = derive.finalize().into_bytes();
-        Self(<Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_key()))
+        Self::derive_rotating(secret, &[])
     }
 
-    fn tag(&self, scope: CursorScope, user: UserId, body: &[u8]) -> [u8; TAG_BYTES] {
-        let mut mac = self.0.clone();
+    /// Seals with the key derived from `current`; opens with it and with
+    /// those derived from each of `previous`.
+    pub fn derive_rotating(current: &[u8], previous: &[&[u8]]) -> Self {
+        Self {
+            current: derive_key(current),
+            previous: previous.iter().map(|secret| derive_key(secret)).collect(),
+        }
+    }
+
+    fn mac(key: &Hmac<Sha256>, scope: CursorScope, user: UserId, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = key.clone();
         mac.update(scope.label());
         mac.update(user.as_uuid().as_bytes());
         mac.update(body);
-        let full = mac.finalize().into_bytes();
-        let mut tag = [0; TAG_BYTES];
-        tag.copy_from_slice(&full[..TAG_BYTES]);
-        tag
+        mac
     }
 
     /// The cursor for `user`'s `scope` list that continues after `cursor`.
@@ -78,25 +86,23 @@ impl CursorKey {
         let mut bytes = Vec::with_capacity(8 + 16 + TAG_BYTES);
         bytes.extend_from_slice(&micros.to_be_bytes());
         bytes.extend_from_slice(cursor.id.as_bytes());
-        let tag = self.tag(scope, user, &bytes);
-        bytes.extend_from_slice(&tag);
+        let full = Self::mac(&self.current, scope, user, &bytes).finalize().into_bytes();
+        bytes.extend_from_slice(&full[..TAG_BYTES]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
     /// The position `raw` stands for, if this API sealed it for `user`'s
-    /// `scope` list.
+    /// `scope` list with the current key or a previous one.
     pub fn open(&self, scope: CursorScope, user: UserId, raw: &str) -> Option<Cursor> {
         if raw.len() != CURSOR_LEN {
             return None;
         }
         let bytes = URL_SAFE_NO_PAD.decode(raw).ok()?;
         let (body, tag) = bytes.split_at_checked(8 + 16)?;
-        let mut mac = self.0.clone();
-        mac.update(scope.label());
-        mac.update(user.as_uuid().as_bytes());
-        mac.update(body);
-        // Constant-time comparison of the truncated tag.
-        mac.verify_truncated_left(tag).ok()?;
+        // Constant-time comparison of the truncated tag, key by key.
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|key| Self::mac(key, scope, user, body).verify_truncated_left(tag).is_ok())?;
         let (micros, id) = body.split_at(8);
         let micros = i64::from_be_bytes(micros.try_into().ok()?);
         Some(Cursor {
@@ -104,6 +110,14 @@ impl CursorKey {
             id: Uuid::from_slice(id).ok()?,
         })
     }
+}
+
+/// The cursor key derived from a token signing key.
+fn derive_key(secret: &[u8]) -> Hmac<Sha256> {
+    let mut derive = <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable_key());
+    derive.update(b"coffee/pagination-cursor/v1");
+    let key = derive.finalize().into_bytes();
+    <Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap_or_else(|_| unreachable_key())
 }
 
 /// HMAC-SHA256 takes keys of any length; this cannot happen.
@@ -214,6 +228,23 @@ mod tests {
         assert_eq!(key().open(CursorScope::Orders, user(2), &sealed), None);
         let other = CursorKey::derive(b"another-signing-key-of-at-least-32-bytes");
         assert_eq!(other.open(CursorScope::Orders, user(1), &sealed), None);
+    }
+
+    #[test]
+    fn a_cursor_sealed_before_a_key_rotation_opens_until_its_key_is_removed() {
+        let old = b"the-old-signing-key-of-at-least-32-bytes".as_slice();
+        let new = b"the-new-signing-key-of-at-least-32-bytes".as_slice();
+        let sealed = CursorKey::derive(old).seal(CursorScope::Orders, user(1), &cursor());
+        let rotated = CursorKey::derive_rotating(new, &[old]);
+        assert_eq!(rotated.open(CursorScope::Orders, user(1), &sealed), Some(cursor()));
+        assert_eq!(rotated.open(CursorScope::Orders, user(2), &sealed), None);
+        let resealed = rotated.seal(CursorScope::Orders, user(1), &cursor());
+        assert_eq!(
+            CursorKey::derive(new).open(CursorScope::Orders, user(1), &resealed),
+            Some(cursor()),
+            "the current key seals"
+        );
+        assert_eq!(CursorKey::derive(new).open(CursorScope::Orders, user(1), &sealed), None);
     }
 
     #[test]
