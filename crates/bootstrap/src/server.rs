@@ -27,6 +27,8 @@ use crate::config::{Config, HousekeepingConfig, OutboxConfig};
 /// A built, bound, not yet running API server.
 pub struct Application {
     port: u16,
+    /// The admin listener's port, when `ADMIN_BIND_ADDR` is set.
+    admin_port: Option<u16>,
     server: Server,
     /// Periodic housekeeping, stopped when the server stops.
     background: Vec<tokio::task::JoinHandle<()>>,
@@ -155,21 +157,34 @@ impl Application {
         let http = &config.http;
         let listener = TcpListener::bind(&http.bind_addr).with_context(|| format!("binding {}", http.bind_addr))?;
         let port = listener.local_addr()?.port();
+        let admin = http
+            .admin_bind_addr
+            .as_ref()
+            .map(|addr| TcpListener::bind(addr).with_context(|| format!("binding ADMIN_BIND_ADDR {addr}")))
+            .transpose()?;
+        let admin_port = admin
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?
+            .map(|a| a.port());
         // Signals are ours (see `run_until_stopped`): actix would stop
         // accepting at once, while a balancer still routes here.
         let server = coffee_http::server(
             listener,
+            admin,
             state,
             &coffee_http::ServeSettings {
                 workers: http.workers,
                 shutdown_timeout: http.shutdown_timeout,
                 request_timeout: http.request_timeout,
                 keep_alive: http.keep_alive,
+                cors_allowed_origins: http.cors_allowed_origins.clone(),
             },
         )?;
-        tracing::info!(port, "listening");
+        tracing::info!(port, admin_port, "listening");
         Ok(Self {
             port,
+            admin_port,
             server,
             background,
             relay,
@@ -183,6 +198,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin listener's bound port, when `ADMIN_BIND_ADDR` is set.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin_port
     }
 
     /// Serves until SIGTERM or SIGINT, then drains: `/health/ready` answers
@@ -466,7 +486,15 @@ fn build_state(
             access_token_ttl: auth.access_token_ttl,
             refresh_token_ttl: auth.refresh_token_ttl,
             charge_limits: config.charge_limits,
-            cursors: coffee_http::CursorKey::derive(auth.jwt.secret.expose_secret().as_bytes()),
+            cursors: coffee_http::CursorKey::derive_rotating(
+                auth.jwt.secret.expose_secret().as_bytes(),
+                &auth
+                    .jwt
+                    .previous_secrets
+                    .iter()
+                    .map(|secret| secret.expose_secret().as_bytes())
+                    .collect::<Vec<_>>(),
+            ),
             drain,
             metrics,
             request_timeout: config.http.request_timeout,

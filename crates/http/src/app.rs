@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, web};
 use coffee_application::{
     Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
@@ -160,11 +160,17 @@ macro_rules! api_routes {
         /// Every (path, methods) the router serves, besides `/openapi.json` and `/docs`.
         pub const API_ROUTES: &[(&str, &[&str])] = &[$(($path, &[$(stringify!($method)),+])),+];
 
-        /// Registers every route of [`API_ROUTES`] plus the API document and its page.
-        pub fn routes(cfg: &mut web::ServiceConfig) {
+        /// Registers the routes of [`API_ROUTES`] that `listener` serves, plus
+        /// the API document and its page on a public listener.
+        pub fn routes(cfg: &mut web::ServiceConfig, listener: Listener) {
             // One per worker (each worker builds its own App).
             cfg.app_data(web::Data::new(menus::MenusJson::default()));
-            $(cfg.service(web::resource($path)$(.route(web::$method().to($($handler)::+)))+);)+
+            $(if listener.serves($path) {
+                cfg.service(web::resource($path)$(.route(web::$method().to($($handler)::+)))+);
+            })+
+            if listener == Listener::Admin {
+                return;
+            }
             let [openapi, docs, docs_assets] = DOCUMENT_ROUTES;
             cfg.service(web::resource(openapi).route(web::get().to(openapi_json)));
             cfg.service(SwaggerUi::new(docs_assets).config(
@@ -179,6 +185,51 @@ macro_rules! api_routes {
         #[openapi(paths($($($($handler)::+),+),+))]
         pub struct RoutedPaths;
     };
+}
+
+/// Which routes a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    /// Everything: the API, its document, health and metrics (no admin
+    /// listener is configured).
+    All,
+    /// The API, its document and health; metrics are only on the admin
+    /// listener.
+    Public,
+    /// [`ADMIN_PATHS`] only (`ADMIN_BIND_ADDR`).
+    Admin,
+}
+
+/// What the admin listener serves: metrics and the health checks.
+pub const ADMIN_PATHS: [&str; 3] = ["/metrics", "/health/live", "/health/ready"];
+
+impl Listener {
+    /// Whether this listener serves the route at `path`.
+    pub fn serves(self, path: &str) -> bool {
+        match self {
+            Self::All => true,
+            Self::Public => path != "/metrics",
+            Self::Admin => ADMIN_PATHS.contains(&path),
+        }
+    }
+}
+
+/// How one listener's application is built.
+#[derive(Debug, Clone)]
+pub struct AppOptions {
+    pub listener: Listener,
+    /// Origins a browser front-end may call the API from
+    /// (`CORS_ALLOWED_ORIGINS`); empty: no CORS headers at all.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            listener: Listener::All,
+            cors_allowed_origins: Vec::new(),
+        }
+    }
 }
 
 /// The routes of the API document and its page, besides [`API_ROUTES`]: the
@@ -215,7 +266,7 @@ async fn docs_redirect() -> actix_web::HttpResponse {
         .finish()
 }
 
-/// The whole application, as served by `coffee serve` and by tests.
+/// The whole application on one listener with no CORS: what tests serve.
 pub fn build_app(
     state: web::Data<AppState>,
 ) -> App<
@@ -227,13 +278,42 @@ pub fn build_app(
         InitError = (),
     >,
 > {
+    build_app_with(state, AppOptions::default())
+}
+
+/// The application one listener of `coffee serve` serves.
+pub fn build_app_with(
+    state: web::Data<AppState>,
+    options: AppOptions,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let listener = options.listener;
+    let cors = !options.cors_allowed_origins.is_empty() && listener != Listener::Admin;
     App::new()
         .app_data(state)
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
         .app_data(web::QueryConfig::default().error_handler(extract::query_error))
-        .configure(routes)
+        .configure(|cfg| routes(cfg, listener))
         .default_service(web::to(not_found))
         .wrap(ErrorHandlers::new().default_handler(problem_fallback))
+        // Outside the problem fallback, so every answer (problems too)
+        // carries the CORS headers a browser needs to read it; and inside a
+        // second fallback, so CORS's own refusals are problems as well.
+        .wrap(Condition::new(
+            cors,
+            crate::cors::middleware(&options.cors_allowed_origins),
+        ))
+        .wrap(Condition::new(
+            cors,
+            ErrorHandlers::new().default_handler(problem_fallback),
+        ))
         .wrap(TracingLogger::<CoffeeRootSpan>::new())
         .wrap(from_fn(request_context))
 }

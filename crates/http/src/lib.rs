@@ -12,6 +12,7 @@
 pub mod app;
 pub mod auth;
 pub mod client_addr;
+mod cors;
 pub mod drain;
 pub mod extract;
 pub mod idempotency;
@@ -25,9 +26,10 @@ pub mod routes;
 pub mod serve;
 pub mod timed_io;
 
-pub use app::{AppState, build_app};
+pub use app::{ADMIN_PATHS, AppOptions, AppState, Listener, build_app, build_app_with};
 pub use app::{Ports, StateSettings};
 pub use client_addr::{ClientAddr, TrustedProxies};
+pub use cors::is_origin as is_cors_origin;
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};

@@ -13,7 +13,7 @@ use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service,
 use actix_web::dev::AppConfig;
 use actix_web::web;
 
-use crate::app::{AppState, build_app};
+use crate::app::{AppOptions, AppState, Listener, build_app_with};
 use crate::timed_io::TimedIo;
 
 /// How the server listens and stops.
@@ -28,24 +28,47 @@ pub struct ServeSettings {
     pub request_timeout: Duration,
     /// How long an idle keep-alive connection stays open.
     pub keep_alive: Duration,
+    /// Origins a browser front-end may call the API from (empty: no CORS).
+    pub cors_allowed_origins: Vec<String>,
 }
 
-/// A server on `listener` serving [`build_app`] over `state`, not yet
-/// running; signals are left to the caller.
-pub fn server(listener: TcpListener, state: web::Data<AppState>, settings: &ServeSettings) -> std::io::Result<Server> {
-    let addr = listener.local_addr()?;
+/// A server on `listener` serving [`build_app_with`] over `state`, and when
+/// `admin` is given, the admin routes there (metrics then leave `listener`);
+/// not yet running; signals are left to the caller. Both listeners share the
+/// workers and the graceful stop.
+pub fn server(
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    state: web::Data<AppState>,
+    settings: &ServeSettings,
+) -> std::io::Result<Server> {
     let mut builder = Server::build()
         .disable_signals()
         .shutdown_timeout(settings.shutdown_timeout.as_secs());
     if let Some(workers) = settings.workers {
         builder = builder.workers(workers);
     }
-    let shutdown = builder.graceful_shutdown_signal();
-    let (keep_alive, request_timeout) = (settings.keep_alive, settings.request_timeout);
-    builder
-        .listen("coffee-http", listener, move || {
+    let public = if admin.is_some() {
+        Listener::Public
+    } else {
+        Listener::All
+    };
+    let listeners = std::iter::once(("coffee-http", listener, public))
+        .chain(admin.map(|admin| ("coffee-admin", admin, Listener::Admin)));
+    for (name, listener, kind) in listeners {
+        let addr = listener.local_addr()?;
+        let shutdown = builder.graceful_shutdown_signal();
+        let (keep_alive, request_timeout) = (settings.keep_alive, settings.request_timeout);
+        let options = AppOptions {
+            listener: kind,
+            cors_allowed_origins: settings.cors_allowed_origins.clone(),
+        };
+        let state = state.clone();
+        builder = builder.listen(name, listener, move || {
             let shutdown = shutdown.clone();
-            let app = build_app(state.clone()).into_factory().map_err(|e| e.error_response());
+            let app = build_app_with(state.clone(), options.clone())
+                .into_factory()
+                .map_err(|e| e.error_response());
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let shutdown = shutdown.clone();
@@ -61,6 +84,7 @@ pub fn server(listener: TcpListener, state: web::Data<AppState>, settings: &Serv
                 std::future::ready(Ok((TimedIo::new(io, request_timeout), peer)))
             })
             .and_then(http)
-        })
-        .map(|builder| builder.run())
+        })?;
+    }
+    Ok(builder.run())
 }
