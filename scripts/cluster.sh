@@ -16,8 +16,9 @@ dir=$PWD/.local/cluster
 size=${CLUSTER_SIZE:-3}
 lb_port=${CLUSTER_PORT:-8080}
 
-# shellcheck disable=SC1091
-[ -f .env ] && set -a && . ./.env && set +a
+# .env under the real environment (real variables win), as `coffee` reads it.
+# shellcheck source=scripts/settings.sh
+. scripts/settings.sh && load_dotenv .env
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 

@@ -6,9 +6,19 @@
 # signs up and logs in a user (and funds it so orders can succeed), then runs
 # schemathesis from a local virtualenv (.venv, installed from PyPI on first
 # use). Exits non-zero on any failure.
+#
+# The throwaway database is made on the server of DATABASE_URL (environment,
+# then .env; default the local one), through its `postgres` database for the
+# final DROP; its keys go to the Redis of REDIS_URL (and REDIS_CA_FILE).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/settings.sh
+. scripts/settings.sh
+load_dotenv .env
 scripts/services.sh ensure >/dev/null
+server_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/coffee?sslmode=disable}
+redis_cli=(redis-cli -u "${REDIS_URL:-redis://127.0.0.1:6379}")
+if [ -n "${REDIS_CA_FILE:-}" ]; then redis_cli+=(--cacert "$REDIS_CA_FILE"); fi
 
 EXAMPLES=${CONTRACT_EXAMPLES:-25}
 db=coffee_contract_$$
@@ -28,7 +38,8 @@ fi
 flock -u 8
 cargo build -q --bin coffee --bin mock-collector
 
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable" BIND_ADDR="127.0.0.1:$port"
+DATABASE_URL=$(database_url_named "$server_url" "$db")
+export DATABASE_URL BIND_ADDR="127.0.0.1:$port"
 export REDIS_KEY_PREFIX="coffee-contract-$$:" COLLECTOR_URL="http://127.0.0.1:$collector_port" RUST_LOG=warn APP_ENV=test
 # The fuzzer sends many bad logins for its one user; do not lock it out.
 export LOGIN_MAX_ATTEMPTS=1000000 CLIENT_LOGIN_MAX_ATTEMPTS=1000000
@@ -40,8 +51,8 @@ server=$!
 cleanup() {
   kill "$server" "$collector" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
-  redis-cli --scan --pattern "coffee-contract-$$:*" | xargs -r redis-cli del >/dev/null || true
+  psql "$(database_url_named "$server_url" postgres)" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  "${redis_cli[@]}" --scan --pattern "coffee-contract-$$:*" | xargs -r "${redis_cli[@]}" del >/dev/null || true
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "$base/health/ready" >/dev/null && break; sleep 0.1; done

@@ -3,8 +3,14 @@
 # installed if missing and allowed), saves a screenshot under
 # target/docs-check/, and fails unless the rendered page lists every path of
 # /openapi.json. No internet is involved: Swagger UI is bundled in the binary.
+# Its throwaway database is made on the server of DATABASE_URL (environment,
+# then .env; default the local one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/settings.sh
+. scripts/settings.sh
+load_dotenv .env
+server_url=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/coffee?sslmode=disable}
 
 browser=$(command -v chromium || command -v chromium-browser || true)
 if [ -z "$browser" ]; then
@@ -19,7 +25,8 @@ mkdir -p "$out"
 # A throwaway database of its own, so the server it renders /docs from is a
 # healthy one (no log of connection failures) and nothing else is touched.
 db=coffee_docs_$$
-export DATABASE_URL="postgres://postgres@127.0.0.1:5432/$db?sslmode=disable"
+DATABASE_URL=$(database_url_named "$server_url" "$db")
+export DATABASE_URL
 target/debug/coffee migrate >/dev/null 2>&1
 BIND_ADDR="127.0.0.1:$port" RUST_LOG=warn APP_ENV=test target/debug/coffee serve &
 server=$!
@@ -28,7 +35,7 @@ cleanup() {
   kill "$server" 2>/dev/null || true
   wait "$server" 2>/dev/null || true
   rm -rf "$profile"
-  psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  psql "$(database_url_named "$server_url" postgres)" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done

@@ -4,7 +4,10 @@
 set -euo pipefail
 bin_dir=${1:-target/debug}
 cd "$(dirname "$0")/.."
-[ -f .env ] && set -a && . ./.env && set +a
+# .env under the real environment (real variables win), as `coffee` reads it.
+# shellcheck source=scripts/settings.sh
+. scripts/settings.sh
+load_dotenv .env
 collector_addr=${MOCK_COLLECTOR_ADDR:-127.0.0.1:9100}
 export COLLECTOR_URL=${COLLECTOR_URL:-http://$collector_addr}
 MOCK_COLLECTOR_ADDR=$collector_addr "$bin_dir/mock-collector" &

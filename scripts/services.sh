@@ -12,8 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# shellcheck disable=SC1091
-[ -f .env ] && set -a && . ./.env && set +a
+# .env under the real environment (real variables win), as `coffee` reads it.
+# shellcheck source=scripts/settings.sh
+. scripts/settings.sh && load_dotenv .env
 
 host_port() { # url default_port -> "host port"
   local rest=${1#*://}; rest=${rest%%/*}; rest=${rest%%\?*}; rest=${rest##*@}
