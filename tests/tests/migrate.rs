@@ -158,9 +158,40 @@ async fn a_runner_that_cannot_get_the_migration_lock_gives_up_with_a_clear_messa
 }
 
 #[tokio::test]
-async fn outbox_commands_need_no_serving_settings() {
+async fn outbox_commands_list_and_discard_dead_letters_without_serving_settings() {
     let db = TestDatabase::create().await;
-    let (status, output) = run_coffee(&["outbox", "stats"], &migration_job_env(db.url(), &[])).expect("runs");
-    assert!(status.success(), "{output}");
-    assert!(output.contains("dead 0"), "{output}");
+    db.connect()
+        .await
+        .batch_execute(
+            "INSERT INTO outbox_events (id, event_type, aggregate_id, payload, status, attempts, created_at, last_error) \
+             VALUES ('00000000-0000-0000-0000-0000000000d1', 'ORDER_PLACED', gen_random_uuid(), '{}', 'DEAD', 20, \
+                     now() - interval '31 days', 'collector said 500'), \
+                    ('00000000-0000-0000-0000-0000000000d2', 'ORDER_PLACED', gen_random_uuid(), '{}', 'DEAD', 20, \
+                     now() - interval '1 day', 'timed out')",
+        )
+        .await
+        .expect("dead letters");
+    let env = migration_job_env(db.url(), &[]);
+    let coffee = |args: &'static [&'static str]| {
+        let (status, output) = run_coffee(args, &env).expect("runs");
+        assert!(status.success(), "coffee {args:?}: {output}");
+        output
+    };
+
+    assert!(coffee(&["outbox", "stats"]).contains("dead 2"));
+    let listed = coffee(&["outbox", "list-dead"]);
+    let lines: Vec<&str> = listed.lines().filter(|l| l.contains("ORDER_PLACED")).collect();
+    assert_eq!(lines.len(), 2, "{listed}");
+    assert!(
+        lines[0].starts_with("00000000-0000-0000-0000-0000000000d1\t"),
+        "oldest first: {listed}"
+    );
+    assert!(lines[0].ends_with("collector said 500"), "{listed}");
+
+    assert!(coffee(&["outbox", "discard-dead", "--older-than", "30d"]).contains("discarded 1"));
+    assert!(coffee(&["outbox", "stats"]).contains("dead 1"));
+
+    let (status, output) = run_coffee(&["outbox", "discard-dead", "--older-than", "soon"], &env).expect("runs");
+    assert!(!status.success(), "{output}");
+    assert!(output.contains("--older-than"), "{output}");
 }

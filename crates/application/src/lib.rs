@@ -38,7 +38,7 @@ pub use order_queries::{GetOrder, ListOrders, OrderQueryError};
 pub use outbox_admin::OutboxAdmin;
 pub use place_order::{PlaceOrder, PlaceOrderCommand, PlaceOrderError};
 pub use point_queries::{GetBalance, ListPointTransactions, PointQueryError};
-pub use popular_menus::{CompactSalesStatistics, GetPopularMenus, POPULAR_LIMIT};
+pub use popular_menus::{CompactSalesStatistics, GetPopularMenus, MIN_STATISTICS_RETENTION, POPULAR_LIMIT};
 pub use purge_idempotency_keys::PurgeIdempotencyKeys;
 pub use refresh_tokens::{RefreshError, RefreshTokens};
 pub use relay_outbox::{RelayCounters, RelayOutbox, RelaySettings};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use coffee_domain::PopularMenu;
 use coffee_ports::{Clock, InfraError, PopularMenus};
 
-/// How many menus the ranking lists (SPEC.md section 3).
+/// How many menus the ranking lists (docs/API.md, "Popular menus").
 pub const POPULAR_LIMIT: u32 = 3;
 
 /// The top 3 menus of the last 7 days, as of now by the store's clock (the
@@ -26,26 +26,42 @@ impl GetPopularMenus {
     }
 }
 
-/// Merges the write shards of statistics buckets that closed more than
-/// `grace` ago, so the ranking sums few rows however busy the week was.
+/// Keeps the popular-menu statistics small: merges the write shards of
+/// buckets that closed more than `grace` ago, so the ranking sums few rows
+/// however busy the week was, and deletes the buckets older than
+/// `retention`, which the ranking's 7-day window no longer reads.
 #[derive(Clone, Debug)]
 pub struct CompactSalesStatistics {
     popular: Arc<dyn PopularMenus>,
     clock: Arc<dyn Clock>,
     grace: Duration,
+    retention: Duration,
 }
 
+/// The shortest statistics retention: the ranking's window plus the hour
+/// its older edge may still read.
+pub const MIN_STATISTICS_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600 + 3600);
+
 impl CompactSalesStatistics {
-    pub fn new(popular: Arc<dyn PopularMenus>, clock: Arc<dyn Clock>, grace: Duration) -> Self {
-        Self { popular, clock, grace }
+    /// `retention` below [`MIN_STATISTICS_RETENTION`] is raised to it.
+    pub fn new(popular: Arc<dyn PopularMenus>, clock: Arc<dyn Clock>, grace: Duration, retention: Duration) -> Self {
+        Self {
+            popular,
+            clock,
+            grace,
+            retention: retention.max(MIN_STATISTICS_RETENTION),
+        }
     }
 
-    pub async fn execute(&self) -> Result<u64, InfraError> {
-        let compacted = self.popular.compact(self.clock.now() - self.grace).await?;
-        if compacted > 0 {
-            tracing::debug!(compacted, "compacted popular-menu statistics");
+    /// Returns the rows compacted and the rows purged.
+    pub async fn execute(&self) -> Result<(u64, u64), InfraError> {
+        let now = self.clock.now();
+        let compacted = self.popular.compact(now - self.grace).await?;
+        let purged = self.popular.purge(now - self.retention).await?;
+        if compacted > 0 || purged > 0 {
+            tracing::debug!(compacted, purged, "compacted popular-menu statistics");
         }
-        Ok(compacted)
+        Ok((compacted, purged))
     }
 }
 
@@ -79,16 +95,44 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn compaction_leaves_recent_buckets_alone() {
+    async fn compaction_leaves_recent_buckets_alone_and_the_purge_keeps_the_window() {
         let mut popular = MockPopularMenus::new();
         popular
             .expect_compact()
             .withf(|before| *before == fixed_now() - Duration::from_secs(7200))
             .returning(|_| Ok(12));
-        let compacted = CompactSalesStatistics::new(Arc::new(popular), clock(), Duration::from_secs(7200))
-            .execute()
-            .await
-            .expect("compacted");
-        assert_eq!(compacted, 12);
+        popular
+            .expect_purge()
+            .withf(|before| *before == fixed_now() - Duration::from_secs(8 * 24 * 3600))
+            .returning(|_| Ok(5));
+        let done = CompactSalesStatistics::new(
+            Arc::new(popular),
+            clock(),
+            Duration::from_secs(7200),
+            Duration::from_secs(8 * 24 * 3600),
+        )
+        .execute()
+        .await
+        .expect("compacted");
+        assert_eq!(done, (12, 5));
+    }
+
+    #[tokio::test]
+    async fn a_retention_shorter_than_the_window_is_raised_to_it() {
+        let mut popular = MockPopularMenus::new();
+        popular.expect_compact().returning(|_| Ok(0));
+        popular
+            .expect_purge()
+            .withf(|before| *before == fixed_now() - MIN_STATISTICS_RETENTION)
+            .returning(|_| Ok(0));
+        CompactSalesStatistics::new(
+            Arc::new(popular),
+            clock(),
+            Duration::from_secs(3600),
+            Duration::from_secs(60),
+        )
+        .execute()
+        .await
+        .expect("compacted");
     }
 }

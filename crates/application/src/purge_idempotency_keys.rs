@@ -14,8 +14,8 @@ pub struct PurgeIdempotencyKeys {
 }
 
 impl PurgeIdempotencyKeys {
-    /// `retention` below 24 hours is raised to 24 hours: SPEC.md promises
-    /// keys are kept at least that long.
+    /// `retention` below 24 hours is raised to 24 hours: the API promises
+    /// keys are kept at least that long (docs/API.md, "Idempotency").
     pub fn new(records: Arc<dyn IdempotencyRecords>, retention: Duration) -> Self {
         Self {
             records,

@@ -130,6 +130,9 @@ pub struct HousekeepingConfig {
     /// How often each instance merges the shards of closed statistics buckets.
     pub statistics_compact_interval: Duration,
     pub outbox_delivered_retention: Duration,
+    /// How long popular-menu statistics are kept (at least the ranking's
+    /// 7 days and the hour its edge reads).
+    pub statistics_retention: Duration,
 }
 
 /// Why the configuration is unusable. The message names the variable.
@@ -321,8 +324,18 @@ impl Config {
                     "OUTBOX_DELIVERED_RETENTION_SECS",
                     7 * 24 * 3600,
                 )?),
+                statistics_retention: Duration::from_secs(number(&get, "STATISTICS_RETENTION_SECS", 8 * 24 * 3600)?),
             },
         };
+        if config.housekeeping.statistics_retention < coffee_application::MIN_STATISTICS_RETENTION {
+            return Err(ConfigError::Invalid {
+                name: "STATISTICS_RETENTION_SECS",
+                reason: format!(
+                    "it must be at least {} (7 days and the hour the ranking's older edge reads)",
+                    coffee_application::MIN_STATISTICS_RETENTION.as_secs()
+                ),
+            });
+        }
         // A claim must outlive a delivery attempt, or another instance takes
         // the event over while it is still being sent.
         if config.outbox.collector.request_timeout >= config.outbox.relay.lease {
@@ -725,6 +738,13 @@ mod tests {
         assert_eq!(operator.url(), "postgres://db/coffee?sslmode=require");
         assert_eq!(operator.migration.lock_timeout, Duration::from_millis(250));
         assert_eq!(operator.migration.wait, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn a_statistics_retention_shorter_than_the_ranking_window_is_refused() {
+        let err = config_error(&[("STATISTICS_RETENTION_SECS", "604800")]);
+        assert!(err.contains("STATISTICS_RETENTION_SECS"), "{err}");
+        assert!(config(&[("STATISTICS_RETENTION_SECS", "608400")]).is_ok());
     }
 
     #[test]

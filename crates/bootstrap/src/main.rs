@@ -36,6 +36,19 @@ enum OutboxCommand {
     Stats,
     /// Put every dead-lettered event back in the queue.
     RequeueDead,
+    /// List dead-lettered events, oldest first: event id, type, order id,
+    /// attempts, created at, last error (tab-separated).
+    ListDead {
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Delete the dead-lettered events created more than `--older-than` ago
+    /// (e.g. `30d`, `12h`): undelivered business events, so requeue what
+    /// matters first. Nothing else ever deletes them.
+    DiscardDead {
+        #[arg(long, value_parser = humantime::parse_duration)]
+        older_than: std::time::Duration,
+    },
 }
 
 #[actix_web::main]
@@ -119,6 +132,27 @@ async fn outbox(config: &OperatorConfig, command: OutboxCommand) -> anyhow::Resu
         OutboxCommand::RequeueDead => {
             let requeued = admin.requeue_dead().await?;
             println!("requeued {requeued}");
+        }
+        OutboxCommand::ListDead { limit } => {
+            for event in admin.list_dead(limit).await? {
+                let created = event
+                    .created_at
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| event.created_at.to_string());
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    event.id,
+                    event.event_type,
+                    event.aggregate_id,
+                    event.attempts,
+                    created,
+                    event.last_error.unwrap_or_default().replace(['\t', '\n'], " ")
+                );
+            }
+        }
+        OutboxCommand::DiscardDead { older_than } => {
+            let discarded = admin.discard_dead(older_than).await?;
+            println!("discarded {discarded}");
         }
     }
     Ok(())

@@ -393,6 +393,7 @@ fn maintenance_tasks(config: &HousekeepingConfig, pg: &PgPool) -> Vec<tokio::tas
         Arc::new(PgPopularMenus::new(pg.clone())),
         clock,
         std::time::Duration::from_secs(3600),
+        config.statistics_retention,
     );
     let outbox = OutboxAdmin::new(Arc::new(PgOutboxStore::new(pg.clone())));
     let retention = config.outbox_delivered_retention;
@@ -415,7 +416,7 @@ fn maintenance_tasks(config: &HousekeepingConfig, pg: &PgPool) -> Vec<tokio::tas
         )),
         tokio::spawn(every(
             config.statistics_compact_interval,
-            "compacting statistics",
+            "compacting and purging statistics",
             move || {
                 let compact = compact.clone();
                 async move { compact.execute().await.map(drop) }

@@ -1,5 +1,5 @@
 //! Idempotency keys: a client's promise that a retried request is the same
-//! request, so it takes effect once (SPEC.md section 6).
+//! request, so it takes effect once (docs/API.md, "Idempotency").
 
 use serde::{Deserialize, Serialize};
 

@@ -22,7 +22,7 @@ pub use order::{
     MAX_ORDER_LINES, MAX_QUANTITY, OrderDraft, OrderLine, OrderPlacedEvent, OrderPlacedItem, OrderRequest,
     OrderRequestError, PlaceOrderOutcome, PlacedOrder, PopularMenu, PricingError,
 };
-pub use outbox::{DeliveryResult, OutboxMessage, OutboxStats, RetryPolicy};
+pub use outbox::{DeadEvent, DeliveryResult, OutboxMessage, OutboxStats, RetryPolicy};
 pub use page::{Cursor, Page, PageSize};
 pub use points::{
     Charge, ChargeAmount, ChargeLimits, ChargeOutcome, PointTransaction, Points, PointsError, TransactionKind,

@@ -177,7 +177,8 @@ pub enum PlaceOrderOutcome {
 }
 
 /// The event sent to the data-collection platform for every placed order
-/// (SPEC.md section 8); its JSON form is the collector's contract.
+/// (docs/API.md, "Events sent to the collector"); its JSON form is the
+/// collector's contract.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderPlacedEvent {

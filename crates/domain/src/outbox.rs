@@ -32,6 +32,19 @@ pub enum DeliveryResult {
     },
 }
 
+/// A dead-lettered event, as an operator lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadEvent {
+    /// The `eventId`.
+    pub id: Uuid,
+    pub event_type: String,
+    /// The order it tells of.
+    pub aggregate_id: Uuid,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub created_at: time::OffsetDateTime,
+}
+
 /// How the outbox looks right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutboxStats {

@@ -50,4 +50,8 @@ pub trait PopularMenus: Send + Sync + std::fmt::Debug {
     /// Merges the write shards of statistics buckets that ended before
     /// `before` into one row each (counts unchanged); returns rows removed.
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError>;
+
+    /// Deletes the statistics buckets that started before `before` (past
+    /// the ranking's window), in short batches; returns rows removed.
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, InfraError>;
 }

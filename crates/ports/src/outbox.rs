@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffee_domain::{DeliveryResult, OutboxMessage, OutboxStats};
+use coffee_domain::{DeadEvent, DeliveryResult, OutboxMessage, OutboxStats};
 use uuid::Uuid;
 
 use crate::InfraError;
@@ -36,6 +36,14 @@ pub trait OutboxStore: Send + Sync + std::fmt::Debug {
 
     /// Deletes delivered events older than `retention`; returns how many.
     async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError>;
+
+    /// Up to `limit` dead-lettered events, oldest first: for an operator to
+    /// decide what to requeue and what to discard.
+    async fn list_dead(&self, limit: u32) -> Result<Vec<DeadEvent>, InfraError>;
+
+    /// Deletes dead-lettered events created more than `older_than` ago (an
+    /// operator's explicit decision; never done by itself); returns how many.
+    async fn discard_dead(&self, older_than: Duration) -> Result<u64, InfraError>;
 }
 
 /// Why the data-collection platform did not take an event. Every kind is

@@ -15,8 +15,7 @@ use coffee_domain::{IdempotencyContext, Idempotent};
 use coffee_ports::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, InfraError};
 use diesel::QueryResult;
 use diesel::connection::TransactionManagerStatus;
-use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bytea, Integer, Interval, Jsonb, Nullable, Text};
+use diesel::sql_types::{Bytea, Integer, Interval, Jsonb, Nullable, Text};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use futures_util::future::{BoxFuture, try_join, try_join_all, try_join3};
 use serde::Serialize;
@@ -273,34 +272,19 @@ impl PgIdempotencyRecords {
     }
 }
 
-#[derive(QueryableByName)]
-struct Deleted {
-    #[diesel(sql_type = BigInt)]
-    deleted: i64,
-}
-
 #[async_trait::async_trait]
 impl IdempotencyRecords for PgIdempotencyRecords {
-    /// Deletes in batches of 5,000 so no statement holds many locks for long.
+    /// Deletes in short batches ([`crate::sql::purge_in_batches`]).
     async fn purge_older_than(&self, retention: Duration) -> Result<u64, InfraError> {
-        let mut conn = self.pool.get().await?;
-        let interval =
-            diesel::data_types::PgInterval::from_microseconds(i64::try_from(retention.as_micros()).unwrap_or(i64::MAX));
-        let mut total = 0u64;
-        loop {
-            let batch: Deleted = diesel::sql_query(
+        crate::sql::purge_in_batches(&self.pool, || {
+            diesel::sql_query(
                 "WITH gone AS (DELETE FROM idempotency_keys WHERE ctid IN \
-                 (SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1 LIMIT 5000) RETURNING 1) \
-                 SELECT count(*) AS deleted FROM gone",
+                 (SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1 LIMIT $2) RETURNING 1) \
+                 SELECT count(*) AS n FROM gone",
             )
-            .bind::<Interval, _>(interval)
-            .get_result(&mut conn)
-            .await
-            .map_err(error::from_diesel)?;
-            total += u64::try_from(batch.deleted).unwrap_or_default();
-            if batch.deleted < 5000 {
-                return Ok(total);
-            }
-        }
+            .into_boxed()
+            .bind::<Interval, _>(crate::sql::interval(retention))
+        })
+        .await
     }
 }

@@ -9,16 +9,16 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use coffee_domain::{DeliveryResult, OutboxMessage, OutboxStats};
+use coffee_domain::{DeadEvent, DeliveryResult, OutboxMessage, OutboxStats};
 use coffee_ports::{InfraError, OutboxStore};
 use diesel::QueryableByName;
-use diesel::data_types::PgInterval;
-use diesel::sql_types::{BigInt, Integer, Interval, Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Integer, Interval, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use uuid::Uuid;
 
 use crate::error::Settle as _;
 use crate::pool::PgPool;
+use crate::sql::{interval, purge_in_batches};
 
 /// [`OutboxStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -32,10 +32,6 @@ impl PgOutboxStore {
     }
 }
 
-fn interval(d: Duration) -> PgInterval {
-    PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-}
-
 #[derive(QueryableByName)]
 struct Claimed {
     #[diesel(sql_type = SqlUuid)]
@@ -46,12 +42,6 @@ struct Claimed {
     payload: String,
     #[diesel(sql_type = Integer)]
     attempts: i32,
-}
-
-#[derive(QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 #[derive(QueryableByName)]
@@ -76,6 +66,22 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING id, event_type, payload::text AS payload, attempts";
+
+#[derive(QueryableByName)]
+struct DeadRow {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = Text)]
+    event_type: String,
+    #[diesel(sql_type = SqlUuid)]
+    aggregate_id: Uuid,
+    #[diesel(sql_type = Integer)]
+    attempts: i32,
+    #[diesel(sql_type = Nullable<Text>)]
+    last_error: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    created_at: time::OffsetDateTime,
+}
 
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or_default()
@@ -211,23 +217,52 @@ impl OutboxStore for PgOutboxStore {
     }
 
     async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError> {
-        let mut conn = self.pool.get().await?;
-        let mut total = 0;
-        loop {
-            let batch: Count = diesel::sql_query(
+        purge_in_batches(&self.pool, || {
+            diesel::sql_query(
                 "WITH gone AS (DELETE FROM outbox_events WHERE id IN \
-                 (SELECT id FROM outbox_events WHERE status = 'DELIVERED' AND delivered_at < now() - $1 LIMIT 5000) \
+                 (SELECT id FROM outbox_events WHERE status = 'DELIVERED' AND delivered_at < now() - $1 LIMIT $2) \
                  RETURNING 1) SELECT count(*) AS n FROM gone",
             )
+            .into_boxed()
             .bind::<Interval, _>(interval(retention))
-            .get_result(&mut conn)
-            .await
-            .settle(&conn)
-            .await?;
-            total += count(batch.n);
-            if batch.n < 5000 {
-                return Ok(total);
-            }
-        }
+        })
+        .await
+    }
+
+    async fn list_dead(&self, limit: u32) -> Result<Vec<DeadEvent>, InfraError> {
+        let mut conn = self.pool.get().await?;
+        let rows: Vec<DeadRow> = diesel::sql_query(
+            "SELECT id, event_type, aggregate_id, attempts, last_error, created_at FROM outbox_events \
+             WHERE status = 'DEAD' ORDER BY created_at, id LIMIT $1",
+        )
+        .bind::<BigInt, _>(i64::from(limit))
+        .load(&mut conn)
+        .await
+        .settle(&conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| DeadEvent {
+                id: r.id,
+                event_type: r.event_type,
+                aggregate_id: r.aggregate_id,
+                attempts: u32::try_from(r.attempts).unwrap_or_default(),
+                last_error: r.last_error,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    async fn discard_dead(&self, older_than: Duration) -> Result<u64, InfraError> {
+        purge_in_batches(&self.pool, || {
+            diesel::sql_query(
+                "WITH gone AS (DELETE FROM outbox_events WHERE id IN \
+                 (SELECT id FROM outbox_events WHERE status = 'DEAD' AND created_at < now() - $1 LIMIT $2) \
+                 RETURNING 1) SELECT count(*) AS n FROM gone",
+            )
+            .into_boxed()
+            .bind::<Interval, _>(interval(older_than))
+        })
+        .await
     }
 }

@@ -16,7 +16,7 @@
 //! `now` is the database's clock, the same clock that stamps orders (read
 //! after the user's row is locked, see `orders.rs`), so the instances' own
 //! clocks, skewed or not, decide nothing. The old edge has one-second
-//! resolution (SPEC.md section 3: "to the second"): in the partial hour an
+//! resolution (docs/API.md, "Popular menus": "to the second"): in the partial hour an
 //! order counts when it is younger than `lo` rounded up to a whole second.
 //! That is exactly the window when `now` is a whole second; otherwise the
 //! orders of the partial hour after `lo` up to the next whole second are left
@@ -385,5 +385,18 @@ impl PopularMenus for PgPopularMenus {
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError> {
         let mut conn = self.shared.pool.get().await?;
         queries::compact(&mut conn, hour_of(before)).await
+    }
+
+    async fn purge(&self, before: OffsetDateTime) -> Result<u64, InfraError> {
+        crate::sql::purge_in_batches(&self.shared.pool, || {
+            diesel::sql_query(
+                "WITH gone AS (DELETE FROM menu_sales_hourly WHERE ctid IN \
+                 (SELECT ctid FROM menu_sales_hourly WHERE bucket_start < $1 LIMIT $2) RETURNING 1) \
+                 SELECT count(*) AS n FROM gone",
+            )
+            .into_boxed()
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+        })
+        .await
     }
 }

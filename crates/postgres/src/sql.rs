@@ -1,6 +1,13 @@
 //! SQL functions the adapters call through diesel's query builder.
 
-use diesel::sql_types::{Nullable, Timestamptz};
+use std::time::Duration;
+
+use coffee_ports::InfraError;
+use diesel::data_types::PgInterval;
+use diesel::sql_types::{BigInt, Nullable, Timestamptz};
+use diesel_async::RunQueryDsl as _;
+
+use crate::error::Settle as _;
 
 diesel::define_sql_function! {
     /// The database's wall clock when the expression is evaluated (unlike
@@ -14,6 +21,46 @@ diesel::define_sql_function! {
     /// `coalesce(at, otherwise)`: a given instant, else `otherwise`.
     #[sql_name = "coalesce"]
     fn instant_or(at: Nullable<Timestamptz>, otherwise: Timestamptz) -> Timestamptz;
+}
+
+/// `d` as a PostgreSQL `interval` (microseconds; saturating).
+pub(crate) fn interval(d: Duration) -> PgInterval {
+    PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+#[derive(diesel::QueryableByName)]
+struct Deleted {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// Rows one purge statement deletes at most: each batch is a short
+/// transaction of its own, so no purge holds many row locks or a long
+/// snapshot, and requests never wait behind it.
+pub const PURGE_BATCH: i64 = 5_000;
+
+/// Deletes in batches of [`PURGE_BATCH`] with `delete_batch` (a statement
+/// whose only parameter is the batch size and that answers `n`, the rows it
+/// deleted) until a batch comes back short; returns the total.
+pub(crate) async fn purge_in_batches(
+    pool: &crate::pool::PgPool,
+    delete_batch: impl Fn()
+        -> diesel::query_builder::BoxedSqlQuery<'static, diesel::pg::Pg, diesel::query_builder::SqlQuery>,
+) -> Result<u64, InfraError> {
+    let mut conn = pool.get().await?;
+    let mut total = 0;
+    loop {
+        let batch: Deleted = delete_batch()
+            .bind::<BigInt, _>(PURGE_BATCH)
+            .get_result(&mut conn)
+            .await
+            .settle(&conn)
+            .await?;
+        total += u64::try_from(batch.n).unwrap_or_default();
+        if batch.n < PURGE_BATCH {
+            return Ok(total);
+        }
+    }
 }
 
 /// Declares a statement with fixed SQL whose binds are written `$1`, `$2`,
