@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The dependency rule (ARCHITECTURE.md section 1): domain, ports and
-# application never depend on infrastructure crates, and the domain has no
-# async at all. Fails with the offending crate named.
+# The dependency rule (docs/CONTRIBUTING.md, "The architecture check"):
+# domain, ports and application never depend on infrastructure crates, and
+# the domain has no async at all. Fails with the offending crate named.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0

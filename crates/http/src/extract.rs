@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::app::AppState;
 use crate::problem::{ApiError, FieldError, ProblemCode};
 
-/// The largest request body any route accepts (SPEC.md section 1).
+/// The largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// A JSON request body of type `T`, validated for content type, size and shape.

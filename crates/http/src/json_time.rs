@@ -1,5 +1,5 @@
 //! Timestamps as RFC 3339 in UTC with millisecond precision
-//! (`2026-11-29T01:02:03.456Z`), as SPEC.md section 1 shows them.
+//! (`2026-11-29T01:02:03.456Z`), as docs/API.md shows them.
 
 use serde::Serializer;
 use time::OffsetDateTime;

@@ -3,8 +3,8 @@
 //! - [`build_app`] assembles routes, extractors and middleware; the same
 //!   function serves production (`coffee serve`) and tests.
 //! - [`problem`]: every failure leaves as RFC 9457 `application/problem+json`
-//!   with a stable `code` (SPEC.md section 7), including the ones actix itself
-//!   produces (unknown route, wrong method).
+//!   with a stable `code` (the table in docs/API.md), including the ones
+//!   actix itself produces (unknown route, wrong method).
 //! - [`extract`]: JSON, path and query extractors that turn bad input into
 //!   `4xx` problems instead of actix's plain-text errors.
 //! - [`middleware`]: request ids, request spans and the one log line per request.

@@ -35,7 +35,7 @@ pub struct Problem {
 fn problem_codes() -> Object {
     ObjectBuilder::new()
         .schema_type(Type::String)
-        .description(Some("A stable, machine-readable code (SPEC.md section 7)"))
+        .description(Some("A stable, machine-readable code"))
         .enum_values(Some(ProblemCode::ALL.iter().map(|code| code.as_str())))
         .examples([ProblemCode::ValidationFailed.as_str()])
         .build()

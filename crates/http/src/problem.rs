@@ -9,7 +9,8 @@ use serde_json::{Map, Value};
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// A stable, machine-readable error code (SPEC.md section 7) and its status.
+/// A stable, machine-readable error code and its status (the table in
+/// docs/API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProblemCode {
     ValidationFailed,
@@ -22,10 +23,9 @@ pub enum ProblemCode {
     Forbidden,
     NotFound,
     MenuNotFound,
-    /// Not in SPEC.md's table, which is silent on the code of a `405`.
+    /// A method the path does not take (`405`, with `Allow`).
     MethodNotAllowed,
-    /// Not in SPEC.md's table: a body that did not arrive in time
-    /// (`HTTP_REQUEST_TIMEOUT_MS`).
+    /// A body that did not arrive in time (`HTTP_REQUEST_TIMEOUT_MS`).
     RequestTimeout,
     EmailTaken,
     InsufficientPoints,

@@ -1,4 +1,4 @@
-//! `/auth/*`: signup, login, logout, me, refresh (SPEC.md section 2).
+//! `/auth/*`: signup, login, logout, me, refresh.
 
 use actix_web::http::header::{HeaderValue, RETRY_AFTER};
 use actix_web::{HttpResponse, web};

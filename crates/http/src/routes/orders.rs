@@ -1,4 +1,4 @@
-//! `/orders*` (SPEC.md section 5).
+//! `/orders*`: place an order, list them, get one.
 
 use actix_web::{HttpResponse, web};
 use coffee_application::{OrderQueryError, PlaceOrderCommand, PlaceOrderError};

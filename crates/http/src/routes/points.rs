@@ -1,4 +1,4 @@
-//! `/users/{userId}/points*`: charge, balance, ledger (SPEC.md section 4).
+//! `/users/{userId}/points*`: charge, balance, ledger.
 
 use actix_web::{HttpResponse, web};
 use coffee_application::{ChargeCommand, ChargeError, PointQueryError};
