@@ -74,11 +74,15 @@ up() {
   servers=""
   for i in $(seq 1 "$size"); do
     port=$(free_port)
+    admin_port=$(free_port)
     # HAProxy connects from 127.0.0.1: its X-Forwarded-For names the client.
-    TRUSTED_PROXIES=127.0.0.1/32 BIND_ADDR=127.0.0.1:$port "$bin_dir/coffee" serve >"$dir/logs/api$i.log" 2>&1 &
+    # Its health checks go to the admin listener (`check port`), as in the
+    # shipped config; /metrics is only there.
+    TRUSTED_PROXIES=127.0.0.1/32 BIND_ADDR=127.0.0.1:$port ADMIN_BIND_ADDR=127.0.0.1:$admin_port \
+      "$bin_dir/coffee" serve >"$dir/logs/api$i.log" 2>&1 &
     echo "api$i $!" >>"$dir/pids"
-    echo "api$i 127.0.0.1:$port" >>"$dir/instances"
-    servers+="    server api$i 127.0.0.1:$port check\n"
+    echo "api$i 127.0.0.1:$port admin 127.0.0.1:$admin_port" >>"$dir/instances"
+    servers+="    server api$i 127.0.0.1:$port check port $admin_port\n"
     for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null && break; sleep 0.1; done
   done
   sed "s#^    server-template api .*#${servers%\\n}#" docker/haproxy.cfg >"$dir/haproxy.cfg"
@@ -88,6 +92,7 @@ up() {
   trap - ERR
   echo "cluster: $size instances behind HAProxy: http://127.0.0.1:$lb_port"
   echo "cluster: mock collector http://127.0.0.1:$collector_port, Redis (append-only) 127.0.0.1:$redis_port"
+  echo "cluster: each instance's metrics and health on its admin address: $dir/instances"
   echo "cluster: logs in $dir/logs; make cluster-down stops it"
 }
 
