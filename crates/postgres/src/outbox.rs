@@ -253,10 +253,12 @@ impl OutboxStore for PgOutboxStore {
             .collect())
     }
 
+    /// The status is checked again on the row being deleted, so an event an
+    /// operator requeues meanwhile is not deleted.
     async fn discard_dead(&self, older_than: Duration) -> Result<u64, InfraError> {
         purge_in_batches(&self.pool, || {
             diesel::sql_query(
-                "WITH gone AS (DELETE FROM outbox_events WHERE id IN \
+                "WITH gone AS (DELETE FROM outbox_events WHERE status = 'DEAD' AND id IN \
                  (SELECT id FROM outbox_events WHERE status = 'DEAD' AND created_at < now() - $1 LIMIT $2) \
                  RETURNING 1) SELECT count(*) AS n FROM gone",
             )
