@@ -208,6 +208,20 @@ mod tests {
         }
     }
 
+    /// The claims the codec would sign for `claims`, to sign another way.
+    fn body_of(claims: &TokenClaims) -> Claims {
+        Claims {
+            iss: "coffee".into(),
+            aud: "coffee-api".into(),
+            sub: claims.user_id.as_uuid(),
+            jti: claims.token_id.as_uuid(),
+            sid: claims.session_id.as_uuid(),
+            typ: claims.kind.as_str().to_owned(),
+            iat: claims.issued_at.unix_timestamp(),
+            exp: claims.expires_at.unix_timestamp(),
+        }
+    }
+
     fn b64(value: &serde_json::Value) -> String {
         base64url(value.to_string().as_bytes())
     }
@@ -293,16 +307,7 @@ mod tests {
     fn a_token_without_kid_is_tried_with_every_key_and_an_unknown_kid_with_none() {
         const NEW: &str = "the-new-signing-key-of-at-least-32-bytes";
         let original = claims(TokenKind::Refresh, 900);
-        let body = Claims {
-            iss: "coffee".into(),
-            aud: "coffee-api".into(),
-            sub: original.user_id.as_uuid(),
-            jti: original.token_id.as_uuid(),
-            sid: original.session_id.as_uuid(),
-            typ: "refresh".into(),
-            iat: original.issued_at.unix_timestamp(),
-            exp: original.expires_at.unix_timestamp(),
-        };
+        let body = body_of(&original);
         let key = EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
         let unnamed = encode(&Header::new(Algorithm::HS256), &body, &key).expect("signed");
         assert_eq!(
@@ -355,16 +360,7 @@ mod tests {
     #[test]
     fn another_hmac_algorithm_is_refused() {
         let original = claims(TokenKind::Access, 900);
-        let body = Claims {
-            iss: "coffee".into(),
-            aud: "coffee-api".into(),
-            sub: original.user_id.as_uuid(),
-            jti: original.token_id.as_uuid(),
-            sid: original.session_id.as_uuid(),
-            typ: "access".into(),
-            iat: original.issued_at.unix_timestamp(),
-            exp: original.expires_at.unix_timestamp(),
-        };
+        let body = body_of(&original);
         let key = EncodingKey::from_secret(SECRET.as_bytes()).expect("key");
         let hs512 = encode(&Header::new(Algorithm::HS512), &body, &key).expect("signed");
         assert_eq!(codec().decode(&hs512, TokenKind::Access), Err(TokenError::Invalid));
