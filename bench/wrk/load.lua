@@ -1,10 +1,18 @@
--- One wrk script for every endpoint of bench/throughput.bench.sh.
---   BENCH_TARGET  menus | popular | login | charge | orders
+-- The one wrk script of the benchmarks (throughput, popular, capacity,
+-- profile_orders): every endpoint, and mixes of them.
+--   BENCH_TARGET  menus | popular | login | charge | orders | mix
+--   BENCH_MIX     for mix: the kinds of one cycle of a thread's requests,
+--                 comma-separated (menus, popular, charge, orders), e.g.
+--                 "menus,orders,menus,popular": the thread sends them in that
+--                 order, over and over
 --   BENCH_USERS   file of "id token email" lines (bench/src/bin/prepare_users.rs)
+--   BENCH_THREADS wrk's -t: how many threads share the users
+--   BENCH_MENU    the menu id every order orders (one of it)
 --   BENCH_RUN     a word unique to this run, in every idempotency key
 -- Each wrk thread takes every n-th user, and each request the thread's next
 -- one, so no two in-flight requests of a thread share a user (no lock queue on
--- one balance row that a real crowd of customers would not have).
+-- one balance row that a real crowd of customers would not have). Every
+-- charge and order carries a fresh Idempotency-Key.
 -- done() prints one JSON line with the throughput and latency percentiles.
 
 local target = os.getenv("BENCH_TARGET") or "menus"
@@ -33,6 +41,16 @@ function init(args)
   local menu = os.getenv("BENCH_MENU") or ""
   order_body = '{"items":[{"menuId":"' .. menu .. '","quantity":1}]}'
   json = { ["Content-Type"] = "application/json" }
+  mix, sent = {}, 0
+  if target == "mix" then
+    for kind in string.gmatch(os.getenv("BENCH_MIX") or "", "[^,%s]+") do
+      if kind ~= "menus" and kind ~= "popular" and kind ~= "charge" and kind ~= "orders" then
+        error("BENCH_MIX: unknown kind " .. kind)
+      end
+      table.insert(mix, kind)
+    end
+    if #mix == 0 then error("BENCH_TARGET=mix needs BENCH_MIX") end
+  end
 end
 
 local function next_user()
@@ -48,13 +66,18 @@ local function key()
 end
 
 function request()
-  if target == "menus" then
+  local kind = target
+  if target == "mix" then
+    sent = sent + 1
+    kind = mix[(sent - 1) % #mix + 1]
+  end
+  if kind == "menus" then
     return wrk.format("GET", "/menus")
-  elseif target == "popular" then
+  elseif kind == "popular" then
     return wrk.format("GET", "/menus/popular")
   end
   local u = next_user()
-  if target == "login" then
+  if kind == "login" then
     return wrk.format("POST", "/auth/login", json,
       '{"email":"' .. u.email .. '","password":"correct horse battery staple"}')
   end
@@ -63,7 +86,7 @@ function request()
     ["Authorization"] = "Bearer " .. u.token,
     ["Idempotency-Key"] = key(),
   }
-  if target == "charge" then
+  if kind == "charge" then
     return wrk.format("POST", "/users/" .. u.id .. "/points/charge", headers, '{"amount":1}')
   end
   return wrk.format("POST", "/orders", headers, order_body)
