@@ -15,6 +15,7 @@ pub mod menus;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+mod page;
 pub mod points;
 pub mod pool;
 pub mod popular;

@@ -22,6 +22,7 @@ use uuid::Uuid;
 use crate::error::Settle as _;
 use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::menus::MenuRow;
+use crate::page::{newest_first, page_of};
 use crate::points::RecordLedger;
 use crate::pool::{PgConnection, PgPool};
 use crate::schema::{order_items, orders};
@@ -419,36 +420,23 @@ impl OrderStore for PgOrderStore {
 
     async fn list(&self, user: UserId, size: PageSize, after: Option<Cursor>) -> Result<Page<PlacedOrder>, InfraError> {
         let mut conn = self.pool.get().await?;
-        let mut query = orders::table
+        let query = orders::table
             .filter(orders::user_id.eq(user.as_uuid()))
             .select(OrderRow::as_select())
             .into_boxed();
-        if let Some(cursor) = after {
-            query = query.filter(
-                orders::created_at
-                    .lt(cursor.created_at)
-                    .or(orders::created_at.eq(cursor.created_at).and(orders::id.lt(cursor.id))),
-            );
-        }
-        let mut rows: Vec<OrderRow> = query
-            .order((orders::created_at.desc(), orders::id.desc()))
-            .limit(i64::from(size.get()) + 1)
+        let rows: Vec<OrderRow> = newest_first!(query, orders, size, after)
             .load(&mut conn)
             .await
             .settle(&conn)
             .await?;
-        let more = rows.len() > usize::from(size.get());
-        rows.truncate(usize::from(size.get()));
-        let items = with_items(&mut conn, rows).await?;
-        let next = if more {
-            items.last().map(|o| Cursor {
-                created_at: o.created_at,
-                id: o.id,
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let page = page_of(rows, size, |row| Cursor {
+            created_at: row.created_at,
+            id: row.id,
+        });
+        Ok(Page {
+            items: with_items(&mut conn, page.items).await?,
+            next: page.next,
+        })
     }
 }
 
