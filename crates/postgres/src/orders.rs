@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use coffee_domain::{
-    Cursor, IdempotencyContext, Idempotent, Menu, MenuId, OrderDraft, OrderLine, OrderPlacedEvent, OrderRequest, Page,
-    PageSize, PlaceOrderOutcome, PlacedOrder, Points, PricingError, TransactionKind, UserId,
+    Cursor, IdempotencyContext, Idempotent, Menu, MenuId, OrderLine, OrderPlacedEvent, OrderRequest, Page, PageSize,
+    PlaceOrderOutcome, PlacedOrder, Points, TransactionKind, UserId,
 };
-use coffee_ports::{IdempotencyError, InfraError, OrderStore};
+use coffee_ports::{DecideOrder, IdempotencyError, InfraError, OrderReads, OrderStore};
 use diesel::QueryResult;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
@@ -68,20 +68,23 @@ impl PgOrderStore {
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
+        decide: DecideOrder,
         at: OffsetDateTime,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        self.place(context, request, Some(at)).await
+        self.place(context, request, decide, Some(at)).await
     }
 
     async fn place(
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
+        decide: DecideOrder,
         at: Option<OffsetDateTime>,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
         let order = OrderWrite {
             user: context.user_id,
             request,
+            decide,
             at,
         };
         idempotency::run(&self.pool, &context, self.idempotency_wait, order).await
@@ -156,28 +159,29 @@ statement! {
 }
 
 /// One order, as an idempotent write: the menus and the locked balance are
-/// read in the first round trip, the domain prices and pays, and everything
-/// the order touches is written in the second, stamped with one instant:
-/// the database's clock read once the balance is locked (or `at`, when
-/// seeding history).
+/// read in the first round trip, `decide` (the application's rules) comes to
+/// the outcome, and everything a placed order touches is written in the
+/// second, stamped with one instant: the database's clock read once the
+/// balance is locked (or `at`, when seeding history).
 struct OrderWrite {
     user: UserId,
     request: OrderRequest,
+    decide: DecideOrder,
     at: Option<OffsetDateTime>,
 }
 
-/// What an order reads before it decides.
-struct OrderReads {
+/// The rows an order reads before it decides.
+struct OrderRows {
     menus: Vec<(Uuid, String, i64)>,
     balance: Option<i64>,
     at: OffsetDateTime,
 }
 
 impl IdempotentWrite for OrderWrite {
-    type Reads = OrderReads;
+    type Reads = OrderRows;
     type Outcome = PlaceOrderOutcome;
 
-    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderReads>> {
+    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderRows>> {
         let mut q = conn;
         let ids = self.request.menu_ids().iter().map(MenuId::as_uuid).collect();
         let menus = MenusById { ids }.load(&mut q);
@@ -188,7 +192,7 @@ impl IdempotentWrite for OrderWrite {
         let at = Instant { at: self.at }.get_result(&mut q);
         async move {
             let (menus, balance, at) = try_join3(menus, balance, at).await?;
-            Ok(OrderReads {
+            Ok(OrderRows {
                 menus,
                 balance: balance.into_iter().next(),
                 at,
@@ -200,55 +204,31 @@ impl IdempotentWrite for OrderWrite {
     fn write<'c>(
         &self,
         conn: &'c AsyncPgConnection,
-        reads: OrderReads,
+        rows: OrderRows,
     ) -> Result<(PlaceOrderOutcome, Batch<'c>), InfraError> {
-        let draft = match price(&self.request, reads.menus)? {
-            Ok(draft) => draft,
-            Err(outcome) => return Ok((outcome, Vec::new())),
+        let reads = OrderReads {
+            menus: rows
+                .menus
+                .into_iter()
+                .map(|(id, name, price)| Menu::try_from(MenuRow { id, name, price }))
+                .collect::<Result<_, _>>()?,
+            balance: rows.balance.map(points).transpose()?,
+            at: rows.at,
         };
-        let balance = reads
-            .balance
-            .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {} does not exist", self.user)))?;
-        let balance = points(balance)?;
-        let Some(balance_after) = draft.pay(balance) else {
-            let required = draft.total_price;
-            return Ok((PlaceOrderOutcome::InsufficientPoints { balance, required }, Vec::new()));
-        };
-        let order = PlacedOrder {
-            id: Uuid::now_v7(),
-            user_id: self.user,
-            lines: draft.lines,
-            total_price: draft.total_price,
-            balance_after,
-            created_at: reads.at,
+        let outcome = (self.decide)(self.user, &self.request, reads)?;
+        let PlaceOrderOutcome::Placed(order) = &outcome else {
+            return Ok((outcome, Vec::new()));
         };
         let mut q = conn;
         let writes = vec![
-            pay(&order).execute(&mut q),
-            record_order(&order).execute(&mut q),
-            record_items(&order).execute(&mut q),
-            record_ledger(&order).execute(&mut q),
-            count_sales(&order).execute(&mut q),
-            enqueue_event(&order)?.execute(&mut q),
+            pay(order).execute(&mut q),
+            record_order(order).execute(&mut q),
+            record_items(order).execute(&mut q),
+            record_ledger(order).execute(&mut q),
+            count_sales(order).execute(&mut q),
+            enqueue_event(order)?.execute(&mut q),
         ];
-        Ok((PlaceOrderOutcome::Placed(order), writes))
-    }
-}
-
-/// Prices the request with the menu rows read (the domain's rules), or the
-/// outcome when a menu is unknown.
-fn price(
-    request: &OrderRequest,
-    rows: Vec<(Uuid, String, i64)>,
-) -> Result<Result<OrderDraft, PlaceOrderOutcome>, InfraError> {
-    let menus = rows
-        .into_iter()
-        .map(|(id, name, price)| Menu::try_from(MenuRow { id, name, price }))
-        .collect::<Result<Vec<_>, _>>()?;
-    match OrderDraft::price(request, &menus) {
-        Ok(draft) => Ok(Ok(draft)),
-        Err(PricingError::MenuNotFound(menu_ids)) => Ok(Err(PlaceOrderOutcome::MenuNotFound { menu_ids })),
-        Err(PricingError::Overflow) => Err(InfraError::Unexpected(anyhow::anyhow!("an order total overflowed"))),
+        Ok((outcome, writes))
     }
 }
 
@@ -397,8 +377,9 @@ impl OrderStore for PgOrderStore {
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
+        decide: DecideOrder,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        self.place(context, request, None).await
+        self.place(context, request, decide, None).await
     }
 
     async fn find(&self, user: UserId, order: Uuid) -> Result<Option<PlacedOrder>, InfraError> {

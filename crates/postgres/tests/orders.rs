@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffee_application::place_order::decide;
 use coffee_domain::{
     ChargeAmount, ChargeLimits, ChargeOutcome, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope,
     Idempotent, MenuId, OrderRequest, PageSize, PlaceOrderOutcome, Points, UserId,
@@ -61,8 +62,8 @@ async fn order(
     let request = request(items);
     let context = context(user, key, &request);
     let placed = match at.into() {
-        Some(at) => store.place_order_at(context, request, at).await,
-        None => store.place_order(context, request).await,
+        Some(at) => store.place_order_at(context, request, decide, at).await,
+        None => store.place_order(context, request, decide).await,
     };
     placed.expect("answered")
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use coffee_application::place_order::decide;
 use coffee_domain::{
     Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, MenuId, OrderRequest, PlaceOrderOutcome, UserId,
 };
@@ -229,7 +230,7 @@ async fn place(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity
         key: IdempotencyKey::parse(key).expect("key"),
         fingerprint: Fingerprint::from_bytes([7; 32]),
     };
-    let placed = store.place_order(context, request).await.expect("answered");
+    let placed = store.place_order(context, request, decide).await.expect("answered");
     assert!(matches!(placed.into_inner(), PlaceOrderOutcome::Placed(_)));
 }
 
