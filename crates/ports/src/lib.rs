@@ -14,6 +14,7 @@ pub mod menu;
 pub mod orders;
 pub mod outbox;
 pub mod points;
+pub mod statistics;
 
 pub use auth::{
     AccessCheck, ClientAction, ClientThrottle, CreateUserError, Credentials, HashSlot, LoginAttempt, LoginThrottle,
@@ -26,3 +27,4 @@ pub use menu::MenuRepository;
 pub use orders::{DecideOrder, OrderReads, OrderStore, PopularMenus};
 pub use outbox::{DeliveryError, EventSink, OutboxStore};
 pub use points::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, PointStore};
+pub use statistics::{LiveSales, LiveWindow, SalesStatistics, StatisticsUpkeep};

@@ -58,7 +58,9 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
     async fn list(&self, user: UserId, size: PageSize, after: Option<Cursor>) -> Result<Page<PlacedOrder>, InfraError>;
 }
 
-/// The popular-menu ranking over committed orders.
+/// The popular-menu ranking over committed orders. Implemented by the
+/// application's `PopularRanking` over [`crate::SalesStatistics`]; a trait
+/// so that the HTTP edge can be tested with a fake.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait PopularMenus: Send + Sync + std::fmt::Debug {
@@ -67,12 +69,4 @@ pub trait PopularMenus: Send + Sync + std::fmt::Debug {
     /// read from the primary so an acknowledged order is always counted.
     /// `now` is the store's own clock, the one that stamps orders.
     async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError>;
-
-    /// Merges the write shards of statistics buckets that ended before
-    /// `before` into one row each (counts unchanged); returns rows removed.
-    async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError>;
-
-    /// Deletes the statistics buckets that started before `before` (past
-    /// the ranking's window), in short batches; returns rows removed.
-    async fn purge(&self, before: OffsetDateTime) -> Result<u64, InfraError>;
 }

@@ -6,7 +6,6 @@
 //! connection or a transaction. Diesel and pool failures are translated into
 //! [`coffee_ports::InfraError`] here (see [`error`]).
 
-mod coalesce;
 pub mod connect;
 pub mod error;
 pub mod health;
@@ -32,5 +31,5 @@ pub use orders::{PgOrderStore, longest_order_transaction};
 pub use outbox::PgOutboxStore;
 pub use points::PgPointStore;
 pub use pool::{PgPool, PgPoolSettings};
-pub use popular::PgPopularMenus;
+pub use popular::PgSalesStatistics;
 pub use users::PgUserRepository;

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use coffee_domain::popular::hour_of;
 use coffee_domain::{
     Cursor, IdempotencyContext, Idempotent, Menu, MenuId, OrderLine, OrderPlacedEvent, OrderRequest, Page, PageSize,
     PlaceOrderOutcome, PlacedOrder, Points, TransactionKind, UserId,
@@ -40,8 +41,9 @@ pub const ORDER_STATEMENTS: u32 = 13;
 /// The longest an order's transaction can stay open, measured from a request
 /// asking for a connection: waiting for one, waiting for a duplicate with the
 /// same idempotency key, then every statement at its timeout. The popular
-/// ranking trusts statistics older than [`crate::popular::SETTLE`] to be
-/// final, so the server refuses settings where this reaches it.
+/// ranking trusts statistics older than its settling margin
+/// (`coffee_application::SETTLE`) to be final, so the server refuses settings
+/// where this reaches it.
 pub fn longest_order_transaction(
     acquire_timeout: Duration,
     idempotency_wait: Duration,
@@ -93,13 +95,6 @@ impl PgOrderStore {
 
 fn points(value: i64) -> Result<Points, InfraError> {
     Points::new(value).map_err(|e| InfraError::Unexpected(anyhow::anyhow!("stored points are invalid: {e}")))
-}
-
-/// The start of the UTC hour containing `t`: the statistics bucket.
-pub(crate) fn hour_of(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t - Duration::from_secs(u64::from(t.minute()) * 60 + u64::from(t.second()))
-        - Duration::from_nanos(u64::from(t.nanosecond()))
 }
 
 statement! {
@@ -418,27 +413,5 @@ impl OrderStore for PgOrderStore {
             items: with_items(&mut conn, page.items).await?,
             next: page.next,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn buckets_are_utc_hours() {
-        assert_eq!(
-            hour_of(datetime!(2026-11-29 10:59:59.999999 UTC)),
-            datetime!(2026-11-29 10:00 UTC)
-        );
-        assert_eq!(
-            hour_of(datetime!(2026-11-29 10:00 UTC)),
-            datetime!(2026-11-29 10:00 UTC)
-        );
-        assert_eq!(
-            hour_of(datetime!(2026-11-29 19:30:00 +09:30)),
-            datetime!(2026-11-29 10:00 UTC)
-        );
     }
 }
