@@ -12,8 +12,8 @@
 //! one query per round instead of one per request; when idle, a request runs
 //! its read at once.
 //!
-//! Not about any technology: the ranking ([`crate::PopularRanking`]) shares
-//! its reads through it.
+//! Not about any technology: the ranking ([`crate::PopularRanking`]) and the
+//! menu cache ([`crate::CachedMenus`]) share their reads through it.
 //!
 //! Built on [`futures_util::future::Shared`]: whichever member polls drives
 //! the round, so a member that goes away (a client that disconnects) strands

@@ -7,10 +7,11 @@
 //!
 //! Besides the use cases, what sits in front of a port and is not about a
 //! technology: the popular-menu ranking ([`PopularRanking`], over the rows
-//! of [`coffee_ports::SalesStatistics`]), and the shared reads it uses
-//! ([`Coalesced`]).
+//! of [`coffee_ports::SalesStatistics`]), the short-lived menu cache
+//! ([`CachedMenus`]), and the shared reads both use ([`Coalesced`]).
 
 pub mod authenticate;
+pub mod cached_menus;
 pub mod charge_points;
 pub mod check_readiness;
 pub mod coalesce;
@@ -35,6 +36,7 @@ pub mod token_issuer;
 mod test_support;
 
 pub use authenticate::{Authenticate, AuthenticateError};
+pub use cached_menus::CachedMenus;
 pub use charge_points::{ChargeCommand, ChargeError, ChargePoints};
 pub use check_readiness::{CheckReadiness, DependencyStatus, ReadinessReport};
 pub use coalesce::Coalesced;

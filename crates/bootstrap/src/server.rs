@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use coffee_application::{
-    CompactSalesStatistics, OutboxAdmin, PopularRanking, PurgeIdempotencyKeys, RelayCounters, RelayOutbox,
+    CachedMenus, CompactSalesStatistics, OutboxAdmin, PopularRanking, PurgeIdempotencyKeys, RelayCounters, RelayOutbox,
 };
 use coffee_collector::CollectorClient;
 use coffee_crypto::{Argon2Hasher, JwtCodec};
@@ -453,7 +453,10 @@ fn build_state(
     let auth = &config.auth;
     let codec: Arc<dyn TokenCodec> = Arc::new(JwtCodec::new(&auth.jwt).context("building the token codec")?);
     let ports = Ports {
-        menus: Arc::new(PgMenuRepository::with_cache(pg.clone(), config.database.menu_cache_ttl)),
+        menus: Arc::new(CachedMenus::new(
+            Arc::new(PgMenuRepository::new(pg.clone())),
+            config.database.menu_cache_ttl,
+        )),
         probes: vec![
             Arc::new(PgProbe::new(pg.clone())),
             Arc::new(RedisProbe::new(redis.clone())),
