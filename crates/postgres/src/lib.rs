@@ -19,7 +19,7 @@ pub mod points;
 pub mod pool;
 pub mod popular;
 pub mod schema;
-mod sql;
+pub mod sql;
 pub mod users;
 
 pub use connect::{ConnectError, PgTarget, SslMode};

@@ -100,7 +100,7 @@ fn points(value: i64) -> Result<Points, InfraError> {
 statement! {
     /// The menu rows an order names.
     struct MenusById { ids: Vec<Uuid> = Array<SqlUuid> }
-        returns (SqlUuid, Text, BigInt) = "SELECT id, name, price FROM menus WHERE id = ANY($1)";
+        returns (SqlUuid, Text, BigInt) = "SELECT id, name, price FROM menus WHERE id = ANY($ids)";
 }
 
 statement! {
@@ -110,7 +110,7 @@ statement! {
         total: i64 = BigInt,
         balance_after: i64 = BigInt,
         at: OffsetDateTime = Timestamptz,
-    } = "INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES ($1, $2, $3, $4, $5)";
+    } = "INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES ($id, $user, $total, $balance_after, $at)";
 }
 
 statement! {
@@ -125,8 +125,8 @@ statement! {
         totals: Vec<i64> = Array<BigInt>,
         at: OffsetDateTime = Timestamptz,
     } = "INSERT INTO order_items (id, order_id, menu_id, menu_name, quantity, unit_price, total_price, created_at) \
-         SELECT i.id, $1, i.menu_id, i.name, i.quantity, i.unit_price, i.total, $8 \
-         FROM unnest($2, $3, $4, $5, $6, $7) AS i(id, menu_id, name, quantity, unit_price, total)";
+         SELECT i.id, $order, i.menu_id, i.name, i.quantity, i.unit_price, i.total, $at \
+         FROM unnest($ids::uuid[], $menus::uuid[], $names::text[], $quantities::integer[], $unit_prices::bigint[], $totals::bigint[]) AS i(id, menu_id, name, quantity, unit_price, total)";
 }
 
 statement! {
@@ -138,7 +138,7 @@ statement! {
         menus: Vec<Uuid> = Array<SqlUuid>,
         quantities: Vec<i64> = Array<BigInt>,
     } = "INSERT INTO menu_sales_hourly (bucket_start, menu_id, shard, quantity, order_count) \
-         SELECT $1, s.menu_id, $2, s.quantity, 1 FROM unnest($3, $4) AS s(menu_id, quantity) ORDER BY s.menu_id \
+         SELECT $bucket, s.menu_id, $shard, s.quantity, 1 FROM unnest($menus::uuid[], $quantities::bigint[]) AS s(menu_id, quantity) ORDER BY s.menu_id \
          ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE \
          SET quantity = menu_sales_hourly.quantity + excluded.quantity, \
              order_count = menu_sales_hourly.order_count + excluded.order_count";
@@ -150,7 +150,7 @@ statement! {
         kind: String = Text,
         aggregate: Uuid = SqlUuid,
         payload: serde_json::Value = Jsonb,
-    } = "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)";
+    } = "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($id, $kind, $aggregate, $payload)";
 }
 
 /// One order, as an idempotent write: the menus and the locked balance are

@@ -54,7 +54,7 @@ statement! {
         order: Option<Uuid> = Nullable<SqlUuid>,
         at: OffsetDateTime = Timestamptz,
     } = "INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+         VALUES ($id, $user, $kind, $amount, $balance_after, $order, $at)";
 }
 
 /// One charge, as an idempotent write: the balance is locked and read in

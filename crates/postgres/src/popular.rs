@@ -37,8 +37,8 @@ statement! {
         held_from: Option<OffsetDateTime> = Nullable<Timestamptz>,
         held_to: Option<OffsetDateTime> = Nullable<Timestamptz>,
         window: PgInterval = Interval,
-    } returns Untyped = "WITH clock AS (SELECT coalesce($1, now()) AS now, now() AS db_now, \
-        $2::timestamptz AS held_from, $3::timestamptz AS held_to, $4::interval AS window_length
+    } returns Untyped = "WITH clock AS (SELECT coalesce($as_of, now()) AS now, now() AS db_now, \
+        $held_from::timestamptz AS held_from, $held_to::timestamptz AS held_to, $window::interval AS window_length
 ), start AS (
     SELECT now, db_now,
            CASE WHEN held_from <= first_full AND first_full < held_to THEN held_to ELSE first_full END AS live_from
@@ -69,6 +69,8 @@ const EDGE: &str = "
 SELECT to_timestamp(ceil(extract(epoch FROM created_at))) AS at, menu_id,
        SUM(quantity)::bigint AS quantity, count(*) AS order_count
 FROM order_items WHERE created_at >= $1 AND created_at < $2 GROUP BY 1, 2";
+
+crate::sql::register!(SETTLED, EDGE);
 
 /// One statement, so readers see the shards either all before or all after.
 const COMPACT: &str = "
@@ -209,7 +211,7 @@ fn live_sales(rows: Vec<RankRow>) -> Result<LiveSales, InfraError> {
 impl SalesStatistics for PgSalesStatistics {
     async fn clock(&self) -> Result<OffsetDateTime, InfraError> {
         let mut conn = self.pool.get().await?;
-        let clock: Clock = diesel::sql_query(CLOCK)
+        let clock: Clock = crate::sql::query!(CLOCK)
             .get_result(&mut conn)
             .await
             .settle(&conn)
@@ -246,7 +248,7 @@ impl SalesStatistics for PgSalesStatistics {
 impl StatisticsUpkeep for PgSalesStatistics {
     async fn compact(&self, before: OffsetDateTime) -> Result<u64, InfraError> {
         let mut conn = self.pool.get().await?;
-        let moved: Count = diesel::sql_query(COMPACT)
+        let moved: Count = crate::sql::query!(COMPACT)
             .bind::<Timestamptz, _>(hour_of(before))
             .get_result(&mut conn)
             .await
@@ -257,7 +259,7 @@ impl StatisticsUpkeep for PgSalesStatistics {
 
     async fn purge(&self, before: OffsetDateTime) -> Result<u64, InfraError> {
         crate::sql::purge_in_batches(&self.pool, || {
-            diesel::sql_query(PURGE).into_boxed().bind::<Timestamptz, _>(before)
+            crate::sql::query!(PURGE).into_boxed().bind::<Timestamptz, _>(before)
         })
         .await
     }
