@@ -5,25 +5,28 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coffee_domain::PopularMenu;
-use coffee_ports::{Clock, InfraError, PopularMenus, StatisticsUpkeep};
+use coffee_ports::{Clock, InfraError, StatisticsUpkeep};
+
+use crate::PopularRanking;
 
 /// How many menus the ranking lists (docs/API.md, "Popular menus").
 pub const POPULAR_LIMIT: u32 = 3;
 
 /// The top 3 menus of the last 7 days, as of now by the store's clock (the
-/// one that stamps orders, so instances' clocks cannot hide an order).
+/// one that stamps orders, so instances' clocks cannot hide an order),
+/// ranked by [`PopularRanking`] from what the statistics port reads.
 #[derive(Clone, Debug)]
 pub struct GetPopularMenus {
-    popular: Arc<dyn PopularMenus>,
+    ranking: PopularRanking,
 }
 
 impl GetPopularMenus {
-    pub fn new(popular: Arc<dyn PopularMenus>) -> Self {
-        Self { popular }
+    pub fn new(ranking: PopularRanking) -> Self {
+        Self { ranking }
     }
 
     pub async fn execute(&self) -> Result<Vec<PopularMenu>, InfraError> {
-        self.popular.top(POPULAR_LIMIT).await
+        self.ranking.top(POPULAR_LIMIT).await
     }
 }
 
@@ -75,30 +78,29 @@ impl CompactSalesStatistics {
 mod tests {
     use super::*;
     use crate::test_support::{clock, fixed_now};
-    use coffee_ports::orders::MockPopularMenus;
+    use coffee_ports::statistics::MockSalesStatistics;
     use coffee_ports::statistics::MockStatisticsUpkeep;
 
     #[tokio::test]
-    async fn asks_for_the_top_three() {
-        let mut popular = MockPopularMenus::new();
-        popular
-            .expect_top()
-            .withf(|limit| *limit == 3)
-            .returning(|_| Ok(vec![]));
-        let ranking = GetPopularMenus::new(Arc::new(popular))
-            .execute()
-            .await
-            .expect("ranking");
-        assert!(ranking.is_empty());
+    async fn lists_the_first_three_of_the_ranking() {
+        let store = crate::popular_ranking::tests::recent_history();
+        let ranking = crate::popular_ranking::tests::ranking(&store);
+        let everything = ranking.top(100).await.expect("ranking");
+        let top = GetPopularMenus::new(ranking).execute().await.expect("ranking");
+        assert!(everything.len() > 3, "{everything:?}");
+        assert_eq!(top, everything[..3]);
     }
 
     #[tokio::test]
     async fn a_store_failure_is_reported() {
-        let mut popular = MockPopularMenus::new();
-        popular
-            .expect_top()
-            .returning(|_| Err(InfraError::unavailable("database", anyhow::anyhow!("down"))));
-        assert!(GetPopularMenus::new(Arc::new(popular)).execute().await.is_err());
+        let mut statistics = MockSalesStatistics::new();
+        let down = || InfraError::unavailable("database", anyhow::anyhow!("down"));
+        statistics.expect_clock().returning(move || Err(down()));
+        statistics.expect_hour_sums().returning(move |_, _| Err(down()));
+        statistics.expect_second_sums().returning(move |_| Err(down()));
+        statistics.expect_live_sales().returning(move |_| Err(down()));
+        let use_case = GetPopularMenus::new(PopularRanking::new(Arc::new(statistics)));
+        assert!(use_case.execute().await.is_err());
     }
 
     #[tokio::test]

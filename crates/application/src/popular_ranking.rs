@@ -24,7 +24,7 @@
 //! old edge (a week old), are final. A background task prepares them every
 //! [`PREPARE_EVERY`], the next edge hour well before the window reaches it,
 //! so no request waits for them; it is started by the first
-//! [`PopularMenus::top`] or by [`PopularRanking::start_preparing`]. A request
+//! [`PopularRanking::top`] or by [`PopularRanking::start_preparing`]. A request
 //! that finds its edge hour missing all the same (before the first
 //! preparation, or while preparing fails) loads it, once for every request
 //! waiting for it. Buckets after `now` are counted too: an order stamped after
@@ -45,10 +45,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use coffee_domain::PopularMenu;
 use coffee_domain::popular::{EdgeHour, HOUR, SettledHours, Totals, WINDOW, add, hour_of, rank, window_bounds};
-use coffee_ports::{InfraError, LiveWindow, PopularMenus, SalesStatistics};
+use coffee_ports::{InfraError, LiveWindow, SalesStatistics};
 use time::OffsetDateTime;
 
 use crate::coalesce::Coalesced;
@@ -62,7 +61,7 @@ pub const SETTLE: Duration = Duration::from_secs(5 * 60);
 /// A bucket that becomes final is read live by requests until then.
 pub const PREPARE_EVERY: Duration = Duration::from_secs(30);
 
-/// The ranking behind [`PopularMenus`]. Clones share what is kept in memory.
+/// The ranking behind `GET /menus/popular` ([`crate::GetPopularMenus`]). Clones share what is kept in memory.
 #[derive(Debug, Clone)]
 pub struct PopularRanking {
     shared: Arc<Shared>,
@@ -119,7 +118,7 @@ impl PopularRanking {
 
     /// Starts the background task that prepares the sums every
     /// [`PREPARE_EVERY`], if it is not running yet; it stops once every
-    /// clone of this ranking is dropped. [`PopularMenus::top`] starts it too;
+    /// clone of this ranking is dropped. [`PopularRanking::top`] starts it too;
     /// calling this at startup prepares the sums before the first request.
     pub fn start_preparing(&self) {
         if self.shared.started.load(Ordering::Acquire) {
@@ -314,10 +313,13 @@ fn first(ranked: &[PopularMenu], limit: u32) -> Vec<PopularMenu> {
         .collect()
 }
 
-#[async_trait]
-impl PopularMenus for PopularRanking {
+impl PopularRanking {
+    /// The top `limit` menus by cups ordered in `(now - 7 days, now]`, ties
+    /// broken by order count (descending) then name (ascending); exact, and
+    /// read from the primary so an acknowledged order is always counted.
+    /// `now` is the store's own clock, the one that stamps orders.
     #[tracing::instrument(name = "popular.top", skip(self))]
-    async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
+    pub async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError> {
         self.start_preparing();
         let shared = Arc::downgrade(&self.shared);
         let ranked = self
@@ -335,4 +337,4 @@ impl PopularMenus for PopularRanking {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

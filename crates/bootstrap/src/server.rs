@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
 use coffee_application::{
-    CachedMenus, CompactSalesStatistics, OutboxAdmin, PopularRanking, PurgeIdempotencyKeys, RelayCounters, RelayOutbox,
+    CachedMenus, CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox,
 };
 use coffee_collector::CollectorClient;
 use coffee_crypto::{Argon2Hasher, JwtCodec};
@@ -485,7 +485,7 @@ fn build_state(
         orders: Arc::new(PgOrderStore::new(pg.clone(), config.database.idempotency_wait)),
         // The ranking keeps its sums in memory and prepares them on this
         // (the main) runtime; the statistics adapter only reads rows.
-        popular: Arc::new(PopularRanking::new(Arc::new(PgSalesStatistics::new(pg.clone())))),
+        statistics: Arc::new(PgSalesStatistics::new(pg.clone())),
         clock: Arc::new(SystemClock),
     };
     Ok(AppState::build(

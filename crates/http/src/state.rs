@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use coffee_application::{
     Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
-    ListPointTransactions, LogIn, LogInPorts, LogOut, PlaceOrder, RefreshTokens, SignUp, TokenIssuer,
+    ListPointTransactions, LogIn, LogInPorts, LogOut, PlaceOrder, PopularRanking, RefreshTokens, SignUp, TokenIssuer,
 };
 use coffee_domain::ChargeLimits;
 use coffee_ports::{
     ClientThrottle, Clock, DependencyProbe, LoginThrottle, MenuRepository, OrderStore, PasswordHasher, PointStore,
-    PopularMenus, SessionStore, TokenCodec, UserRepository,
+    SalesStatistics, SessionStore, TokenCodec, UserRepository,
 };
 
 use crate::client_addr::TrustedProxies;
@@ -67,7 +67,8 @@ pub struct Ports {
     pub codec: Arc<dyn TokenCodec>,
     pub points: Arc<dyn PointStore>,
     pub orders: Arc<dyn OrderStore>,
-    pub popular: Arc<dyn PopularMenus>,
+    /// What the popular ranking reads (the ranking itself is built here).
+    pub statistics: Arc<dyn SalesStatistics>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -126,7 +127,7 @@ impl AppState {
             place_order: PlaceOrder::new(ports.orders.clone()),
             get_order: GetOrder::new(ports.orders.clone()),
             list_orders: ListOrders::new(ports.orders),
-            get_popular_menus: GetPopularMenus::new(ports.popular),
+            get_popular_menus: GetPopularMenus::new(PopularRanking::new(ports.statistics)),
             drain: settings.drain,
             cursors: settings.cursors,
             metrics: settings.metrics,

@@ -24,7 +24,7 @@ pub use clock::{Clock, SystemClock};
 pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;
-pub use orders::{DecideOrder, OrderReads, OrderStore, PopularMenus};
+pub use orders::{DecideOrder, OrderReads, OrderStore};
 pub use outbox::{DeliveryError, EventSink, OutboxStore};
 pub use points::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, PointStore};
 pub use statistics::{LiveSales, LiveWindow, SalesStatistics, StatisticsUpkeep};

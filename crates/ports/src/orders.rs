@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use coffee_domain::{
     Cursor, IdempotencyContext, Idempotent, Menu, OrderRequest, Page, PageSize, PlaceOrderOutcome, PlacedOrder, Points,
-    PopularMenu, UserId,
+    UserId,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -56,17 +56,4 @@ pub trait OrderStore: Send + Sync + std::fmt::Debug {
 
     /// The user's orders, newest first, starting after `after`.
     async fn list(&self, user: UserId, size: PageSize, after: Option<Cursor>) -> Result<Page<PlacedOrder>, InfraError>;
-}
-
-/// The popular-menu ranking over committed orders. Implemented by the
-/// application's `PopularRanking` over [`crate::SalesStatistics`]; a trait
-/// so that the HTTP edge can be tested with a fake.
-#[cfg_attr(feature = "mock", mockall::automock)]
-#[async_trait]
-pub trait PopularMenus: Send + Sync + std::fmt::Debug {
-    /// The top `limit` menus by cups ordered in `(now - 7 days, now]`, ties
-    /// broken by order count (descending) then name (ascending); exact, and
-    /// read from the primary so an acknowledged order is always counted.
-    /// `now` is the store's own clock, the one that stamps orders.
-    async fn top(&self, limit: u32) -> Result<Vec<PopularMenu>, InfraError>;
 }

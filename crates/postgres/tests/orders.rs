@@ -11,7 +11,7 @@ use coffee_domain::{
     ChargeAmount, ChargeLimits, ChargeOutcome, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope,
     Idempotent, MenuId, OrderRequest, PageSize, PlaceOrderOutcome, Points, UserId,
 };
-use coffee_ports::{OrderStore, PointStore, PopularMenus, StatisticsUpkeep};
+use coffee_ports::{OrderStore, PointStore, StatisticsUpkeep};
 use coffee_postgres::{PgOrderStore, PgPointStore, PgPool, PgPoolSettings, PgSalesStatistics};
 use coffee_test_support::TestDatabase;
 use diesel_async::SimpleAsyncConnection;

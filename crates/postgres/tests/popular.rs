@@ -18,7 +18,7 @@ use coffee_domain::popular::SalesSum;
 use coffee_domain::{
     Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, MenuId, OrderRequest, PlaceOrderOutcome, UserId,
 };
-use coffee_ports::{LiveWindow, MenuRepository, OrderStore, PopularMenus, SalesStatistics};
+use coffee_ports::{LiveWindow, MenuRepository, OrderStore, SalesStatistics};
 use coffee_postgres::{PgMenuRepository, PgOrderStore, PgPool, PgPoolSettings, PgSalesStatistics};
 use coffee_test_support::{GroundTruthRow, TestDatabase};
 use diesel::sql_types::Timestamptz;

@@ -59,7 +59,7 @@ impl Calls {
 
 /// A store's history of orders and its clock.
 #[derive(Debug)]
-struct Store {
+pub(crate) struct Store {
     orders: Mutex<Vec<Order>>,
     db_now: OffsetDateTime,
     calls: Calls,
@@ -198,7 +198,7 @@ fn fake(store: &Arc<Store>) -> MockSalesStatistics {
     fake
 }
 
-fn ranking(store: &Arc<Store>) -> PopularRanking {
+pub(crate) fn ranking(store: &Arc<Store>) -> PopularRanking {
     PopularRanking::new(Arc::new(fake(store)))
 }
 
@@ -210,6 +210,14 @@ async fn all(ranking: &PopularRanking, now: OffsetDateTime) -> Vec<PopularMenu> 
 /// for rankings as of `E + 7 days + 15 minutes` and later; the store's clock
 /// is weeks later, so every hour of it is final.
 const E: OffsetDateTime = datetime!(2026-11-10 09:00 UTC);
+
+/// Orders of every menu over the last few hours before the store's clock.
+pub(crate) fn recent_history() -> Arc<Store> {
+    let now = E + WINDOW * 3;
+    let store = Store::new(now);
+    store.orders(1_000, now - HOUR * 5, now - MINUTE);
+    store
+}
 
 fn busy_history() -> Arc<Store> {
     let store = Store::new(E + WINDOW * 3);
