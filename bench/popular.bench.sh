@@ -241,7 +241,7 @@ the sums of every later second: one binary search). Both are prepared in the bac
 the next edge hour long before the window reaches it (`crates/postgres/src/popular.rs`). Concurrent
 requests share that query without ever reading a snapshot older than themselves: a request waits
 for the next round, which closes to newcomers before it reads, one round at a time
-(`crates/postgres/src/coalesce.rs`); so under load the database runs one query per round, not per
+(`crates/application/src/coalesce.rs`); so under load the database runs one query per round, not per
 request.""")
 PY
 bench_write_section "Popular menus at any volume (issue 16)" "$out"

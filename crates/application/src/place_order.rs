@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use coffee_domain::{
-    IdempotencyContext, IdempotencyKey, IdempotencyScope, Idempotent, MenuId, OrderRequest, OrderRequestError,
-    PlaceOrderOutcome, Principal,
+    IdempotencyContext, IdempotencyKey, IdempotencyScope, Idempotent, MenuId, OrderDraft, OrderRequest,
+    OrderRequestError, PlaceOrderOutcome, PlacedOrder, PricingError, Principal, UserId,
 };
-use coffee_ports::{IdempotencyConflict, IdempotencyError, InfraError, OrderStore};
+use coffee_ports::{IdempotencyConflict, IdempotencyError, InfraError, OrderReads, OrderStore};
+use uuid::Uuid;
 
 use crate::fingerprint::fingerprint;
 
@@ -30,7 +31,8 @@ pub enum PlaceOrderError {
 }
 
 /// Validates the request in the domain, fingerprints its canonical form and
-/// hands it to the store, which prices and pays for it atomically.
+/// hands it to the store with [`decide`], which the store applies to what
+/// its transaction read (between its two round trips) before it writes.
 /// The order's time is the store's: taken once the balance is locked, so
 /// no instance's clock decides it.
 #[derive(Clone, Debug)]
@@ -57,10 +59,40 @@ impl PlaceOrder {
             fingerprint: fingerprint(IdempotencyScope::OrdersPlace, &request.canonical()),
         };
         self.orders
-            .place_order(context, request)
+            .place_order(context, request, decide)
             .await
             .map_err(IdempotencyError::split)
     }
+}
+
+/// An order's outcome from what its transaction read: the request priced at
+/// the menus read (a menu that was not read is unknown), then paid from the
+/// locked balance if it covers the total, as one order stamped `reads.at`.
+/// A missing user or an overflowing total is a broken invariant, not an
+/// outcome. The store writes a `Placed` order and nothing for the others.
+pub fn decide(user: UserId, request: &OrderRequest, reads: OrderReads) -> Result<PlaceOrderOutcome, InfraError> {
+    let draft = match OrderDraft::price(request, &reads.menus) {
+        Ok(draft) => draft,
+        Err(PricingError::MenuNotFound(menu_ids)) => return Ok(PlaceOrderOutcome::MenuNotFound { menu_ids }),
+        Err(PricingError::Overflow) => {
+            return Err(InfraError::Unexpected(anyhow::anyhow!("an order total overflowed")));
+        }
+    };
+    let balance = reads
+        .balance
+        .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {user} does not exist")))?;
+    let Some(balance_after) = draft.pay(balance) else {
+        let required = draft.total_price;
+        return Ok(PlaceOrderOutcome::InsufficientPoints { balance, required });
+    };
+    Ok(PlaceOrderOutcome::Placed(PlacedOrder {
+        id: Uuid::now_v7(),
+        user_id: user,
+        lines: draft.lines,
+        total_price: draft.total_price,
+        balance_after,
+        created_at: reads.at,
+    }))
 }
 
 #[cfg(test)]
@@ -68,9 +100,8 @@ mod tests {
     use super::*;
     use crate::test_support::caller;
     use crate::test_support::fixed_now;
-    use coffee_domain::{OrderLine, PlacedOrder, Points, UserId};
+    use coffee_domain::{Menu, MenuName, OrderLine, Points};
     use coffee_ports::orders::MockOrderStore;
-    use uuid::Uuid;
 
     fn menu(n: u128) -> MenuId {
         MenuId::from_uuid(Uuid::from_u128(n))
@@ -105,14 +136,14 @@ mod tests {
         let mut store = MockOrderStore::new();
         store
             .expect_place_order()
-            .withf(|ctx, request| {
+            .withf(|ctx, request, _| {
                 ctx.scope == IdempotencyScope::OrdersPlace
                     && ctx.user_id == UserId::from_uuid(Uuid::from_u128(1))
                     && request.lines() == [(menu(10), 2)]
                     && ctx.fingerprint == fingerprint(IdempotencyScope::OrdersPlace, &request.canonical())
             })
             .times(1)
-            .returning(|_, _| Ok(Idempotent::Fresh(placed())));
+            .returning(|_, _, _| Ok(Idempotent::Fresh(placed())));
 
         let outcome = PlaceOrder::new(Arc::new(store))
             .execute(&caller(), command(&[(10, 1), (10, 1)]))
@@ -156,7 +187,9 @@ mod tests {
         ] {
             let returned = outcome.clone();
             let mut store = MockOrderStore::new();
-            store.expect_place_order().returning(move |_, _| Ok(returned.clone()));
+            store
+                .expect_place_order()
+                .returning(move |_, _, _| Ok(returned.clone()));
 
             let got = PlaceOrder::new(Arc::new(store))
                 .execute(&caller(), command(&[(10, 2)]))
@@ -187,7 +220,7 @@ mod tests {
         ];
         for (error, expected) in cases {
             let mut store = MockOrderStore::new();
-            store.expect_place_order().returning(move |_, _| Err(error()));
+            store.expect_place_order().returning(move |_, _, _| Err(error()));
 
             let err = PlaceOrder::new(Arc::new(store))
                 .execute(&caller(), command(&[(10, 2)]))
@@ -195,6 +228,126 @@ mod tests {
                 .expect_err("fails");
 
             assert!(expected(&err), "{err:?}");
+        }
+    }
+
+    fn on_the_menu(n: u128, name: &str, price: i64) -> Menu {
+        Menu {
+            id: menu(n),
+            name: MenuName::parse(name).expect("name"),
+            price: Points::new(price).expect("points"),
+        }
+    }
+
+    fn reads(menus: Vec<Menu>, balance: Option<i64>) -> OrderReads {
+        OrderReads {
+            menus,
+            balance: balance.map(|b| Points::new(b).expect("points")),
+            at: fixed_now(),
+        }
+    }
+
+    /// The outcome when the store's transaction reads `reads`: the store
+    /// fake hands them to the rules the use case gave it, as the adapter does
+    /// between its two round trips.
+    async fn outcome_of(reads: OrderReads, items: &[(u128, i64)]) -> Result<PlaceOrderOutcome, PlaceOrderError> {
+        let mut store = MockOrderStore::new();
+        store
+            .expect_place_order()
+            .times(1)
+            .returning(move |ctx, request, decide| {
+                decide(ctx.user_id, &request, reads.clone())
+                    .map(Idempotent::Fresh)
+                    .map_err(IdempotencyError::from)
+            });
+        PlaceOrder::new(Arc::new(store))
+            .execute(&caller(), command(items))
+            .await
+            .map(Idempotent::into_inner)
+    }
+
+    #[tokio::test]
+    async fn an_order_is_priced_from_the_menus_read_and_paid_from_the_balance_read() {
+        let menus = vec![on_the_menu(10, "Latte", 4500), on_the_menu(11, "Mocha", 5000)];
+        let placed = outcome_of(reads(menus, Some(20_000)), &[(11, 1), (10, 2)])
+            .await
+            .expect("answered");
+
+        let PlaceOrderOutcome::Placed(order) = placed else {
+            panic!("not placed: {placed:?}");
+        };
+        assert_eq!(order.user_id, caller().user_id);
+        assert_eq!(order.total_price.value(), 14_000);
+        assert_eq!(order.balance_after.value(), 6_000, "the balance after the order");
+        assert_eq!(order.created_at, fixed_now(), "stamped with the store's instant");
+        let lines: Vec<_> = order
+            .lines
+            .iter()
+            .map(|l| {
+                (
+                    l.menu_id,
+                    l.name.as_str(),
+                    l.quantity,
+                    l.unit_price.value(),
+                    l.total_price.value(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            lines,
+            [(menu(10), "Latte", 2, 4500, 9000), (menu(11), "Mocha", 1, 5000, 5000)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_balance_that_exactly_covers_the_total_pays_it_down_to_zero() {
+        let placed = outcome_of(reads(vec![on_the_menu(10, "Latte", 4500)], Some(9000)), &[(10, 2)])
+            .await
+            .expect("answered");
+        assert!(
+            matches!(&placed, PlaceOrderOutcome::Placed(order) if order.balance_after == Points::ZERO),
+            "{placed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_short_balance_is_insufficient_points_with_the_balance_and_the_total() {
+        let refused = outcome_of(reads(vec![on_the_menu(10, "Latte", 4500)], Some(8999)), &[(10, 2)])
+            .await
+            .expect("answered");
+        assert_eq!(
+            refused,
+            PlaceOrderOutcome::InsufficientPoints {
+                balance: Points::new(8999).expect("points"),
+                required: Points::new(9000).expect("points"),
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn menus_the_store_did_not_find_are_unknown_whatever_the_balance() {
+        let latte = || vec![on_the_menu(10, "Latte", 4500)];
+        let unknown = PlaceOrderOutcome::MenuNotFound {
+            menu_ids: vec![menu(12), menu(13)],
+        };
+        for balance in [Some(0), Some(1_000_000), None] {
+            let refused = outcome_of(reads(latte(), balance), &[(13, 1), (10, 1), (12, 1)])
+                .await
+                .expect("answered");
+            assert_eq!(refused, unknown, "balance {balance:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_payer_or_an_overflowing_total_is_unexpected_and_writes_nothing() {
+        let latte = vec![on_the_menu(10, "Latte", 4500)];
+        let huge = vec![on_the_menu(10, "Gold Leaf", i64::MAX / 2)];
+        for (reads, items) in [(reads(latte, None), [(10, 1)]), (reads(huge, Some(100)), [(10, 3)])] {
+            let error = outcome_of(reads, &items).await.expect_err("broken invariant");
+            assert!(
+                matches!(&error, PlaceOrderError::Infra(e) if !e.is_unavailable()),
+                "{error:?}"
+            );
         }
     }
 }

@@ -352,7 +352,7 @@ impl Config {
             config.database.idempotency_wait,
             database_statement_timeout,
         );
-        if longest >= coffee_postgres::popular::SETTLE {
+        if longest >= coffee_application::SETTLE {
             return Err(ConfigError::Invalid {
                 name: "DATABASE_STATEMENT_TIMEOUT_MS",
                 reason: format!(
@@ -361,7 +361,7 @@ impl Config {
                      under the popular ranking's {} s settling margin",
                     longest.as_secs(),
                     coffee_postgres::orders::ORDER_STATEMENTS,
-                    coffee_postgres::popular::SETTLE.as_secs()
+                    coffee_application::SETTLE.as_secs()
                 ),
             });
         }

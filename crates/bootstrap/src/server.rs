@@ -8,15 +8,17 @@ use actix_web::web;
 use anyhow::Context as _;
 use secrecy::ExposeSecret;
 
-use coffee_application::{CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox};
+use coffee_application::{
+    CachedMenus, CompactSalesStatistics, OutboxAdmin, PurgeIdempotencyKeys, RelayCounters, RelayOutbox,
+};
 use coffee_collector::CollectorClient;
 use coffee_crypto::{Argon2Hasher, JwtCodec};
 use coffee_http::{AppState, Ports, StateSettings};
 use coffee_ports::{Clock, SystemClock, TokenCodec};
 use coffee_postgres::ConnectError;
 use coffee_postgres::{
-    PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings,
-    PgPopularMenus, PgProbe, PgUserRepository,
+    PgIdempotencyRecords, PgMenuRepository, PgOrderStore, PgOutboxStore, PgPointStore, PgPool, PgPoolSettings, PgProbe,
+    PgSalesStatistics, PgUserRepository,
 };
 use coffee_redis::{
     FirstConnection, RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisProbe, RedisSessionStore,
@@ -390,7 +392,7 @@ fn maintenance_tasks(config: &HousekeepingConfig, pg: &PgPool) -> Vec<tokio::tas
         config.idempotency_retention,
     );
     let compact = CompactSalesStatistics::new(
-        Arc::new(PgPopularMenus::new(pg.clone())),
+        Arc::new(PgSalesStatistics::new(pg.clone())),
         clock,
         std::time::Duration::from_secs(3600),
         config.statistics_retention,
@@ -451,7 +453,10 @@ fn build_state(
     let auth = &config.auth;
     let codec: Arc<dyn TokenCodec> = Arc::new(JwtCodec::new(&auth.jwt).context("building the token codec")?);
     let ports = Ports {
-        menus: Arc::new(PgMenuRepository::with_cache(pg.clone(), config.database.menu_cache_ttl)),
+        menus: Arc::new(CachedMenus::new(
+            Arc::new(PgMenuRepository::new(pg.clone())),
+            config.database.menu_cache_ttl,
+        )),
         probes: vec![
             Arc::new(PgProbe::new(pg.clone())),
             Arc::new(RedisProbe::new(redis.clone())),
@@ -478,7 +483,9 @@ fn build_state(
         codec,
         points: Arc::new(PgPointStore::new(pg.clone(), config.database.idempotency_wait)),
         orders: Arc::new(PgOrderStore::new(pg.clone(), config.database.idempotency_wait)),
-        popular: Arc::new(PgPopularMenus::new(pg.clone())),
+        // The ranking keeps its sums in memory and prepares them on this
+        // (the main) runtime; the statistics adapter only reads rows.
+        statistics: Arc::new(PgSalesStatistics::new(pg.clone())),
         clock: Arc::new(SystemClock),
     };
     Ok(AppState::build(

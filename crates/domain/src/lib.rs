@@ -11,6 +11,7 @@ pub mod order;
 pub mod outbox;
 pub mod page;
 pub mod points;
+pub mod popular;
 pub mod user;
 
 pub use auth::{Principal, SessionId, TOKEN_LEEWAY, TokenClaims, TokenId, TokenKind, TokenPair};

@@ -11,7 +11,7 @@ use crate::points::Points;
 pub struct MenuId(Uuid);
 
 impl MenuId {
-    pub fn from_uuid(id: Uuid) -> Self {
+    pub const fn from_uuid(id: Uuid) -> Self {
         Self(id)
     }
 

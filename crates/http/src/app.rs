@@ -1,153 +1,22 @@
-//! The actix-web application, registered in one place: the use cases
-//! ([`AppState`], wired once by [`AppState::build`] from a bundle of
-//! [`Ports`]), the route table (which also makes the API document), and the
-//! middleware. Production (`bootstrap`) hands in the real adapters, the HTTP
-//! tests mockall fakes; both go through [`AppState::build`].
-
-use std::sync::Arc;
-use std::time::Duration;
+//! The actix-web application, registered in one place: the route table
+//! (which also makes the API document and the metrics' route labels) and the
+//! middleware, over the shared [`AppState`] (`state.rs`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
 use actix_web::{App, web};
-use coffee_application::{
-    Authenticate, ChargePoints, CheckReadiness, GetBalance, GetMe, GetOrder, GetPopularMenus, ListMenus, ListOrders,
-    ListPointTransactions, LogIn, LogInPorts, LogOut, PlaceOrder, RefreshTokens, SignUp, TokenIssuer,
-};
-use coffee_domain::ChargeLimits;
-use coffee_ports::{
-    ClientThrottle, Clock, DependencyProbe, LoginThrottle, MenuRepository, OrderStore, PasswordHasher, PointStore,
-    PopularMenus, SessionStore, TokenCodec, UserRepository,
-};
 use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::client_addr::TrustedProxies;
-use crate::drain::Drain;
 use crate::extract;
+use crate::metrics::RouteTemplates;
 use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
 use crate::openapi::ApiDoc;
-use crate::pagination::CursorKey;
 use crate::problem::{ApiError, ProblemCode};
-use crate::routes::{auth, health, menus, orders, points};
-
-/// The use cases the routes call, built once by [`AppState::build`] and
-/// shared by every worker. A new use case is a field here and a line in
-/// `build`.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub list_menus: ListMenus,
-    pub check_readiness: CheckReadiness,
-    pub sign_up: SignUp,
-    pub log_in: LogIn,
-    pub log_out: LogOut,
-    pub refresh_tokens: RefreshTokens,
-    pub get_me: GetMe,
-    pub authenticate: Authenticate,
-    pub charge_points: ChargePoints,
-    pub get_balance: GetBalance,
-    pub list_point_transactions: ListPointTransactions,
-    pub place_order: PlaceOrder,
-    pub get_order: GetOrder,
-    pub list_orders: ListOrders,
-    pub get_popular_menus: GetPopularMenus,
-    /// Set when the instance starts shutting down (see [`crate::drain`]).
-    pub drain: Drain,
-    /// Seals and opens the lists' pagination cursors.
-    pub cursors: CursorKey,
-    /// Renders `GET /metrics`.
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// How long a request body may take to arrive before `408`.
-    pub request_timeout: Duration,
-    /// Whose `X-Forwarded-For` is believed (see [`crate::client_addr`]).
-    pub trusted_proxies: TrustedProxies,
-}
-
-/// Every port the use cases behind the routes need.
-#[derive(Clone)]
-pub struct Ports {
-    pub menus: Arc<dyn MenuRepository>,
-    /// What `/health/ready` checks, in report order.
-    pub probes: Vec<Arc<dyn DependencyProbe>>,
-    pub users: Arc<dyn UserRepository>,
-    pub hasher: Arc<dyn PasswordHasher>,
-    pub throttle: Arc<dyn LoginThrottle>,
-    /// Signup and login attempts per client address.
-    pub clients: Arc<dyn ClientThrottle>,
-    pub sessions: Arc<dyn SessionStore>,
-    pub codec: Arc<dyn TokenCodec>,
-    pub points: Arc<dyn PointStore>,
-    pub orders: Arc<dyn OrderStore>,
-    pub popular: Arc<dyn PopularMenus>,
-    pub clock: Arc<dyn Clock>,
-}
-
-impl std::fmt::Debug for Ports {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Ports").finish_non_exhaustive()
-    }
-}
-
-/// Everything else the state holds: settings and shared handles.
-#[derive(Debug, Clone)]
-pub struct StateSettings {
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    pub charge_limits: ChargeLimits,
-    pub cursors: CursorKey,
-    pub drain: Drain,
-    /// Renders `GET /metrics`.
-    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
-    /// How long a request body may take to arrive before `408`.
-    pub request_timeout: Duration,
-    /// Whose `X-Forwarded-For` is believed (see [`crate::client_addr`]).
-    pub trusted_proxies: TrustedProxies,
-}
-
-impl AppState {
-    /// Every use case, wired to `ports`.
-    pub fn build(ports: Ports, settings: StateSettings) -> Self {
-        let issuer = TokenIssuer::new(
-            ports.codec.clone(),
-            ports.clock.clone(),
-            settings.access_token_ttl,
-            settings.refresh_token_ttl,
-        );
-        Self {
-            list_menus: ListMenus::new(ports.menus),
-            check_readiness: CheckReadiness::new(ports.probes),
-            sign_up: SignUp::new(ports.users.clone(), ports.hasher.clone(), ports.clients.clone()),
-            log_in: LogIn::new(
-                LogInPorts {
-                    users: ports.users.clone(),
-                    hasher: ports.hasher,
-                    throttle: ports.throttle,
-                    clients: ports.clients,
-                    sessions: ports.sessions.clone(),
-                },
-                issuer.clone(),
-            ),
-            log_out: LogOut::new(ports.codec.clone(), ports.sessions.clone(), ports.clock),
-            refresh_tokens: RefreshTokens::new(ports.sessions.clone(), issuer),
-            get_me: GetMe::new(ports.users),
-            authenticate: Authenticate::new(ports.codec, ports.sessions),
-            charge_points: ChargePoints::new(ports.points.clone(), settings.charge_limits),
-            get_balance: GetBalance::new(ports.points.clone()),
-            list_point_transactions: ListPointTransactions::new(ports.points),
-            place_order: PlaceOrder::new(ports.orders.clone()),
-            get_order: GetOrder::new(ports.orders.clone()),
-            list_orders: ListOrders::new(ports.orders),
-            get_popular_menus: GetPopularMenus::new(ports.popular),
-            drain: settings.drain,
-            cursors: settings.cursors,
-            metrics: settings.metrics,
-            request_timeout: settings.request_timeout,
-            trusted_proxies: settings.trusted_proxies,
-        }
-    }
-}
+use crate::routes::{auth, health, menus, metrics, orders, points};
+use crate::state::AppState;
 
 /// Declares the API's routes once. The same table gives [`API_ROUTES`] (what
 /// the router serves), [`routes`] (the registration with actix) and
@@ -163,8 +32,6 @@ macro_rules! api_routes {
         /// Registers the routes of [`API_ROUTES`] that `listener` serves, plus
         /// the API document and its page on a public listener.
         pub fn routes(cfg: &mut web::ServiceConfig, listener: Listener) {
-            // One per worker (each worker builds its own App).
-            cfg.app_data(web::Data::new(menus::MenusJson::default()));
             $(if listener.serves($path) {
                 cfg.service(web::resource($path)$(.route(web::$method().to($($handler)::+)))+);
             })+
@@ -251,12 +118,32 @@ api_routes! {
     "/orders/{orderId}" => [get => orders::get],
     "/health/live" => [get => health::live],
     "/health/ready" => [get => health::ready],
-    "/metrics" => [get => crate::metrics::render],
+    "/metrics" => [get => metrics::render],
+}
+
+/// The API document: [`ApiDoc`]'s title, tags and shared components with
+/// the operations of every routed handler ([`RoutedPaths`]).
+pub fn api_document() -> utoipa::openapi::OpenApi {
+    let mut document = ApiDoc::openapi();
+    document.merge(RoutedPaths::openapi());
+    document
+}
+
+/// The route templates the metrics label requests with: every route this
+/// crate registers (handed to the middleware as data).
+fn route_templates() -> RouteTemplates {
+    RouteTemplates::new(
+        API_ROUTES
+            .iter()
+            .map(|(path, _)| *path)
+            .chain(DOCUMENT_ROUTES)
+            .collect(),
+    )
 }
 
 /// `GET /openapi.json`: the OpenAPI 3.1 document.
 async fn openapi_json() -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok().json(ApiDoc::openapi())
+    actix_web::HttpResponse::Ok().json(api_document())
 }
 
 /// `GET /docs` → `/docs/` (Swagger UI serves its assets under the slash).
@@ -298,6 +185,9 @@ pub fn build_app_with(
     let cors = !options.cors_allowed_origins.is_empty() && listener != Listener::Admin;
     App::new()
         .app_data(state)
+        // Per worker: this function runs once in each worker.
+        .app_data(web::Data::new(menus::MenusJson::default()))
+        .app_data(route_templates())
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
         .app_data(web::QueryConfig::default().error_handler(extract::query_error))
         .configure(|cfg| routes(cfg, listener))

@@ -7,8 +7,8 @@ use coffee_application::AuthenticateError;
 use coffee_domain::Principal;
 use futures_util::future::LocalBoxFuture;
 
-use crate::app::AppState;
 use crate::problem::{ApiError, ProblemCode};
+use crate::state::AppState;
 
 /// The caller, proven by `Authorization: Bearer <access token>`: signature,
 /// expiry, kind and revocation are all checked. Missing or bad tokens are

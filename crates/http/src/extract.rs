@@ -14,8 +14,8 @@ use futures_util::future::LocalBoxFuture;
 use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 
-use crate::app::AppState;
 use crate::problem::{ApiError, FieldError, ProblemCode};
+use crate::state::AppState;
 
 /// The largest request body any route accepts.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;

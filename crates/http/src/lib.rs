@@ -24,13 +24,14 @@ pub mod pagination;
 pub mod problem;
 pub mod routes;
 pub mod serve;
+pub mod state;
 pub mod timed_io;
 
-pub use app::{ADMIN_PATHS, AppOptions, AppState, Listener, build_app, build_app_with};
-pub use app::{Ports, StateSettings};
+pub use app::{ADMIN_PATHS, AppOptions, Listener, api_document, build_app, build_app_with};
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use cors::is_origin as is_cors_origin;
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};
 pub use serve::{ServeSettings, server};
+pub use state::{AppState, Ports, StateSettings};

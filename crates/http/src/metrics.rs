@@ -1,8 +1,8 @@
 //! Prometheus metrics: what the HTTP layer records, and `GET /metrics`.
 //!
 //! Recording goes through the `metrics` facade (a no-op until a recorder is
-//! installed, as `coffee serve` does); the route renders the Prometheus
-//! handle held in [`crate::AppState`].
+//! installed, as `coffee serve` does); `GET /metrics` (`routes/metrics.rs`)
+//! renders the Prometheus handle held in [`crate::AppState`].
 //!
 //! Every label value comes from a small set the service decides, never from
 //! the request as sent: the exporter keeps each series for the life of the
@@ -12,12 +12,8 @@
 //! registered templates plus `unmatched` ([`route_label`]), statuses are the
 //! numbers the service itself answered with.
 
-use actix_web::HttpResponse;
 use actix_web::http::{Method, StatusCode};
-use actix_web::web;
 use metrics::Label;
-
-use crate::app::{API_ROUTES, AppState, DOCUMENT_ROUTES};
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -51,19 +47,29 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The `route` label: the template of the route the router matched (never
-/// the raw path, so ids do not become labels), looked up in the routes this
-/// crate registers; anything else, including no match, is `unmatched`.
-pub fn route_label(pattern: Option<&str>) -> &'static str {
-    let Some(pattern) = pattern else {
-        return UNMATCHED;
-    };
-    API_ROUTES
-        .iter()
-        .map(|(path, _)| *path)
-        .chain(DOCUMENT_ROUTES.iter().copied())
-        .find(|known| *known == pattern)
-        .unwrap_or(UNMATCHED)
+/// The templates of the routes the application registers, handed to the
+/// request middleware as data (`app.rs` builds it from its route table).
+#[derive(Debug, Clone)]
+pub struct RouteTemplates(Vec<&'static str>);
+
+impl RouteTemplates {
+    pub fn new(templates: Vec<&'static str>) -> Self {
+        Self(templates)
+    }
+
+    /// The `route` label: the template of the route the router matched
+    /// (never the raw path, so ids do not become labels), looked up among
+    /// these; anything else, including no match, is `unmatched`.
+    pub fn label(&self, pattern: Option<&str>) -> &'static str {
+        let Some(pattern) = pattern else {
+            return UNMATCHED;
+        };
+        self.0
+            .iter()
+            .copied()
+            .find(|known| *known == pattern)
+            .unwrap_or(UNMATCHED)
+    }
 }
 
 /// One finished request, labelled by folded method, route template and
@@ -81,18 +87,6 @@ pub fn record_request(method: &Method, route: &'static str, status: StatusCode, 
 /// A response replayed from an idempotency record.
 pub fn record_replay(endpoint: &'static str) {
     metrics::counter!(IDEMPOTENT_REPLAYS, "endpoint" => endpoint).increment(1);
-}
-
-/// Metrics
-///
-/// The process's counters and histograms in the Prometheus text format.
-#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
-)]
-pub async fn render(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
 }
 
 #[cfg(test)]
@@ -121,17 +115,15 @@ mod tests {
 
     #[test]
     fn every_registered_template_is_its_own_label_and_anything_else_is_unmatched() {
-        for (path, _) in API_ROUTES {
-            assert_eq!(route_label(Some(*path)), *path);
+        let templates = RouteTemplates::new(vec!["/orders/{orderId}", "/menus"]);
+        for path in ["/orders/{orderId}", "/menus"] {
+            assert_eq!(templates.label(Some(path)), path);
         }
-        for path in DOCUMENT_ROUTES {
-            assert_eq!(route_label(Some(path)), path);
-        }
-        assert_eq!(route_label(None), UNMATCHED);
+        assert_eq!(templates.label(None), UNMATCHED);
         assert_eq!(
-            route_label(Some("/orders/0192f0a0-0000-7000-8000-000000000001")),
+            templates.label(Some("/orders/0192f0a0-0000-7000-8000-000000000001")),
             UNMATCHED
         );
-        assert_eq!(route_label(Some("/anything/{else}")), UNMATCHED);
+        assert_eq!(templates.label(Some("/anything/{else}")), UNMATCHED);
     }
 }

@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::{ErrorHandlerResponse, Next};
 use actix_web::{Error, HttpMessage, ResponseError, web};
 
-use crate::app::AppState;
+use crate::state::AppState;
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
@@ -31,7 +31,7 @@ pub struct RequestId(pub String);
 struct RequestStart(Instant);
 
 /// The route template the request matched (one of a fixed set, see
-/// [`crate::metrics::route_label`]), for the metrics' label.
+/// [`crate::metrics::RouteTemplates::label`]), for the metrics' label.
 #[derive(Debug, Clone, Copy)]
 struct RoutePattern(&'static str);
 
@@ -115,7 +115,11 @@ impl RootSpanBuilder for CoffeeRootSpan {
             .map(|r| r.0.clone())
             .unwrap_or_default();
         // Resolved once here (it walks the router) and kept for the metrics.
-        let route = crate::metrics::route_label(request.match_pattern().as_deref());
+        let route = request
+            .app_data::<crate::metrics::RouteTemplates>()
+            .map_or(crate::metrics::UNMATCHED, |templates| {
+                templates.label(request.match_pattern().as_deref())
+            });
         request.extensions_mut().insert(RoutePattern(route));
         let client_ip = request
             .extensions()

@@ -145,16 +145,6 @@ pub struct ReadyResponse {
     dependencies: BTreeMap<String, String>,
 }
 
-/// Adds the operations of the route table ([`crate::app::RoutedPaths`]).
-#[derive(Debug)]
-struct Routed;
-
-impl Modify for Routed {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi.merge(crate::app::RoutedPaths::openapi());
-    }
-}
-
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -183,7 +173,7 @@ impl Modify for BearerAuth {
         version = env!("CARGO_PKG_VERSION")
     ),
     components(schemas(Problem, FieldError)),
-    modifiers(&BearerAuth, &SharedProblems, &Routed),
+    modifiers(&BearerAuth, &SharedProblems),
     tags(
         (name = "auth", description = "Accounts and tokens"),
         (name = "menus", description = "The menu and its popularity"),

@@ -13,7 +13,8 @@ use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service,
 use actix_web::dev::AppConfig;
 use actix_web::web;
 
-use crate::app::{AppOptions, AppState, Listener, build_app_with};
+use crate::app::{AppOptions, Listener, build_app_with};
+use crate::state::AppState;
 use crate::timed_io::TimedIo;
 
 /// How the server listens and stops.

@@ -9,13 +9,11 @@ use actix_web::http::{StatusCode, header};
 use actix_web::test;
 use coffee_http::app::API_ROUTES;
 use coffee_http::build_app;
-use coffee_http::openapi::ApiDoc;
 use common::Fakes;
 use serde_json::Value;
-use utoipa::OpenApi;
 
 fn documented() -> BTreeSet<(String, String)> {
-    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let doc = serde_json::to_value(coffee_http::api_document()).expect("serialisable");
     let mut ops = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for method in ["get", "post", "put", "patch", "delete"] {
@@ -129,7 +127,7 @@ async fn the_docs_page_is_served_without_the_internet() {
 #[actix_web::test]
 async fn every_operation_has_a_short_human_summary_and_a_description() {
     const METHOD_WORDS: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
-    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let doc = serde_json::to_value(coffee_http::api_document()).expect("serialisable");
     let mut problems = Vec::new();
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
@@ -180,7 +178,7 @@ fn refs(value: &Value, found: &mut Vec<String>) {
 
 #[actix_web::test]
 async fn shared_problem_responses_are_declared_once_and_referred_to() {
-    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let doc = serde_json::to_value(coffee_http::api_document()).expect("serialisable");
     let shared = doc["components"]["responses"]
         .as_object()
         .expect("components/responses");
@@ -223,7 +221,7 @@ async fn shared_problem_responses_are_declared_once_and_referred_to() {
 
 #[actix_web::test]
 async fn the_documented_problem_codes_are_problem_codes_list() {
-    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let doc = serde_json::to_value(coffee_http::api_document()).expect("serialisable");
     let documented: Vec<&str> = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
         .as_array()
         .expect("an enum of codes")
@@ -236,7 +234,7 @@ async fn the_documented_problem_codes_are_problem_codes_list() {
 
 #[actix_web::test]
 async fn dtos_are_named_alike_requests_and_responses() {
-    let doc = serde_json::to_value(ApiDoc::openapi()).expect("serialisable");
+    let doc = serde_json::to_value(coffee_http::api_document()).expect("serialisable");
     let schemas = doc["components"]["schemas"].as_object().expect("schemas");
     let misnamed: Vec<&String> = schemas
         .keys()

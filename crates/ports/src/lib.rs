@@ -14,6 +14,7 @@ pub mod menu;
 pub mod orders;
 pub mod outbox;
 pub mod points;
+pub mod statistics;
 
 pub use auth::{
     AccessCheck, ClientAction, ClientThrottle, CreateUserError, Credentials, HashSlot, LoginAttempt, LoginThrottle,
@@ -23,6 +24,7 @@ pub use clock::{Clock, SystemClock};
 pub use error::InfraError;
 pub use health::DependencyProbe;
 pub use menu::MenuRepository;
-pub use orders::{OrderStore, PopularMenus};
+pub use orders::{DecideOrder, OrderReads, OrderStore};
 pub use outbox::{DeliveryError, EventSink, OutboxStore};
 pub use points::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, PointStore};
+pub use statistics::{LiveSales, LiveWindow, SalesStatistics, StatisticsUpkeep};

@@ -16,8 +16,10 @@ use std::time::Instant;
 use coffee_ports::InfraError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::connect::Connection;
-use crate::pool::PoolError;
+use crate::connect::{ConnectError, Connection};
+
+/// Error of [`crate::PgPool::get`]: the pool's own, around a failed connect.
+pub type PoolError = deadpool::managed::PoolError<ConnectError>;
 
 /// The name under which PostgreSQL appears in errors and readiness reports.
 pub const DEPENDENCY: &str = "database";

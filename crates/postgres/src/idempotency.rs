@@ -37,7 +37,7 @@ statement! {
         fingerprint: Vec<u8> = Bytea,
         wait_ms: i32 = Integer,
     } returns (Text, Nullable<Bytea>, Nullable<Jsonb>)
-        = "SELECT state, fingerprint, outcome FROM claim_idempotency_key($1, $2, $3, $4, $5)";
+        = "SELECT state, fingerprint, outcome FROM claim_idempotency_key($user, $scope, $key, $fingerprint, $wait_ms)";
 }
 
 statement! {
@@ -47,7 +47,7 @@ statement! {
         scope: String = Text,
         key: String = Text,
         outcome: serde_json::Value = Jsonb,
-    } = "UPDATE idempotency_keys SET outcome = $4 WHERE user_id = $1 AND scope = $2 AND key = $3";
+    } = "UPDATE idempotency_keys SET outcome = $outcome WHERE user_id = $user AND scope = $scope AND key = $key";
 }
 
 /// Statements sent together, answered in one round trip.
@@ -277,9 +277,9 @@ impl IdempotencyRecords for PgIdempotencyRecords {
     /// Deletes in short batches ([`crate::sql::purge_in_batches`]).
     async fn purge_older_than(&self, retention: Duration) -> Result<u64, InfraError> {
         crate::sql::purge_in_batches(&self.pool, || {
-            diesel::sql_query(
+            crate::sql::query!(
                 "WITH gone AS (DELETE FROM idempotency_keys WHERE ctid IN \
-                 (SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1 LIMIT $2) RETURNING 1) \
+                 (SELECT ctid FROM idempotency_keys WHERE created_at < now() - $1::interval LIMIT $2) RETURNING 1) \
                  SELECT count(*) AS n FROM gone",
             )
             .into_boxed()

@@ -6,7 +6,6 @@
 //! connection or a transaction. Diesel and pool failures are translated into
 //! [`coffee_ports::InfraError`] here (see [`error`]).
 
-mod coalesce;
 pub mod connect;
 pub mod error;
 pub mod health;
@@ -15,11 +14,12 @@ pub mod menus;
 pub mod migrate;
 pub mod orders;
 pub mod outbox;
+mod page;
 pub mod points;
 pub mod pool;
 pub mod popular;
 pub mod schema;
-mod sql;
+pub mod sql;
 pub mod users;
 
 pub use connect::{ConnectError, PgTarget, SslMode};
@@ -31,5 +31,5 @@ pub use orders::{PgOrderStore, longest_order_transaction};
 pub use outbox::PgOutboxStore;
 pub use points::PgPointStore;
 pub use pool::{PgPool, PgPoolSettings};
-pub use popular::PgPopularMenus;
+pub use popular::PgSalesStatistics;
 pub use users::PgUserRepository;

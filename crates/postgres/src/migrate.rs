@@ -89,7 +89,7 @@ struct Locked {
 async fn take_migration_lock(conn: &mut AsyncPgConnection, wait: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + wait;
     loop {
-        let taken: Locked = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS locked")
+        let taken: Locked = crate::sql::query!("SELECT pg_try_advisory_lock($1) AS locked")
             .bind::<BigInt, _>(MIGRATION_LOCK)
             .get_result(conn)
             .await?;
@@ -131,7 +131,7 @@ pub async fn ensure_database_exists(url: &str, settings: MigrationSettings) -> a
         })?
         .into_inner();
     take_migration_lock(&mut conn, settings.wait).await?;
-    let existing: Vec<Existing> = diesel::sql_query("SELECT 1 AS one FROM pg_database WHERE datname = $1")
+    let existing: Vec<Existing> = crate::sql::query!("SELECT 1 AS one FROM pg_database WHERE datname = $1")
         .bind::<diesel::sql_types::Text, _>(&name)
         .load(&mut conn)
         .await?;

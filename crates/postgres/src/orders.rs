@@ -5,11 +5,12 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use coffee_domain::popular::hour_of;
 use coffee_domain::{
-    Cursor, IdempotencyContext, Idempotent, Menu, MenuId, OrderDraft, OrderLine, OrderPlacedEvent, OrderRequest, Page,
-    PageSize, PlaceOrderOutcome, PlacedOrder, Points, PricingError, TransactionKind, UserId,
+    Cursor, IdempotencyContext, Idempotent, Menu, MenuId, OrderLine, OrderPlacedEvent, OrderRequest, Page, PageSize,
+    PlaceOrderOutcome, PlacedOrder, Points, TransactionKind, UserId,
 };
-use coffee_ports::{IdempotencyError, InfraError, OrderStore};
+use coffee_ports::{DecideOrder, IdempotencyError, InfraError, OrderReads, OrderStore};
 use diesel::QueryResult;
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
@@ -22,6 +23,7 @@ use uuid::Uuid;
 use crate::error::Settle as _;
 use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::menus::MenuRow;
+use crate::page::{newest_first, page_of};
 use crate::points::RecordLedger;
 use crate::pool::{PgConnection, PgPool};
 use crate::schema::{order_items, orders};
@@ -39,8 +41,9 @@ pub const ORDER_STATEMENTS: u32 = 13;
 /// The longest an order's transaction can stay open, measured from a request
 /// asking for a connection: waiting for one, waiting for a duplicate with the
 /// same idempotency key, then every statement at its timeout. The popular
-/// ranking trusts statistics older than [`crate::popular::SETTLE`] to be
-/// final, so the server refuses settings where this reaches it.
+/// ranking trusts statistics older than its settling margin
+/// (`coffee_application::SETTLE`) to be final, so the server refuses settings
+/// where this reaches it.
 pub fn longest_order_transaction(
     acquire_timeout: Duration,
     idempotency_wait: Duration,
@@ -67,20 +70,23 @@ impl PgOrderStore {
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
+        decide: DecideOrder,
         at: OffsetDateTime,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        self.place(context, request, Some(at)).await
+        self.place(context, request, decide, Some(at)).await
     }
 
     async fn place(
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
+        decide: DecideOrder,
         at: Option<OffsetDateTime>,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
         let order = OrderWrite {
             user: context.user_id,
             request,
+            decide,
             at,
         };
         idempotency::run(&self.pool, &context, self.idempotency_wait, order).await
@@ -91,17 +97,10 @@ fn points(value: i64) -> Result<Points, InfraError> {
     Points::new(value).map_err(|e| InfraError::Unexpected(anyhow::anyhow!("stored points are invalid: {e}")))
 }
 
-/// The start of the UTC hour containing `t`: the statistics bucket.
-pub(crate) fn hour_of(t: OffsetDateTime) -> OffsetDateTime {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    t - Duration::from_secs(u64::from(t.minute()) * 60 + u64::from(t.second()))
-        - Duration::from_nanos(u64::from(t.nanosecond()))
-}
-
 statement! {
     /// The menu rows an order names.
     struct MenusById { ids: Vec<Uuid> = Array<SqlUuid> }
-        returns (SqlUuid, Text, BigInt) = "SELECT id, name, price FROM menus WHERE id = ANY($1)";
+        returns (SqlUuid, Text, BigInt) = "SELECT id, name, price FROM menus WHERE id = ANY($ids)";
 }
 
 statement! {
@@ -111,7 +110,7 @@ statement! {
         total: i64 = BigInt,
         balance_after: i64 = BigInt,
         at: OffsetDateTime = Timestamptz,
-    } = "INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES ($1, $2, $3, $4, $5)";
+    } = "INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES ($id, $user, $total, $balance_after, $at)";
 }
 
 statement! {
@@ -126,8 +125,8 @@ statement! {
         totals: Vec<i64> = Array<BigInt>,
         at: OffsetDateTime = Timestamptz,
     } = "INSERT INTO order_items (id, order_id, menu_id, menu_name, quantity, unit_price, total_price, created_at) \
-         SELECT i.id, $1, i.menu_id, i.name, i.quantity, i.unit_price, i.total, $8 \
-         FROM unnest($2, $3, $4, $5, $6, $7) AS i(id, menu_id, name, quantity, unit_price, total)";
+         SELECT i.id, $order, i.menu_id, i.name, i.quantity, i.unit_price, i.total, $at \
+         FROM unnest($ids::uuid[], $menus::uuid[], $names::text[], $quantities::integer[], $unit_prices::bigint[], $totals::bigint[]) AS i(id, menu_id, name, quantity, unit_price, total)";
 }
 
 statement! {
@@ -139,7 +138,7 @@ statement! {
         menus: Vec<Uuid> = Array<SqlUuid>,
         quantities: Vec<i64> = Array<BigInt>,
     } = "INSERT INTO menu_sales_hourly (bucket_start, menu_id, shard, quantity, order_count) \
-         SELECT $1, s.menu_id, $2, s.quantity, 1 FROM unnest($3, $4) AS s(menu_id, quantity) ORDER BY s.menu_id \
+         SELECT $bucket, s.menu_id, $shard, s.quantity, 1 FROM unnest($menus::uuid[], $quantities::bigint[]) AS s(menu_id, quantity) ORDER BY s.menu_id \
          ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE \
          SET quantity = menu_sales_hourly.quantity + excluded.quantity, \
              order_count = menu_sales_hourly.order_count + excluded.order_count";
@@ -151,32 +150,33 @@ statement! {
         kind: String = Text,
         aggregate: Uuid = SqlUuid,
         payload: serde_json::Value = Jsonb,
-    } = "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)";
+    } = "INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($id, $kind, $aggregate, $payload)";
 }
 
 /// One order, as an idempotent write: the menus and the locked balance are
-/// read in the first round trip, the domain prices and pays, and everything
-/// the order touches is written in the second, stamped with one instant:
-/// the database's clock read once the balance is locked (or `at`, when
-/// seeding history).
+/// read in the first round trip, `decide` (the application's rules) comes to
+/// the outcome, and everything a placed order touches is written in the
+/// second, stamped with one instant: the database's clock read once the
+/// balance is locked (or `at`, when seeding history).
 struct OrderWrite {
     user: UserId,
     request: OrderRequest,
+    decide: DecideOrder,
     at: Option<OffsetDateTime>,
 }
 
-/// What an order reads before it decides.
-struct OrderReads {
+/// The rows an order reads before it decides.
+struct OrderRows {
     menus: Vec<(Uuid, String, i64)>,
     balance: Option<i64>,
     at: OffsetDateTime,
 }
 
 impl IdempotentWrite for OrderWrite {
-    type Reads = OrderReads;
+    type Reads = OrderRows;
     type Outcome = PlaceOrderOutcome;
 
-    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderReads>> {
+    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderRows>> {
         let mut q = conn;
         let ids = self.request.menu_ids().iter().map(MenuId::as_uuid).collect();
         let menus = MenusById { ids }.load(&mut q);
@@ -187,7 +187,7 @@ impl IdempotentWrite for OrderWrite {
         let at = Instant { at: self.at }.get_result(&mut q);
         async move {
             let (menus, balance, at) = try_join3(menus, balance, at).await?;
-            Ok(OrderReads {
+            Ok(OrderRows {
                 menus,
                 balance: balance.into_iter().next(),
                 at,
@@ -199,55 +199,31 @@ impl IdempotentWrite for OrderWrite {
     fn write<'c>(
         &self,
         conn: &'c AsyncPgConnection,
-        reads: OrderReads,
+        rows: OrderRows,
     ) -> Result<(PlaceOrderOutcome, Batch<'c>), InfraError> {
-        let draft = match price(&self.request, reads.menus)? {
-            Ok(draft) => draft,
-            Err(outcome) => return Ok((outcome, Vec::new())),
+        let reads = OrderReads {
+            menus: rows
+                .menus
+                .into_iter()
+                .map(|(id, name, price)| Menu::try_from(MenuRow { id, name, price }))
+                .collect::<Result<_, _>>()?,
+            balance: rows.balance.map(points).transpose()?,
+            at: rows.at,
         };
-        let balance = reads
-            .balance
-            .ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {} does not exist", self.user)))?;
-        let balance = points(balance)?;
-        let Some(balance_after) = draft.pay(balance) else {
-            let required = draft.total_price;
-            return Ok((PlaceOrderOutcome::InsufficientPoints { balance, required }, Vec::new()));
-        };
-        let order = PlacedOrder {
-            id: Uuid::now_v7(),
-            user_id: self.user,
-            lines: draft.lines,
-            total_price: draft.total_price,
-            balance_after,
-            created_at: reads.at,
+        let outcome = (self.decide)(self.user, &self.request, reads)?;
+        let PlaceOrderOutcome::Placed(order) = &outcome else {
+            return Ok((outcome, Vec::new()));
         };
         let mut q = conn;
         let writes = vec![
-            pay(&order).execute(&mut q),
-            record_order(&order).execute(&mut q),
-            record_items(&order).execute(&mut q),
-            record_ledger(&order).execute(&mut q),
-            count_sales(&order).execute(&mut q),
-            enqueue_event(&order)?.execute(&mut q),
+            pay(order).execute(&mut q),
+            record_order(order).execute(&mut q),
+            record_items(order).execute(&mut q),
+            record_ledger(order).execute(&mut q),
+            count_sales(order).execute(&mut q),
+            enqueue_event(order)?.execute(&mut q),
         ];
-        Ok((PlaceOrderOutcome::Placed(order), writes))
-    }
-}
-
-/// Prices the request with the menu rows read (the domain's rules), or the
-/// outcome when a menu is unknown.
-fn price(
-    request: &OrderRequest,
-    rows: Vec<(Uuid, String, i64)>,
-) -> Result<Result<OrderDraft, PlaceOrderOutcome>, InfraError> {
-    let menus = rows
-        .into_iter()
-        .map(|(id, name, price)| Menu::try_from(MenuRow { id, name, price }))
-        .collect::<Result<Vec<_>, _>>()?;
-    match OrderDraft::price(request, &menus) {
-        Ok(draft) => Ok(Ok(draft)),
-        Err(PricingError::MenuNotFound(menu_ids)) => Ok(Err(PlaceOrderOutcome::MenuNotFound { menu_ids })),
-        Err(PricingError::Overflow) => Err(InfraError::Unexpected(anyhow::anyhow!("an order total overflowed"))),
+        Ok((outcome, writes))
     }
 }
 
@@ -396,8 +372,9 @@ impl OrderStore for PgOrderStore {
         &self,
         context: IdempotencyContext,
         request: OrderRequest,
+        decide: DecideOrder,
     ) -> Result<Idempotent<PlaceOrderOutcome>, IdempotencyError> {
-        self.place(context, request, None).await
+        self.place(context, request, decide, None).await
     }
 
     async fn find(&self, user: UserId, order: Uuid) -> Result<Option<PlacedOrder>, InfraError> {
@@ -419,57 +396,22 @@ impl OrderStore for PgOrderStore {
 
     async fn list(&self, user: UserId, size: PageSize, after: Option<Cursor>) -> Result<Page<PlacedOrder>, InfraError> {
         let mut conn = self.pool.get().await?;
-        let mut query = orders::table
+        let query = orders::table
             .filter(orders::user_id.eq(user.as_uuid()))
             .select(OrderRow::as_select())
             .into_boxed();
-        if let Some(cursor) = after {
-            query = query.filter(
-                orders::created_at
-                    .lt(cursor.created_at)
-                    .or(orders::created_at.eq(cursor.created_at).and(orders::id.lt(cursor.id))),
-            );
-        }
-        let mut rows: Vec<OrderRow> = query
-            .order((orders::created_at.desc(), orders::id.desc()))
-            .limit(i64::from(size.get()) + 1)
+        let rows: Vec<OrderRow> = newest_first!(query, orders, size, after)
             .load(&mut conn)
             .await
             .settle(&conn)
             .await?;
-        let more = rows.len() > usize::from(size.get());
-        rows.truncate(usize::from(size.get()));
-        let items = with_items(&mut conn, rows).await?;
-        let next = if more {
-            items.last().map(|o| Cursor {
-                created_at: o.created_at,
-                id: o.id,
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn buckets_are_utc_hours() {
-        assert_eq!(
-            hour_of(datetime!(2026-11-29 10:59:59.999999 UTC)),
-            datetime!(2026-11-29 10:00 UTC)
-        );
-        assert_eq!(
-            hour_of(datetime!(2026-11-29 10:00 UTC)),
-            datetime!(2026-11-29 10:00 UTC)
-        );
-        assert_eq!(
-            hour_of(datetime!(2026-11-29 19:30:00 +09:30)),
-            datetime!(2026-11-29 10:00 UTC)
-        );
+        let page = page_of(rows, size, |row| Cursor {
+            created_at: row.created_at,
+            id: row.id,
+        });
+        Ok(Page {
+            items: with_items(&mut conn, page.items).await?,
+            next: page.next,
+        })
     }
 }

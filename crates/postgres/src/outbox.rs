@@ -91,7 +91,7 @@ fn count(n: i64) -> u64 {
 impl OutboxStore for PgOutboxStore {
     async fn claim(&self, owner: &str, limit: u32, lease: Duration) -> Result<Vec<OutboxMessage>, InfraError> {
         let mut conn = self.pool.get().await?;
-        let rows: Vec<Claimed> = diesel::sql_query(CLAIM)
+        let rows: Vec<Claimed> = crate::sql::query!(CLAIM)
             .bind::<Text, _>(owner)
             .bind::<BigInt, _>(i64::from(limit))
             .bind::<Interval, _>(interval(lease))
@@ -115,7 +115,7 @@ impl OutboxStore for PgOutboxStore {
         let recorded =
             match result {
                 DeliveryResult::Delivered => {
-                    diesel::sql_query(
+                    crate::sql::query!(
                         "UPDATE outbox_events SET status = 'DELIVERED', delivered_at = now(), attempts = attempts + 1, \
                      locked_until = NULL, locked_by = NULL, last_error = NULL WHERE id = $1 AND locked_by = $2",
                     )
@@ -124,7 +124,7 @@ impl OutboxStore for PgOutboxStore {
                     .execute(&mut conn)
                     .await
                 }
-                DeliveryResult::Retry { retry_in, error } => diesel::sql_query(
+                DeliveryResult::Retry { retry_in, error } => crate::sql::query!(
                     "UPDATE outbox_events SET attempts = attempts + 1, next_attempt_at = now() + $3, last_error = $4, \
                      locked_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2",
                 )
@@ -135,7 +135,7 @@ impl OutboxStore for PgOutboxStore {
                 .execute(&mut conn)
                 .await,
                 DeliveryResult::Dead { error } => {
-                    diesel::sql_query(
+                    crate::sql::query!(
                         "UPDATE outbox_events SET status = 'DEAD', attempts = attempts + 1, last_error = $3, \
                      locked_until = NULL, locked_by = NULL WHERE id = $1 AND locked_by = $2",
                     )
@@ -152,7 +152,7 @@ impl OutboxStore for PgOutboxStore {
 
     async fn release(&self, owner: &str) -> Result<u64, InfraError> {
         let mut conn = self.pool.get().await?;
-        let released = diesel::sql_query(
+        let released = crate::sql::query!(
             "UPDATE outbox_events SET locked_until = NULL, locked_by = NULL WHERE locked_by = $1 AND status = 'PENDING'",
         )
         .bind::<Text, _>(owner)
@@ -164,7 +164,7 @@ impl OutboxStore for PgOutboxStore {
 
     async fn requeue_dead(&self) -> Result<u64, InfraError> {
         let mut conn = self.pool.get().await?;
-        let requeued = diesel::sql_query(
+        let requeued = crate::sql::query!(
             "UPDATE outbox_events SET status = 'PENDING', attempts = 0, next_attempt_at = now(), \
              locked_until = NULL, locked_by = NULL WHERE status = 'DEAD'",
         )
@@ -177,7 +177,7 @@ impl OutboxStore for PgOutboxStore {
 
     async fn stats(&self) -> Result<OutboxStats, InfraError> {
         let mut conn = self.pool.get().await?;
-        let row: StatsRow = diesel::sql_query(
+        let row: StatsRow = crate::sql::query!(
             "SELECT count(*) FILTER (WHERE status = 'PENDING') AS pending, \
                     count(*) FILTER (WHERE status = 'PENDING' AND locked_until > now()) AS in_flight, \
                     count(*) FILTER (WHERE status = 'DELIVERED') AS delivered, \
@@ -205,7 +205,7 @@ impl OutboxStore for PgOutboxStore {
             dead: i64,
         }
         let mut conn = self.pool.get().await?;
-        let row: Backlog = diesel::sql_query(
+        let row: Backlog = crate::sql::query!(
             "SELECT (SELECT count(*) FROM outbox_events WHERE status = 'PENDING') AS pending, \
                     (SELECT count(*) FROM outbox_events WHERE status = 'DEAD') AS dead",
         )
@@ -218,9 +218,9 @@ impl OutboxStore for PgOutboxStore {
 
     async fn purge_delivered(&self, retention: Duration) -> Result<u64, InfraError> {
         purge_in_batches(&self.pool, || {
-            diesel::sql_query(
+            crate::sql::query!(
                 "WITH gone AS (DELETE FROM outbox_events WHERE id IN \
-                 (SELECT id FROM outbox_events WHERE status = 'DELIVERED' AND delivered_at < now() - $1 LIMIT $2) \
+                 (SELECT id FROM outbox_events WHERE status = 'DELIVERED' AND delivered_at < now() - $1::interval LIMIT $2) \
                  RETURNING 1) SELECT count(*) AS n FROM gone",
             )
             .into_boxed()
@@ -231,7 +231,7 @@ impl OutboxStore for PgOutboxStore {
 
     async fn list_dead(&self, limit: u32) -> Result<Vec<DeadEvent>, InfraError> {
         let mut conn = self.pool.get().await?;
-        let rows: Vec<DeadRow> = diesel::sql_query(
+        let rows: Vec<DeadRow> = crate::sql::query!(
             "SELECT id, event_type, aggregate_id, attempts, last_error, created_at FROM outbox_events \
              WHERE status = 'DEAD' ORDER BY created_at, id LIMIT $1",
         )
@@ -257,9 +257,9 @@ impl OutboxStore for PgOutboxStore {
     /// operator requeues meanwhile is not deleted.
     async fn discard_dead(&self, older_than: Duration) -> Result<u64, InfraError> {
         purge_in_batches(&self.pool, || {
-            diesel::sql_query(
+            crate::sql::query!(
                 "WITH gone AS (DELETE FROM outbox_events WHERE status = 'DEAD' AND id IN \
-                 (SELECT id FROM outbox_events WHERE status = 'DEAD' AND created_at < now() - $1 LIMIT $2) \
+                 (SELECT id FROM outbox_events WHERE status = 'DEAD' AND created_at < now() - $1::interval LIMIT $2) \
                  RETURNING 1) SELECT count(*) AS n FROM gone",
             )
             .into_boxed()

@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::error::Settle as _;
 use crate::idempotency::{self, Batch, IdempotentWrite};
+use crate::page::{newest_first, page_of};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
 use crate::sql::{ChangeBalance, Instant, LockBalance, statement};
@@ -53,7 +54,7 @@ statement! {
         order: Option<Uuid> = Nullable<SqlUuid>,
         at: OffsetDateTime = Timestamptz,
     } = "INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)";
+         VALUES ($id, $user, $kind, $amount, $balance_after, $order, $at)";
 }
 
 /// One charge, as an idempotent write: the balance is locked and read in
@@ -211,39 +212,26 @@ impl PointStore for PgPointStore {
         after: Option<Cursor>,
     ) -> Result<Page<PointTransaction>, InfraError> {
         let mut conn = self.pool.get().await?;
-        let mut query = point_transactions::table
+        let query = point_transactions::table
             .filter(point_transactions::user_id.eq(user.as_uuid()))
             .select(TransactionRow::as_select())
             .into_boxed();
-        if let Some(cursor) = after {
-            query = query.filter(
-                point_transactions::created_at
-                    .lt(cursor.created_at)
-                    .or(point_transactions::created_at
-                        .eq(cursor.created_at)
-                        .and(point_transactions::id.lt(cursor.id))),
-            );
-        }
-        let rows: Vec<TransactionRow> = query
-            .order((point_transactions::created_at.desc(), point_transactions::id.desc()))
-            .limit(i64::from(size.get()) + 1)
+        let rows: Vec<TransactionRow> = newest_first!(query, point_transactions, size, after)
             .load(&mut conn)
             .await
             .settle(&conn)
             .await?;
-        let mut items = rows
-            .into_iter()
-            .map(PointTransaction::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let next = if items.len() > usize::from(size.get()) {
-            items.truncate(usize::from(size.get()));
-            items.last().map(|last| Cursor {
-                created_at: last.created_at,
-                id: last.id,
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next })
+        let page = page_of(rows, size, |row| Cursor {
+            created_at: row.created_at,
+            id: row.id,
+        });
+        Ok(Page {
+            items: page
+                .items
+                .into_iter()
+                .map(PointTransaction::try_from)
+                .collect::<Result<_, _>>()?,
+            next: page.next,
+        })
     }
 }

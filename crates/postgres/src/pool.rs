@@ -22,8 +22,7 @@ use coffee_ports::InfraError;
 use crate::connect::{ConnectError, Connection, PgTarget};
 use crate::error;
 
-/// Error of [`PgPool::get`].
-pub type PoolError = managed::PoolError<ConnectError>;
+pub use crate::error::PoolError;
 
 /// A pooled connection; it dereferences to diesel-async's connection.
 pub type PgConnection = Object<PgManager>;

@@ -63,13 +63,78 @@ pub(crate) async fn purge_in_batches(
     }
 }
 
-/// Declares a statement with fixed SQL whose binds are written `$1`, `$2`,
-/// ... and filled from the struct's fields in declaration order (a number
-/// may appear more than once). It has a static `QueryId`, so diesel-async
-/// prepares it once per connection and afterwards sends it in one message
-/// batch, which lets several be pipelined in one round trip. Diesel's own
-/// `UPDATE`, upsert and multi-row `INSERT` builders are never cached: each
-/// of those costs a round trip to prepare before it runs.
+/// A hand-written SQL text of this crate, registered where it is written so
+/// that one test (`crates/postgres/tests/hand_sql.rs`) prepares every one of
+/// them against the migrated schema: a renamed column fails that test, with
+/// no data needed.
+#[derive(Debug)]
+pub struct HandSql {
+    /// Where it is written (`file:line`) or the statement's name.
+    pub origin: &'static str,
+    pub sql: &'static str,
+    /// Whether its binds are `$name`s ([`statement!`]) or `$1`, `$2`, ...
+    /// (`sql_query`).
+    pub named: bool,
+}
+
+inventory::collect!(HandSql);
+
+/// Every hand-written SQL text of this crate.
+pub fn hand_written() -> impl Iterator<Item = &'static HandSql> {
+    inventory::iter::<HandSql>.into_iter()
+}
+
+impl HandSql {
+    /// The text as PostgreSQL receives it: named binds numbered in order,
+    /// one number per occurrence, as diesel numbers them.
+    pub fn positional(&self) -> Result<String, String> {
+        if !self.named {
+            return Ok(self.sql.to_owned());
+        }
+        let parts = split_binds(self.sql)?;
+        let mut out = String::new();
+        for (n, (before, _)) in parts.binds.iter().enumerate() {
+            out.push_str(before);
+            out.push_str(&format!("${}", n + 1));
+        }
+        out.push_str(parts.tail);
+        Ok(out)
+    }
+}
+
+/// `diesel::sql_query(sql)`, with `sql` (a literal or a constant) registered
+/// as hand-written ([`HandSql`]).
+macro_rules! query {
+    ($sql:expr $(,)?) => {{
+        inventory::submit! {
+            $crate::sql::HandSql { origin: concat!(file!(), ":", line!()), sql: $sql, named: false }
+        }
+        diesel::sql_query($sql)
+    }};
+}
+pub(crate) use query;
+
+/// Registers SQL texts that reach `sql_query` through a variable.
+macro_rules! register {
+    ($($sql:expr),+ $(,)?) => {
+        $(inventory::submit! {
+            $crate::sql::HandSql { origin: concat!(file!(), ":", line!(), " ", stringify!($sql)), sql: $sql, named: false }
+        })+
+    };
+}
+pub(crate) use register;
+
+/// Declares a statement with fixed SQL whose binds are written `$field`,
+/// each filled from the struct's field of that name (a name may appear more
+/// than once; one the struct lacks is an error the test of every statement
+/// catches). By name, not by position: swapping two fields of one type can
+/// no longer swap what is stored. The SQL is read as PostgreSQL reads it, so
+/// a `$` inside a string literal, a quoted identifier, a comment or a
+/// dollar-quoted body is text, not a bind. It has a static `QueryId`, so
+/// diesel-async prepares it once per connection and afterwards sends it in
+/// one message batch, which lets several be pipelined in one round trip.
+/// Diesel's own `UPDATE`, upsert and multi-row `INSERT` builders are never
+/// cached: each of those costs a round trip to prepare before it runs.
 macro_rules! statement {
     (
         $(#[$doc:meta])*
@@ -83,6 +148,10 @@ macro_rules! statement {
             $(pub $field: $ty),*
         }
 
+        inventory::submit! {
+            $crate::sql::HandSql { origin: stringify!($name), sql: $sql, named: true }
+        }
+
         impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for $name {
             #[allow(unused_variables, unused_mut)]
             fn walk_ast<'b>(
@@ -90,23 +159,22 @@ macro_rules! statement {
                 mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
             ) -> diesel::QueryResult<()> {
                 // The SQL is split at its binds once, not at every execution.
-                static PARTS: std::sync::OnceLock<$crate::sql::Parts> = std::sync::OnceLock::new();
-                let parts = PARTS.get_or_init(|| $crate::sql::split_binds($sql));
-                for &(before, number) in &parts.binds {
+                static PARTS: std::sync::OnceLock<Result<$crate::sql::Parts, String>> = std::sync::OnceLock::new();
+                let parts = PARTS
+                    .get_or_init(|| $crate::sql::split_binds($sql))
+                    .as_ref()
+                    .map_err(|e| diesel::result::Error::QueryBuilderError(
+                        format!("{}: {e}", stringify!($name)).into(),
+                    ))?;
+                for &(before, bind) in &parts.binds {
                     out.push_sql(before);
-                    let mut field = 0usize;
-                    let mut bound = false;
-                    $(
-                        field += 1;
-                        if field == number {
-                            out.push_bind_param::<$sql_ty, $ty>(&self.$field)?;
-                            bound = true;
+                    match bind {
+                        $(stringify!($field) => out.push_bind_param::<$sql_ty, $ty>(&self.$field)?,)*
+                        other => {
+                            return Err(diesel::result::Error::QueryBuilderError(
+                                format!("{} has no field for the bind ${other}", stringify!($name)).into(),
+                            ));
                         }
-                    )*
-                    if !bound {
-                        return Err(diesel::result::Error::QueryBuilderError(
-                            format!("{} has no bind ${number}", stringify!($name)).into(),
-                        ));
                     }
                 }
                 out.push_sql(parts.tail);
@@ -121,30 +189,69 @@ macro_rules! statement {
 }
 pub(crate) use statement;
 
-/// A statement's SQL split at its binds: each piece of text with the number
+/// A statement's SQL split at its binds: each piece of text with the name
 /// of the bind after it, then the text after the last bind.
-#[derive(Debug)]
-pub(crate) struct Parts {
-    pub binds: Vec<(&'static str, usize)>,
+#[derive(Debug, PartialEq, Eq)]
+pub struct Parts {
+    pub binds: Vec<(&'static str, &'static str)>,
     pub tail: &'static str,
 }
 
-pub(crate) fn split_binds(sql: &'static str) -> Parts {
+/// Splits `sql` at its `$name` binds, reading it as PostgreSQL's lexer does:
+/// string literals (`'...'`, with `''`), quoted identifiers (`"..."`), `--`
+/// and `/* */` comments and dollar-quoted bodies (`$$...$$`, `$tag$...$tag$`)
+/// are skipped. A positional bind (`$1`) is refused: binds are named.
+pub fn split_binds(sql: &'static str) -> Result<Parts, String> {
+    let bytes = sql.as_bytes();
+    let is_ident_start = |b: u8| b.is_ascii_alphabetic() || b == b'_';
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let find = |from: usize, needle: &str| sql[from..].find(needle).map(|at| from + at);
     let mut binds = Vec::new();
-    let mut rest = sql;
-    while let Some((before, number, after)) = next_bind(rest) {
-        binds.push((before, number));
-        rest = after;
+    let mut piece = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            quote @ (b'\'' | b'"') => {
+                let mut j = i + 1;
+                loop {
+                    match bytes.get(j) {
+                        None => return Err(format!("an unterminated {} at byte {i}", char::from(quote))),
+                        Some(&b) if b == quote && bytes.get(j + 1) == Some(&quote) => j += 2,
+                        Some(&b) if b == quote => break,
+                        Some(_) => j += 1,
+                    }
+                }
+                i = j + 1;
+            }
+            b'-' if bytes.get(i + 1) == Some(&b'-') => i = find(i, "\n").unwrap_or(bytes.len()),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                i = find(i + 2, "*/").ok_or_else(|| format!("an unterminated comment at byte {i}"))? + 2;
+            }
+            b'$' => {
+                let name_end = i + 1 + bytes[i + 1..].iter().take_while(|&&b| is_ident(b)).count();
+                let starts_name = bytes.get(i + 1).is_some_and(|&b| is_ident_start(b));
+                if bytes.get(name_end) == Some(&b'$') && (starts_name || name_end == i + 1) {
+                    // A dollar quote: `$$` or `$tag$`, up to the same again.
+                    let tag = &sql[i..=name_end];
+                    i = find(name_end + 1, tag).ok_or_else(|| format!("an unterminated {tag} quote at byte {i}"))?
+                        + tag.len();
+                } else if starts_name {
+                    binds.push((&sql[piece..i], &sql[i + 1..name_end]));
+                    piece = name_end;
+                    i = name_end;
+                } else if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                    return Err(format!("a positional bind at byte {i}: name it after its field"));
+                } else {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
     }
-    Parts { binds, tail: rest }
-}
-
-/// Splits `sql` at its first bind `$<n>`: the text before, `n`, the rest.
-pub(crate) fn next_bind(sql: &str) -> Option<(&str, usize, &str)> {
-    let start = sql.find('$')?;
-    let digits = sql[start + 1..].bytes().take_while(u8::is_ascii_digit).count();
-    let number = sql[start + 1..start + 1 + digits].parse().ok()?;
-    Some((&sql[..start], number, &sql[start + 1 + digits..]))
+    Ok(Parts {
+        binds,
+        tail: &sql[piece..],
+    })
 }
 
 statement! {
@@ -174,7 +281,7 @@ statement! {
     /// pipeline after the statement that locks the user's row, it is read
     /// once the lock is held: the instant of the balance change.
     pub(crate) struct Instant { at: Option<time::OffsetDateTime> = Nullable<Timestamptz> }
-        returns Timestamptz = "SELECT coalesce($1, clock_timestamp())";
+        returns Timestamptz = "SELECT coalesce($at, clock_timestamp())";
 }
 
 statement! {
@@ -184,7 +291,7 @@ statement! {
     /// for the key-share locks that inserts referencing the user hold, such
     /// as another request's idempotency claim: that would be a deadlock.
     pub(crate) struct LockBalance { user: uuid::Uuid = diesel::sql_types::Uuid }
-        returns diesel::sql_types::BigInt = "SELECT point FROM users WHERE id = $1 FOR NO KEY UPDATE";
+        returns diesel::sql_types::BigInt = "SELECT point FROM users WHERE id = $user FOR NO KEY UPDATE";
 }
 
 statement! {
@@ -194,7 +301,7 @@ statement! {
         user: uuid::Uuid = diesel::sql_types::Uuid,
         delta: i64 = diesel::sql_types::BigInt,
         at: time::OffsetDateTime = Timestamptz,
-    } = "UPDATE users SET point = point + $2, updated_at = $3 WHERE id = $1";
+    } = "UPDATE users SET point = point + $delta, updated_at = $at WHERE id = $user";
 }
 
 #[cfg(test)]
@@ -202,10 +309,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binds_are_split_in_order() {
-        assert_eq!(next_bind("a = $1 AND b = $12"), Some(("a = ", 1, " AND b = $12")));
-        assert_eq!(next_bind(" AND b = $12"), Some((" AND b = ", 12, "")));
-        assert_eq!(next_bind("no binds"), None);
+    fn binds_are_split_by_name_and_literals_comments_and_quotes_are_text() {
+        let parts = split_binds(
+            "SELECT '$a', \"$b\", $$ $c $$, $tag$ $d $tag$ -- $e\n/* $f */ FROM t WHERE x = $x::int AND y = $y_2",
+        )
+        .expect("splits");
+        let names: Vec<&str> = parts.binds.iter().map(|(_, name)| *name).collect();
+        assert_eq!(names, ["x", "y_2"]);
+        assert_eq!(parts.tail, "");
+        assert!(parts.binds[0].0.ends_with("WHERE x = "), "{parts:?}");
+        assert_eq!(split_binds("a = 'it''s $not'").expect("splits").binds, []);
+        assert!(split_binds("a = $1").is_err(), "positional binds are refused");
+        assert!(split_binds("a = 'open").is_err());
+        assert!(split_binds("a = $q$ open").is_err());
     }
 
     #[test]
@@ -219,6 +335,10 @@ mod tests {
         assert!(
             sql.starts_with("UPDATE users SET point = point + $1, updated_at = $2 WHERE id = $3"),
             "{sql}"
+        );
+        assert!(
+            sql.contains("binds: [-5, 1970-01-01 0:00:00.0 +00:00:00, 00000000-0000-0000-0000-000000000000]"),
+            "the fields bound by name: {sql}"
         );
     }
 }

@@ -1,5 +1,8 @@
 //! `PgMenuRepository` against a real, freshly migrated database.
 
+use std::sync::Arc;
+
+use coffee_application::CachedMenus;
 use coffee_ports::MenuRepository;
 use coffee_postgres::{PgMenuRepository, PgPool, PgPoolSettings};
 use coffee_test_support::TestDatabase;
@@ -44,7 +47,10 @@ async fn a_new_menu_appears_in_name_order() {
 async fn a_cached_list_is_reread_only_after_its_ttl() {
     let db = TestDatabase::create().await;
     let pool = PgPool::new(&PgPoolSettings::local(db.url())).expect("pool");
-    let cached = PgMenuRepository::with_cache(pool.clone(), std::time::Duration::from_millis(300));
+    let cached = CachedMenus::new(
+        Arc::new(PgMenuRepository::new(pool.clone())),
+        std::time::Duration::from_millis(300),
+    );
     let uncached = PgMenuRepository::new(pool);
     let before = cached.list().await.expect("listed").len();
 

@@ -1,15 +1,18 @@
-//! `PgOrderStore` and `PgPopularMenus` on the real database: atomic payment
-//! under concurrency, idempotency, and exact popularity counts.
+//! `PgOrderStore` and the ranking over `PgSalesStatistics` on the real
+//! database: atomic payment under concurrency, idempotency, and exact
+//! popularity counts.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffee_application::PopularRanking;
+use coffee_application::place_order::decide;
 use coffee_domain::{
     ChargeAmount, ChargeLimits, ChargeOutcome, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope,
     Idempotent, MenuId, OrderRequest, PageSize, PlaceOrderOutcome, Points, UserId,
 };
-use coffee_ports::{OrderStore, PointStore, PopularMenus};
-use coffee_postgres::{PgOrderStore, PgPointStore, PgPool, PgPoolSettings, PgPopularMenus};
+use coffee_ports::{OrderStore, PointStore, StatisticsUpkeep};
+use coffee_postgres::{PgOrderStore, PgPointStore, PgPool, PgPoolSettings, PgSalesStatistics};
 use coffee_test_support::TestDatabase;
 use diesel_async::SimpleAsyncConnection;
 use time::OffsetDateTime;
@@ -23,6 +26,11 @@ fn pool(db: &TestDatabase) -> PgPool {
     let mut settings = PgPoolSettings::local(db.url());
     settings.max_size = 70;
     PgPool::new(&settings).expect("pool")
+}
+
+/// The ranking of the server, over the statistics of `pool`'s database.
+fn ranking(pool: &PgPool) -> PopularRanking {
+    PopularRanking::new(Arc::new(PgSalesStatistics::new(pool.clone())))
 }
 
 fn context(user: Uuid, key: &str, request: &OrderRequest) -> IdempotencyContext {
@@ -61,8 +69,8 @@ async fn order(
     let request = request(items);
     let context = context(user, key, &request);
     let placed = match at.into() {
-        Some(at) => store.place_order_at(context, request, at).await,
-        None => store.place_order(context, request).await,
+        Some(at) => store.place_order_at(context, request, decide, at).await,
+        None => store.place_order(context, request, decide).await,
     };
     placed.expect("answered")
 }
@@ -227,7 +235,7 @@ async fn sixty_four_clients_ordering_one_menu_are_all_counted() {
     let db = TestDatabase::create().await;
     let pool = pool(&db);
     let store = Arc::new(PgOrderStore::new(pool.clone(), Duration::from_secs(5)));
-    let popular = PgPopularMenus::new(pool);
+    let popular = ranking(&pool);
     let mut users = Vec::new();
     for _ in 0..64 {
         users.push(db.insert_user(1_000_000).await);
@@ -284,7 +292,7 @@ impl Rng {
     }
 }
 
-async fn assert_ranking_matches_ground_truth(db: &TestDatabase, popular: &PgPopularMenus, now: OffsetDateTime) {
+async fn assert_ranking_matches_ground_truth(db: &TestDatabase, popular: &PopularRanking, now: OffsetDateTime) {
     let ranking = popular.top_as_of(now, 3).await.expect("ranking");
     let got: Vec<_> = ranking
         .iter()
@@ -305,7 +313,7 @@ async fn random_orders_over_ten_days_rank_exactly_like_the_ground_truth() {
     let db = TestDatabase::create().await;
     let pool = pool(&db);
     let store = PgOrderStore::new(pool.clone(), Duration::from_secs(5));
-    let popular = PgPopularMenus::new(pool);
+    let popular = ranking(&pool);
     let user = db.insert_user(100_000_000).await;
     let menus: Vec<u128> = (1..=10u128)
         .map(|n| 0x0192f0a0_0000_7000_8000_000000000000 + n)
@@ -361,7 +369,10 @@ async fn random_orders_over_ten_days_rank_exactly_like_the_ground_truth() {
     }
 
     // Compacting the shards changes no count.
-    let moved = popular.compact(now).await.expect("compacted");
+    let moved = PgSalesStatistics::new(pool.clone())
+        .compact(now)
+        .await
+        .expect("compacted");
     assert!(moved > 0);
     assert_ranking_matches_ground_truth(&db, &popular, now).await;
     assert_ranking_matches_ground_truth(&db, &popular, now + time::Duration::hours(30)).await;
@@ -435,7 +446,7 @@ async fn a_warm_ranking_still_counts_every_new_order_at_once() {
     let db = TestDatabase::create().await;
     let pool = pool(&db);
     let store = PgOrderStore::new(pool.clone(), Duration::from_secs(5));
-    let popular = PgPopularMenus::new(pool);
+    let popular = ranking(&pool);
     let user = db.insert_user(10_000_000).await;
     // History a day old (settled) and at the window's old edge.
     let now = OffsetDateTime::now_utc();

@@ -1,18 +1,25 @@
-//! `PgPopularMenus` at the window's old edge with a busy edge hour: exact a
-//! second either side of the edge and across the hour boundary, whether the
-//! sums were prepared in the background or loaded by the request, and exact
-//! on every instance as soon as another one places an order.
+//! The server's ranking (`coffee_application::PopularRanking`) over
+//! `PgSalesStatistics` on the real database, at the window's old edge with a
+//! busy edge hour: exact a second either side of the edge and across the
+//! hour boundary, whether the sums were prepared in the background or loaded
+//! by the request, and exact on every instance as soon as another one places
+//! an order. The rules themselves are unit-tested against fakes in
+//! `crates/application/src/popular_ranking/tests.rs`; here the statements'
+//! rows are checked against ground truth queries.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use coffee_application::place_order::decide;
+use coffee_application::{PopularRanking, Prepared};
+use coffee_domain::Menu;
+use coffee_domain::popular::SalesSum;
 use coffee_domain::{
     Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, MenuId, OrderRequest, PlaceOrderOutcome, UserId,
 };
-use coffee_ports::{MenuRepository, OrderStore, PopularMenus};
-use coffee_postgres::popular::Prepared;
-use coffee_postgres::{PgMenuRepository, PgOrderStore, PgPool, PgPoolSettings, PgPopularMenus};
+use coffee_ports::{LiveWindow, MenuRepository, OrderStore, SalesStatistics};
+use coffee_postgres::{PgMenuRepository, PgOrderStore, PgPool, PgPoolSettings, PgSalesStatistics};
 use coffee_test_support::{GroundTruthRow, TestDatabase};
 use diesel::sql_types::Timestamptz;
 use diesel::{QueryableByName, sql_query};
@@ -31,6 +38,11 @@ const SECOND: Duration = Duration::from_secs(1);
 
 fn pool(db: &TestDatabase) -> PgPool {
     PgPool::new(&PgPoolSettings::local(db.url())).expect("pool")
+}
+
+/// An instance's ranking, as the server builds it.
+fn instance(db: &TestDatabase) -> PopularRanking {
+    PopularRanking::new(Arc::new(PgSalesStatistics::new(pool(db))))
 }
 
 /// Bulk orders through `bench/seed_popular.sql`, each call its own batch.
@@ -71,7 +83,7 @@ impl Seeder {
 }
 
 /// The ranking of every menu as of `now`.
-async fn ranking(popular: &PgPopularMenus, now: Option<OffsetDateTime>) -> Vec<GroundTruthRow> {
+async fn ranking(popular: &PopularRanking, now: Option<OffsetDateTime>) -> Vec<GroundTruthRow> {
     let ranked = match now {
         Some(now) => popular.top_as_of(now, 100).await,
         None => popular.top(100).await,
@@ -126,8 +138,8 @@ async fn a_busy_edge_hour_ranks_exactly_a_second_either_side_of_the_edge() {
     for at in edges.into_iter().flat_map(around) {
         seed.order_at(at).await;
     }
-    let cold = PgPopularMenus::new(pool(&db));
-    let warm = PgPopularMenus::new(pool(&db));
+    let cold = instance(&db);
+    let warm = instance(&db);
 
     let inside_a_second = [
         // Up to the next whole second is left out.
@@ -176,7 +188,7 @@ async fn a_busy_edge_hour_ranks_exactly_a_second_either_side_of_the_edge() {
 async fn prepared_sums_carry_the_ranking_over_the_hour_without_a_request_loading() {
     let db = TestDatabase::create().await;
     busy_history(&db).await;
-    let popular = PgPopularMenus::new(pool(&db));
+    let popular = instance(&db);
     // Half a minute before the edge hour E gives way to E + 1 hour.
     let now = E + WEEK + HOUR - Duration::from_secs(30);
 
@@ -229,7 +241,7 @@ async fn place(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity
         key: IdempotencyKey::parse(key).expect("key"),
         fingerprint: Fingerprint::from_bytes([7; 32]),
     };
-    let placed = store.place_order(context, request).await.expect("answered");
+    let placed = store.place_order(context, request, decide).await.expect("answered");
     assert!(matches!(placed.into_inner(), PlaceOrderOutcome::Placed(_)));
 }
 
@@ -246,7 +258,7 @@ async fn every_instance_counts_an_order_placed_through_another_at_once() {
     let lo = now.now - WEEK;
     seed.orders(20_000, lo + Duration::from_secs(120), lo + HOUR).await;
     seed.orders(1_000, lo + HOUR, now.now - HOUR).await;
-    let instances = [PgPopularMenus::new(pool(&db)), PgPopularMenus::new(pool(&db))];
+    let instances = [instance(&db), instance(&db)];
     for instance in &instances {
         instance.prepare().await.expect("prepared");
     }
@@ -291,7 +303,7 @@ async fn every_instance_counts_an_order_placed_through_another_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn shared_rankings_count_every_order_committed_before_the_request() {
     let db = TestDatabase::create().await;
-    let popular = PgPopularMenus::new(pool(&db));
+    let popular = instance(&db);
     popular.prepare().await.expect("prepared");
     let store = PgOrderStore::new(pool(&db), Duration::from_secs(5));
     let user = db.insert_user(10_000_000).await;
@@ -326,4 +338,114 @@ async fn shared_rankings_count_every_order_committed_before_the_request() {
     let rounds = popular.ranking_rounds();
     assert!(rounds < requests, "{requests} requests shared {rounds} ranking queries");
     db.assert_ledger_consistent().await;
+}
+
+/// One order of `quantity` cups of `menu` stamped `at`.
+async fn order_at(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity: i64, at: OffsetDateTime) {
+    let request = OrderRequest::new(&[(MenuId::from_uuid(menu), quantity)]).expect("valid");
+    let context = IdempotencyContext {
+        user_id: UserId::from_uuid(user),
+        scope: IdempotencyScope::OrdersPlace,
+        key: IdempotencyKey::parse(key).expect("key"),
+        fingerprint: Fingerprint::from_bytes([7; 32]),
+    };
+    let placed = store
+        .place_order_at(context, request, decide, at)
+        .await
+        .expect("answered");
+    assert!(matches!(placed.into_inner(), PlaceOrderOutcome::Placed(_)));
+}
+
+fn sums(rows: &[SalesSum]) -> Vec<(OffsetDateTime, Uuid, i64, i64)> {
+    let mut sums: Vec<_> = rows
+        .iter()
+        .map(|s| (s.at, s.menu.as_uuid(), s.quantity, s.order_count))
+        .collect();
+    sums.sort();
+    sums
+}
+
+#[tokio::test]
+async fn the_statistics_rows_sum_hours_seconds_and_live_buckets_exactly() {
+    let db = TestDatabase::create().await;
+    let statistics = PgSalesStatistics::new(pool(&db));
+    let store = PgOrderStore::new(pool(&db), Duration::from_secs(5));
+    let user = db.insert_user(10_000_000).await;
+    let menus = PgMenuRepository::new(pool(&db)).list().await.expect("menus");
+    let (a, b) = (menus[0].id.as_uuid(), menus[1].id.as_uuid());
+    let h = datetime!(2026-11-20 10:00 UTC);
+    let ms = |n: u64| Duration::from_millis(n);
+    for (i, (menu, quantity, at)) in [
+        (a, 1, h - ms(100)),
+        (a, 2, h),
+        (a, 3, h + ms(200)),
+        (b, 4, h + ms(1000)),
+        (a, 5, h + HOUR - ms(500)),
+        (b, 6, h + HOUR),
+        (b, 7, h + HOUR * 3 + ms(1)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        order_at(&store, user, &format!("s{i}"), menu, quantity, at).await;
+    }
+    let second = |n: u64| h + Duration::from_secs(n);
+
+    // Each item in the second its creation rounds up to; `[h, h + 1 h)` only.
+    assert_eq!(
+        sums(&statistics.second_sums(h).await.expect("seconds")),
+        vec![
+            (second(0), a, 2, 1),
+            (second(1), a, 3, 1),
+            (second(1), b, 4, 1),
+            (second(3600), a, 5, 1)
+        ]
+        .tap_sorted()
+    );
+    assert_eq!(
+        sums(&statistics.hour_sums(h, h + HOUR * 3).await.expect("hours")),
+        vec![(h, a, 10, 3), (h, b, 4, 1), (h + HOUR, b, 6, 1)].tap_sorted()
+    );
+
+    // The live buckets start at the first whole hour after `now - length`,
+    // or where the held hours end when they contain it; later buckets count.
+    let now = h + HOUR * 2 + ms(1500);
+    let length = Duration::from_secs(2 * 3600);
+    let live = |held| {
+        statistics.live_sales(LiveWindow {
+            as_of: Some(now),
+            length,
+            held,
+        })
+    };
+    let cold = live(None).await.expect("live");
+    assert_eq!((cold.now, cold.live_from), (now, h + HOUR));
+    assert_eq!(
+        sums(&cold.sales),
+        vec![(h + HOUR, b, 13, 2)],
+        "the hours from h + 1 h on, the one after now included"
+    );
+    let by_id = |mut menus: Vec<Menu>| {
+        menus.sort_by_key(|m| m.id);
+        menus
+    };
+    assert_eq!(by_id(cold.menus), by_id(menus), "every menu");
+    let clock = statistics.clock().await.expect("clock");
+    assert!((cold.db_now - clock).abs() < time::Duration::minutes(1));
+    let held = live(Some((h, h + HOUR * 2))).await.expect("live");
+    assert_eq!(held.live_from, h + HOUR * 2);
+    assert_eq!(sums(&held.sales), vec![(h + HOUR * 2, b, 7, 1)]);
+    let not_reaching = live(Some((h + HOUR * 2, h + HOUR * 3))).await.expect("live");
+    assert_eq!(not_reaching.live_from, h + HOUR);
+}
+
+trait Sorted {
+    fn tap_sorted(self) -> Self;
+}
+
+impl<T: Ord> Sorted for Vec<T> {
+    fn tap_sorted(mut self) -> Self {
+        self.sort();
+        self
+    }
 }

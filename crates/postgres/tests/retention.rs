@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use coffee_ports::{IdempotencyRecords, OutboxStore, PopularMenus};
-use coffee_postgres::{PgIdempotencyRecords, PgOutboxStore, PgPool, PgPoolSettings, PgPopularMenus};
+use coffee_ports::{IdempotencyRecords, OutboxStore, StatisticsUpkeep};
+use coffee_postgres::{PgIdempotencyRecords, PgOutboxStore, PgPool, PgPoolSettings, PgSalesStatistics};
 use coffee_test_support::TestDatabase;
 use diesel_async::SimpleAsyncConnection;
 use time::OffsetDateTime;
@@ -166,7 +166,7 @@ async fn statistics_buckets_go_once_they_start_before_the_cutoff() {
         .await;
     }
 
-    let purged = PgPopularMenus::new(pool(&db)).purge(cutoff).await.expect("purged");
+    let purged = PgSalesStatistics::new(pool(&db)).purge(cutoff).await.expect("purged");
 
     assert_eq!(purged, 2 * 3 + 2 * 2, "both buckets that start before the cutoff");
     let kept = db

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use coffee_application::place_order::decide;
 use coffee_domain::{
     ChargeAmount, ChargeLimits, ChargeOutcome, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope,
     MenuId, OrderRequest, PlaceOrderOutcome, Points, UserId,
@@ -72,8 +73,13 @@ async fn an_order_takes_two_round_trips_paid_short_or_replayed() {
     let (counter, pool) = counted(&db).await;
     let store = PgOrderStore::new(pool, Duration::from_secs(5));
     let user = db.insert_user(1_000_000).await;
-    let place =
-        |key: &'static str| store.place_order(context(user, IdempotencyScope::OrdersPlace, key, 1), two_coffees());
+    let place = |key: &'static str| {
+        store.place_order(
+            context(user, IdempotencyScope::OrdersPlace, key, 1),
+            two_coffees(),
+            decide,
+        )
+    };
     // Each statement is prepared once per connection: warm every path up.
     place("warm-up").await.expect("placed");
     place("warm-up").await.expect("replayed");

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use coffee_application::place_order::decide;
 use coffee_domain::{
     ChargeAmount, ChargeLimits, Cursor, Fingerprint, IdempotencyContext, IdempotencyKey, IdempotencyScope, MenuId,
     OrderRequest, Page, PageSize, PlaceOrderOutcome, PointTransaction, Points, TransactionKind, UserId,
@@ -76,7 +77,11 @@ async fn concurrent_charges_and_orders_leave_a_statement_that_adds_up() {
                 let request =
                     OrderRequest::new(&[(MenuId::from_uuid(Uuid::from_u128(AMERICANO)), 1 + i % 3)]).expect("request");
                 let ctx = context(user, IdempotencyScope::OrdersPlace, format!("o{round}-{i}"));
-                let placed = orders.place_order(ctx, request).await.expect("answered").into_inner();
+                let placed = orders
+                    .place_order(ctx, request, decide)
+                    .await
+                    .expect("answered")
+                    .into_inner();
                 assert!(matches!(placed, PlaceOrderOutcome::Placed(_)), "{placed:?}");
             }));
         }

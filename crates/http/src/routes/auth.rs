@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Authenticated;
 use crate::client_addr::ClientAddr;
 use crate::extract::{ApiJson, OptionalJson};
 use crate::json_time;
 use crate::problem::{ApiError, FieldError, ProblemCode};
+use crate::state::AppState;
 
 /// Longest email or password login will even look at; anything longer cannot
 /// match an account and is refused before any hashing.

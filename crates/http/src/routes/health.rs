@@ -3,8 +3,8 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
-use crate::app::AppState;
 use crate::problem::{ApiError, ProblemCode};
+use crate::state::AppState;
 
 /// Liveness
 ///

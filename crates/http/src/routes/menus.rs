@@ -6,8 +6,8 @@ use coffee_domain::{Menu, PopularMenu};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::problem::ApiError;
+use crate::state::AppState;
 
 /// A menu item as clients see it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

@@ -10,5 +10,6 @@
 pub mod auth;
 pub mod health;
 pub mod menus;
+pub mod metrics;
 pub mod orders;
 pub mod points;

@@ -7,13 +7,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::auth::Authenticated;
 use crate::extract::ApiJson;
 use crate::idempotency::{IdempotencyKeyHeader, mark_replayed, mark_replayed_problem};
 use crate::json_time;
 use crate::pagination::{CursorScope, PageQuery};
 use crate::problem::{ApiError, FieldError, ProblemCode};
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]

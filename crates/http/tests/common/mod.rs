@@ -18,8 +18,9 @@ use coffee_ports::auth::{
 use coffee_ports::clock::MockClock;
 use coffee_ports::health::MockDependencyProbe;
 use coffee_ports::menu::MockMenuRepository;
-use coffee_ports::orders::{MockOrderStore, MockPopularMenus};
+use coffee_ports::orders::MockOrderStore;
 use coffee_ports::points::MockPointStore;
+use coffee_ports::statistics::MockSalesStatistics;
 
 /// Every port, as a fake to set expectations on before [`Fakes::state`].
 #[derive(Default)]
@@ -34,7 +35,7 @@ pub struct Fakes {
     pub codec: MockTokenCodec,
     pub points: MockPointStore,
     pub orders: MockOrderStore,
-    pub popular: MockPopularMenus,
+    pub statistics: MockSalesStatistics,
     pub database_up: bool,
 }
 
@@ -78,7 +79,7 @@ impl Fakes {
             codec: Arc::new(self.codec),
             points: Arc::new(self.points),
             orders: Arc::new(self.orders),
-            popular: Arc::new(self.popular),
+            statistics: Arc::new(self.statistics),
             clock: Arc::new(clock),
         };
         web::Data::new(AppState::build(

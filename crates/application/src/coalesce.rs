@@ -12,6 +12,9 @@
 //! one query per round instead of one per request; when idle, a request runs
 //! its read at once.
 //!
+//! Not about any technology: the ranking ([`crate::PopularRanking`]) and the
+//! menu cache ([`crate::CachedMenus`]) share their reads through it.
+//!
 //! Built on [`futures_util::future::Shared`]: whichever member polls drives
 //! the round, so a member that goes away (a client that disconnects) strands
 //! no one.
@@ -28,7 +31,7 @@ use tokio::sync::Semaphore;
 type Outcome<T> = Result<Arc<T>, Arc<InfraError>>;
 
 /// A read shared by the requests that wait for the same round.
-pub(crate) struct Coalesced<T> {
+pub struct Coalesced<T> {
     open: Arc<Mutex<Option<Round<T>>>>,
     /// One permit: the round running.
     running: Arc<Semaphore>,
@@ -45,6 +48,12 @@ impl<T> std::fmt::Debug for Coalesced<T> {
         f.debug_struct("Coalesced")
             .field("rounds", &self.rounds.load(Ordering::Relaxed))
             .finish_non_exhaustive()
+    }
+}
+
+impl<T: Send + Sync + 'static> Default for Coalesced<T> {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

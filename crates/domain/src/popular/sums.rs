@@ -7,29 +7,28 @@
 //! sums of every later second, so the lower edge is one binary search.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
 
-/// One hour, the statistics bucket's length.
-pub(crate) const HOUR: Duration = Duration::from_secs(3600);
+use super::HOUR;
+use crate::menu::MenuId;
 
 /// Per-menu (cups, orders).
-pub(crate) type Totals = HashMap<Uuid, (i64, i64)>;
+pub type Totals = HashMap<MenuId, (i64, i64)>;
 
 /// Adds `(quantity, order_count)` to `menu`'s entry of `totals`.
-pub(crate) fn add(totals: &mut Totals, menu: Uuid, quantity: i64, order_count: i64) {
+pub fn add(totals: &mut Totals, menu: MenuId, quantity: i64, order_count: i64) {
     let entry = totals.entry(menu).or_default();
     entry.0 += quantity;
     entry.1 += order_count;
 }
 
-/// One menu's sums in one hour (or one second, for [`EdgeHour::new`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Sum {
+/// One menu's sales in one hour (or one second, for [`EdgeHour::new`]):
+/// cups, and orders that contained the menu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SalesSum {
     pub at: OffsetDateTime,
-    pub menu: Uuid,
+    pub menu: MenuId,
     pub quantity: i64,
     pub order_count: i64,
 }
@@ -37,10 +36,10 @@ pub(crate) struct Sum {
 /// Whole hours `[from, to)`: per menu, the sums over `[from, from + k hours)`
 /// for every `k` from 0 to the number of hours.
 #[derive(Debug, Clone)]
-pub(crate) struct SettledHours {
+pub struct SettledHours {
     from: OffsetDateTime,
     hours: usize,
-    prefix: HashMap<Uuid, Vec<(i64, i64)>>,
+    prefix: HashMap<MenuId, Vec<(i64, i64)>>,
 }
 
 impl SettledHours {
@@ -73,10 +72,10 @@ impl SettledHours {
 
     /// These hours and `[to, until)`, whose buckets are `sums` (each `at`
     /// in that range; others are ignored).
-    pub fn extended(&self, until: OffsetDateTime, sums: &[Sum]) -> Self {
+    pub fn extended(&self, until: OffsetDateTime, sums: &[SalesSum]) -> Self {
         let added = usize::try_from((until - self.to()).whole_seconds().max(0) / 3600).unwrap_or_default();
         let hours = self.hours + added;
-        let mut deltas: HashMap<Uuid, Vec<(i64, i64)>> = HashMap::new();
+        let mut deltas: HashMap<MenuId, Vec<(i64, i64)>> = HashMap::new();
         for sum in sums {
             let offset = (sum.at - self.to()).whole_seconds();
             let Some(k) = usize::try_from(offset).ok().map(|s| s / 3600).filter(|k| *k < added) else {
@@ -146,26 +145,26 @@ impl SettledHours {
 /// seconds in order and, for each, per menu the sums of that second and every
 /// later one.
 #[derive(Debug)]
-pub(crate) struct EdgeHour {
+pub struct EdgeHour {
     /// Unix seconds, ascending.
     seconds: Vec<i64>,
-    menus: Vec<Uuid>,
+    menus: Vec<MenuId>,
     /// `after[i * menus.len() + m]`: menu `m`'s sums from `seconds[i]` on.
     after: Vec<(i64, i64)>,
 }
 
 /// `t` rounded up to a whole Unix second.
-pub(crate) fn ceil_second(t: OffsetDateTime) -> i64 {
+pub fn ceil_second(t: OffsetDateTime) -> i64 {
     t.unix_timestamp() + i64::from(t.nanosecond() > 0)
 }
 
 impl EdgeHour {
     /// From per-second sums, each `at` a whole second (items rounded up).
-    pub fn new(sums: &[Sum]) -> Self {
+    pub fn new(sums: &[SalesSum]) -> Self {
         let mut seconds: Vec<i64> = sums.iter().map(|s| s.at.unix_timestamp()).collect();
         seconds.sort_unstable();
         seconds.dedup();
-        let mut menus: Vec<Uuid> = sums.iter().map(|s| s.menu).collect();
+        let mut menus: Vec<MenuId> = sums.iter().map(|s| s.menu).collect();
         menus.sort_unstable();
         menus.dedup();
         let width = menus.len();
@@ -214,11 +213,14 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const A: Uuid = Uuid::from_u128(1);
-    const B: Uuid = Uuid::from_u128(2);
+    use std::time::Duration;
+    use uuid::Uuid;
 
-    fn sum(at: OffsetDateTime, menu: Uuid, quantity: i64, order_count: i64) -> Sum {
-        Sum {
+    const A: MenuId = MenuId::from_uuid(Uuid::from_u128(1));
+    const B: MenuId = MenuId::from_uuid(Uuid::from_u128(2));
+
+    fn sum(at: OffsetDateTime, menu: MenuId, quantity: i64, order_count: i64) -> SalesSum {
+        SalesSum {
             at,
             menu,
             quantity,
@@ -264,7 +266,7 @@ mod tests {
         );
 
         // A new menu in a new hour, then the oldest hour dropped.
-        let c = Uuid::from_u128(3);
+        let c = MenuId::from_uuid(Uuid::from_u128(3));
         let later = hours
             .extended(
                 h0 + HOUR * 5,
