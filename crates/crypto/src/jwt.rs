@@ -49,6 +49,22 @@ struct VerificationKey {
     key: DecodingKey,
 }
 
+impl Claims {
+    /// What is signed for `claims` by `issuer` for `audience`.
+    fn of(claims: &TokenClaims, issuer: &str, audience: &str) -> Self {
+        Self {
+            iss: issuer.to_owned(),
+            aud: audience.to_owned(),
+            sub: claims.user_id.as_uuid(),
+            jti: claims.token_id.as_uuid(),
+            sid: claims.session_id.as_uuid(),
+            typ: claims.kind.as_str().to_owned(),
+            iat: claims.issued_at.unix_timestamp(),
+            exp: claims.expires_at.unix_timestamp(),
+        }
+    }
+}
+
 /// Signs with one symmetric key and verifies with it and the previous ones.
 #[derive(Clone)]
 pub struct JwtCodec {
@@ -139,16 +155,7 @@ impl JwtCodec {
 
 impl TokenCodec for JwtCodec {
     fn encode(&self, claims: &TokenClaims) -> Result<String, InfraError> {
-        let body = Claims {
-            iss: self.issuer.clone(),
-            aud: self.audience.clone(),
-            sub: claims.user_id.as_uuid(),
-            jti: claims.token_id.as_uuid(),
-            sid: claims.session_id.as_uuid(),
-            typ: claims.kind.as_str().to_owned(),
-            iat: claims.issued_at.unix_timestamp(),
-            exp: claims.expires_at.unix_timestamp(),
-        };
+        let body = Claims::of(claims, &self.issuer, &self.audience);
         let header = Header {
             kid: Some(self.key_id.clone()),
             ..Header::new(Algorithm::HS256)
@@ -210,16 +217,7 @@ mod tests {
 
     /// The claims the codec would sign for `claims`, to sign another way.
     fn body_of(claims: &TokenClaims) -> Claims {
-        Claims {
-            iss: "coffee".into(),
-            aud: "coffee-api".into(),
-            sub: claims.user_id.as_uuid(),
-            jti: claims.token_id.as_uuid(),
-            sid: claims.session_id.as_uuid(),
-            typ: claims.kind.as_str().to_owned(),
-            iat: claims.issued_at.unix_timestamp(),
-            exp: claims.expires_at.unix_timestamp(),
-        }
+        Claims::of(claims, "coffee", "coffee-api")
     }
 
     fn b64(value: &serde_json::Value) -> String {
