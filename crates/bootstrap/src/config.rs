@@ -200,27 +200,10 @@ impl Config {
             None if !is_loopback(&bind_addr) => return Err(ConfigError::DevKeyOffLoopback { bind_addr }),
             None => DEV_JWT_SECRET.to_owned(),
         };
-        if jwt_secret.len() < MIN_JWT_SECRET_BYTES {
-            return Err(ConfigError::Invalid {
-                name: "JWT_SECRET",
-                reason: format!("it must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
-            });
-        }
-        let previous_secrets = get("JWT_PREVIOUS_SECRETS")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|secret| !secret.is_empty())
-            .map(|secret| {
-                if secret.len() < MIN_JWT_SECRET_BYTES {
-                    Err(ConfigError::Invalid {
-                        name: "JWT_PREVIOUS_SECRETS",
-                        reason: format!("each key must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
-                    })
-                } else {
-                    Ok(SecretString::from(secret.to_owned()))
-                }
-            })
+        let jwt_secret = signing_key("JWT_SECRET", &jwt_secret)?;
+        let previous_secrets = comma_list(&get, "JWT_PREVIOUS_SECRETS")
+            .iter()
+            .map(|secret| signing_key("JWT_PREVIOUS_SECRETS", secret))
             .collect::<Result<Vec<_>, _>>()?;
         let log_format = log_format(&get)?;
         let base_pool = base_pool(&get)?;
@@ -271,7 +254,7 @@ impl Config {
             redis: redis_settings(&get)?,
             auth: AuthConfig {
                 jwt: JwtSettings {
-                    secret: SecretString::from(jwt_secret),
+                    secret: jwt_secret,
                     previous_secrets,
                     issuer: get("JWT_ISSUER").unwrap_or_else(|| "coffee".to_owned()),
                     audience: get("JWT_AUDIENCE").unwrap_or_else(|| "coffee-api".to_owned()),
@@ -449,14 +432,11 @@ fn base_pool(get: &impl Fn(&str) -> Option<String>) -> Result<PgPoolSettings, Co
 
 /// `CORS_ALLOWED_ORIGINS`: comma-separated origins (`https://shop.example.com`).
 fn cors_allowed_origins(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<String>, ConfigError> {
-    get("CORS_ALLOWED_ORIGINS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|origin| !origin.is_empty())
+    comma_list(get, "CORS_ALLOWED_ORIGINS")
+        .into_iter()
         .map(|origin| {
-            if coffee_http::is_cors_origin(origin) {
-                Ok(origin.to_owned())
+            if coffee_http::is_cors_origin(&origin) {
+                Ok(origin)
             } else {
                 Err(ConfigError::Invalid {
                     name: "CORS_ALLOWED_ORIGINS",
@@ -467,6 +447,28 @@ fn cors_allowed_origins(get: &impl Fn(&str) -> Option<String>) -> Result<Vec<Str
             }
         })
         .collect()
+}
+
+/// The non-empty, trimmed entries of the comma-separated variable `name`.
+fn comma_list(get: &impl Fn(&str) -> Option<String>, name: &str) -> Vec<String> {
+    get(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A signing key, refused when shorter than [`MIN_JWT_SECRET_BYTES`].
+fn signing_key(name: &'static str, secret: &str) -> Result<SecretString, ConfigError> {
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError::Invalid {
+            name,
+            reason: format!("every key must be at least {MIN_JWT_SECRET_BYTES} bytes long"),
+        });
+    }
+    Ok(SecretString::from(secret.to_owned()))
 }
 
 fn default_hash_concurrency() -> usize {
