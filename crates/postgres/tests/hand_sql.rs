@@ -5,13 +5,19 @@
 use coffee_postgres::sql::hand_written;
 use coffee_test_support::TestDatabase;
 
-#[tokio::test]
-async fn every_hand_written_statement_prepares_against_the_schema() {
-    let db = TestDatabase::create().await;
+/// A plain client of `db`, to prepare statements without running them.
+async fn connect(db: &TestDatabase) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
         .await
         .expect("connects");
     tokio::spawn(connection);
+    client
+}
+
+#[tokio::test]
+async fn every_hand_written_statement_prepares_against_the_schema() {
+    let db = TestDatabase::create().await;
+    let client = connect(&db).await;
 
     let mut failures = Vec::new();
     let mut prepared = 0;
@@ -36,10 +42,7 @@ async fn every_hand_written_statement_prepares_against_the_schema() {
 #[tokio::test]
 async fn a_statement_with_a_renamed_column_fails_to_prepare() {
     let db = TestDatabase::create().await;
-    let (client, connection) = tokio_postgres::connect(db.url(), tokio_postgres::NoTls)
-        .await
-        .expect("connects");
-    tokio::spawn(connection);
+    let client = connect(&db).await;
     client
         .batch_execute("ALTER TABLE users RENAME COLUMN point TO points")
         .await
