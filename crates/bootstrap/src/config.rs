@@ -119,6 +119,10 @@ pub struct OutboxConfig {
     pub relay: RelaySettings,
     /// The longest pause between polls when there is nothing to send.
     pub idle_poll_max: Duration,
+    /// Whether this instance runs a relay (`OUTBOX_RELAY_ENABLED`): off on
+    /// instances that only serve, as long as another instance relays, and
+    /// for instruction counts of requests alone (`bench/instructions.bench.sh`).
+    pub relay_enabled: bool,
 }
 
 /// The periodic jobs every instance runs.
@@ -133,6 +137,8 @@ pub struct HousekeepingConfig {
     /// How long popular-menu statistics are kept (at least the ranking's
     /// 7 days and the hour its edge reads).
     pub statistics_retention: Duration,
+    /// How often the pool, outbox and relay gauges are sampled for `/metrics`.
+    pub gauge_sample_interval: Duration,
 }
 
 /// Why the configuration is unusable. The message names the variable.
@@ -293,6 +299,7 @@ impl Config {
                     },
                 },
                 idle_poll_max: Duration::from_millis(number(&get, "OUTBOX_IDLE_POLL_MAX_MS", 500)?),
+                relay_enabled: number(&get, "OUTBOX_RELAY_ENABLED", true)?,
             },
             housekeeping: HousekeepingConfig {
                 idempotency_retention: Duration::from_secs(number(&get, "IDEMPOTENCY_RETENTION_SECS", 24 * 3600)?),
@@ -308,6 +315,7 @@ impl Config {
                     7 * 24 * 3600,
                 )?),
                 statistics_retention: Duration::from_secs(number(&get, "STATISTICS_RETENTION_SECS", 8 * 24 * 3600)?),
+                gauge_sample_interval: Duration::from_millis(number(&get, "METRICS_SAMPLE_INTERVAL_MS", 5_000)?.max(1)),
             },
         };
         if config.housekeeping.statistics_retention < coffee_application::MIN_STATISTICS_RETENTION {

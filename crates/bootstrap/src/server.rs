@@ -155,6 +155,7 @@ impl Application {
             OutboxAdmin::new(Arc::new(PgOutboxStore::new(background_pg.clone()))),
             Arc::clone(&relay.counters),
             metrics,
+            config.housekeeping.gauge_sample_interval,
         )));
         let http = &config.http;
         let listener = TcpListener::bind(&http.bind_addr).with_context(|| format!("binding {}", http.bind_addr))?;
@@ -314,8 +315,13 @@ fn start_relay(config: &OutboxConfig, pg: &PgPool) -> anyhow::Result<RelayHandle
         Arc::new(rand::random::<f64>),
     );
     let counters = relay.counters();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(relay_loop(relay, stopped, config.idle_poll_max));
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let task = if config.relay_enabled {
+        tokio::spawn(relay_loop(relay, stopped, config.idle_poll_max))
+    } else {
+        tracing::info!("OUTBOX_RELAY_ENABLED=false: this instance delivers no order events");
+        tokio::spawn(async move { while !*stopped.borrow_and_update() && stopped.changed().await.is_ok() {} })
+    };
     Ok(RelayHandle { task, stop, counters })
 }
 
@@ -350,17 +356,19 @@ async fn relay_loop(relay: RelayOutbox, mut stop: tokio::sync::watch::Receiver<b
     }
 }
 
-/// Every 5 seconds: connection-pool usage, the outbox backlog and this
-/// relay's totals as metrics, and the recorder's upkeep.
+/// Every `interval` (`METRICS_SAMPLE_INTERVAL_MS`, 5 s): connection-pool
+/// usage, the outbox backlog and this relay's totals as metrics, and the
+/// recorder's upkeep.
 async fn sample_gauges(
     pg: PgPool,
     redis: RedisPool,
     outbox: OutboxAdmin,
     relay: Arc<RelayCounters>,
     handle: metrics_exporter_prometheus::PrometheusHandle,
+    interval: std::time::Duration,
 ) {
     use std::sync::atomic::Ordering;
-    let mut ticker = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut ticker = tokio::time::interval(interval);
     loop {
         ticker.tick().await;
         let (pg_used, pg_size) = pg.usage();
