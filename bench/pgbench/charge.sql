@@ -11,7 +11,9 @@
 \set k random(1, 1000000000000)
 \set amount 1
 BEGIN;
-SELECT state, fingerprint, outcome FROM claim_idempotency_key(bench_user(:u), 'points.charge', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('points.charge 1'::bytea), 5000);
+SELECT set_config('lock_timeout', '5000', true);
+INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) VALUES (bench_user(:u), 'points.charge', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('points.charge 1'::bytea), 'null'::jsonb) ON CONFLICT DO NOTHING RETURNING true;
+SET LOCAL lock_timeout TO DEFAULT;
 SELECT point AS before FROM users WHERE id = bench_user(:u) FOR NO KEY UPDATE \gset
 SELECT coalesce(NULL::timestamptz, clock_timestamp()) AS at \gset
 \set balance :before + :amount

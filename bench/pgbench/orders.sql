@@ -12,7 +12,9 @@
 \set k random(1, 1000000000000)
 \set q 1
 BEGIN;
-SELECT state, fingerprint, outcome FROM claim_idempotency_key(bench_user(:u), 'orders.place', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('orders.place Americano x1'::bytea), 5000);
+SELECT set_config('lock_timeout', '5000', true);
+INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) VALUES (bench_user(:u), 'orders.place', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('orders.place Americano x1'::bytea), 'null'::jsonb) ON CONFLICT DO NOTHING RETURNING true;
+SET LOCAL lock_timeout TO DEFAULT;
 SELECT id AS menu_id, name AS menu_name, price FROM menus WHERE id = ANY (ARRAY[bench_menu(1)]) \gset
 SELECT point AS before FROM users WHERE id = bench_user(:u) FOR NO KEY UPDATE \gset
 SELECT coalesce(NULL::timestamptz, clock_timestamp()) AS at \gset

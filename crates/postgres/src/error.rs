@@ -4,11 +4,10 @@
 //! over only the message, which the server translates into its
 //! `lc_messages` language (`ko_KR` is common where this API's users are).
 //! So nothing here matches English text:
-//! - a lock wait that runs out is caught inside the database by its
-//!   condition name (`claim_idempotency_key`, migration 4);
-//! - a statement timeout is recognised by the text the server itself used
-//!   for one, learned on every new connection ([`learn_statement_timeout`]),
-//!   whatever its language.
+//! - a statement timeout and a lock wait that runs out are recognised by the
+//!   texts the server itself used for them, learned once per pool on
+//!   throwaway connections ([`learn_statement_timeout`],
+//!   [`learn_lock_timeout`]), whatever its language.
 
 use std::sync::{Mutex, RwLock};
 use std::time::Instant;
@@ -30,29 +29,50 @@ pub const DEPENDENCY: &str = "database";
 /// facts about the servers, shared by every pool.
 static STATEMENT_TIMEOUT_TEXTS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
-/// Remembers `text` as what a statement timeout says on some connection.
-pub(crate) fn learn_statement_timeout(text: &str) {
-    let known = STATEMENT_TIMEOUT_TEXTS
+/// The same for a lock wait cut by `lock_timeout` (SQLSTATE 55P03): how the
+/// idempotency claim tells a duplicate still in flight
+/// ([`crate::idempotency`]) without a subtransaction to catch it in.
+static LOCK_TIMEOUT_TEXTS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+fn learn(texts: &RwLock<Vec<String>>, text: &str) {
+    let known = texts
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .any(|t| t == text);
     if !known {
-        let mut texts = STATEMENT_TIMEOUT_TEXTS
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut texts = texts.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !texts.iter().any(|t| t == text) {
             texts.push(text.to_owned());
         }
     }
 }
 
-fn is_statement_timeout(text: &str) -> bool {
-    STATEMENT_TIMEOUT_TEXTS
+fn known(texts: &RwLock<Vec<String>>, text: &str) -> bool {
+    texts
         .read()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .iter()
         .any(|t| t == text)
+}
+
+/// Remembers `text` as what a statement timeout says on some connection.
+pub(crate) fn learn_statement_timeout(text: &str) {
+    learn(&STATEMENT_TIMEOUT_TEXTS, text);
+}
+
+fn is_statement_timeout(text: &str) -> bool {
+    known(&STATEMENT_TIMEOUT_TEXTS, text)
+}
+
+/// Remembers `text` as what a lock timeout says on some connection.
+pub(crate) fn learn_lock_timeout(text: &str) {
+    learn(&LOCK_TIMEOUT_TEXTS, text);
+}
+
+/// Whether `error` is a lock wait cut by `lock_timeout`.
+pub(crate) fn is_lock_timeout(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) if known(&LOCK_TIMEOUT_TEXTS, info.message()))
 }
 
 /// When a connection last met a server that no longer takes writes
@@ -144,7 +164,7 @@ pub fn from_pool(error: PoolError) -> InfraError {
     InfraError::unavailable(DEPENDENCY, anyhow::Error::new(error).context("no database connection"))
 }
 
-/// Connection-level failures and statement timeouts are `Unavailable`;
+/// Connection-level failures, statement and lock timeouts are `Unavailable`;
 /// everything else (constraint violations the adapter did not expect,
 /// decoding errors, bugs) is `Unexpected`.
 pub fn from_diesel(error: DieselError) -> InfraError {
@@ -168,7 +188,8 @@ fn is_connection_failure(error: &DieselError) -> bool {
             matches!(
                 kind,
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-            ) || (matches!(kind, DatabaseErrorKind::Unknown) && is_statement_timeout(info.message()))
+            ) || (matches!(kind, DatabaseErrorKind::Unknown)
+                && (is_statement_timeout(info.message()) || known(&LOCK_TIMEOUT_TEXTS, info.message())))
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,

@@ -13,11 +13,13 @@ use std::time::Duration;
 
 use coffee_domain::{IdempotencyContext, Idempotent};
 use coffee_ports::{IdempotencyConflict, IdempotencyError, IdempotencyRecords, InfraError};
+use diesel::OptionalExtension as _;
 use diesel::QueryResult;
 use diesel::connection::TransactionManagerStatus;
-use diesel::sql_types::{Bytea, Integer, Interval, Jsonb, Nullable, Text};
+use diesel::sql_types::{Bool, Bytea, Interval, Jsonb, Text};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
-use futures_util::future::{BoxFuture, try_join, try_join_all, try_join3};
+use futures_util::FutureExt as _;
+use futures_util::future::{BoxFuture, try_join_all, try_join3};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,17 +29,44 @@ use crate::pool::{PgConnection, PgPool};
 use crate::sql::{Begin, Commit, Rollback, TakeTransactionId, statement};
 
 statement! {
-    /// Claims a key: one call of `claim_idempotency_key` (migration 4), which
-    /// waits at most `wait_ms` for a concurrent duplicate and tells a wait
-    /// that ran out by its SQLSTATE, so no error text is interpreted here.
+    /// Claims a key: a row comes back when the key is ours. A concurrent
+    /// duplicate's insert waits on the primary key until the first
+    /// transaction ends, at most the transaction's `lock_timeout` (the
+    /// idempotency wait, set just before); then it inserts nothing, and the
+    /// outcome the first stored is read by [`StoredOutcome`]. No
+    /// subtransaction: a wait that runs out aborts the transaction, and
+    /// [`crate::error::is_lock_timeout`] tells it by the server's own text.
     struct ClaimKey {
         user: uuid::Uuid = diesel::sql_types::Uuid,
         scope: String = Text,
         key: String = Text,
         fingerprint: Vec<u8> = Bytea,
-        wait_ms: i32 = Integer,
-    } returns (Text, Nullable<Bytea>, Nullable<Jsonb>)
-        = "SELECT state, fingerprint, outcome FROM claim_idempotency_key($user, $scope, $key, $fingerprint, $wait_ms)";
+    } returns Bool
+        = "INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) \
+           VALUES ($user, $scope, $key, $fingerprint, 'null'::jsonb) ON CONFLICT DO NOTHING RETURNING true";
+}
+
+statement! {
+    /// How long the claim may wait for a duplicate in flight, for the rest
+    /// of the transaction (`SET LOCAL`).
+    struct ClaimWait { wait: String = Text } returns Text = "SELECT set_config('lock_timeout', $wait, true)";
+}
+
+statement! {
+    /// Lock waits after the claim are bounded as the session's are
+    /// (`lock_timeout`'s value when no `SET` ran).
+    struct EndClaimWait {} = "SET LOCAL lock_timeout TO DEFAULT";
+}
+
+statement! {
+    /// The record of a key the claim found taken: its fingerprint and
+    /// stored outcome (none when it was purged meanwhile).
+    struct StoredOutcome {
+        user: uuid::Uuid = diesel::sql_types::Uuid,
+        scope: String = Text,
+        key: String = Text,
+    } returns (Bytea, Jsonb)
+        = "SELECT fingerprint, outcome FROM idempotency_keys WHERE user_id = $user AND scope = $scope AND key = $key";
 }
 
 statement! {
@@ -75,23 +104,20 @@ pub(crate) trait IdempotentWrite: Send + Sync {
     ) -> Result<(Self::Outcome, Batch<'c>), InfraError>;
 }
 
-/// Reads a claim's answer.
+/// Reads the record of a key the claim found taken.
 fn interpret<T: DeserializeOwned>(
     context: &IdempotencyContext,
-    (state, fingerprint, outcome): (String, Option<Vec<u8>>, Option<serde_json::Value>),
-) -> Result<Option<T>, IdempotencyError> {
-    match (state.as_str(), fingerprint, outcome) {
-        ("fresh", _, _) => Ok(None),
-        ("in_use", _, _) => Err(IdempotencyConflict::KeyInUse.into()),
-        ("stored", Some(fingerprint), _) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
+    stored: Option<(Vec<u8>, serde_json::Value)>,
+) -> Result<T, IdempotencyError> {
+    match stored {
+        Some((fingerprint, _)) if fingerprint.as_slice() != context.fingerprint.as_bytes().as_slice() => {
             Err(IdempotencyConflict::KeyReused.into())
         }
-        ("stored", Some(_), Some(outcome)) => serde_json::from_value(outcome).map(Some).map_err(|e| {
+        Some((_, outcome)) => serde_json::from_value(outcome).map_err(|e| {
             InfraError::Unexpected(anyhow::Error::new(e).context("stored idempotent outcome is unreadable")).into()
         }),
-        (state, _, _) => {
-            Err(InfraError::Unexpected(anyhow::anyhow!("claim_idempotency_key answered {state:?}")).into())
-        }
+        // Purged between the claim and the read: try again later.
+        None => Err(IdempotencyConflict::KeyInUse.into()),
     }
 }
 
@@ -205,22 +231,40 @@ async fn transact<W: IdempotentWrite>(
     operation: &W,
 ) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool) {
     let mut q = conn;
+    let (user, scope, key) = (
+        context.user_id.as_uuid(),
+        context.scope.as_str().to_owned(),
+        context.key.as_str().to_owned(),
+    );
     let claim = ClaimKey {
-        user: context.user_id.as_uuid(),
-        scope: context.scope.as_str().to_owned(),
-        key: context.key.as_str().to_owned(),
+        user,
+        scope: scope.clone(),
+        key: key.clone(),
         fingerprint: context.fingerprint.as_bytes().to_vec(),
-        wait_ms: i32::try_from(wait.as_millis()).unwrap_or(i32::MAX),
     };
-    let first = try_join3(Begin {}.execute(&mut q), claim.get_result(&mut q), operation.read(conn)).await;
-    let decided = first
-        .map_err(|e| IdempotencyError::from(error::from_diesel(e)))
-        .and_then(|(_, claimed, reads)| match interpret(context, claimed)? {
-            Some(stored) => Ok(Err(stored)),
-            None => Ok(Ok(operation.write(conn, reads)?)),
-        });
+    // Sent together, in this order: one round trip.
+    let begin = Begin {}.execute(&mut q);
+    let claim_wait = ClaimWait {
+        wait: wait.as_millis().max(1).to_string(),
+    }
+    .get_result::<String>(&mut q);
+    let claimed = claim.load::<bool>(&mut q);
+    let end_claim_wait = EndClaimWait {}.execute(&mut q);
+    let reads = operation.read(conn);
+    let (began, claim_wait, claimed, end_claim_wait, reads) =
+        futures_util::future::join5(begin, claim_wait, claimed, end_claim_wait, reads).await;
+    let decided = match (began.and(claim_wait), claimed) {
+        // A duplicate still holds the key after the wait.
+        (Ok(_), Err(e)) if error::is_lock_timeout(&e) => Err(IdempotencyConflict::KeyInUse.into()),
+        (Err(e), _) | (_, Err(e)) => Err(IdempotencyError::from(error::from_diesel(e))),
+        (Ok(_), Ok(fresh)) if !fresh.is_empty() => end_claim_wait
+            .and(reads)
+            .map_err(|e| IdempotencyError::from(error::from_diesel(e)))
+            .and_then(|reads| Ok(Some(operation.write(conn, reads)?))),
+        (Ok(_), Ok(_)) => Ok(None),
+    };
     match decided {
-        Ok(Ok((outcome, writes))) => {
+        Ok(Some((outcome, writes))) => {
             let stored = match serde_json::to_value(&outcome) {
                 Ok(json) => json,
                 Err(e) => {
@@ -230,9 +274,9 @@ async fn transact<W: IdempotentWrite>(
                 }
             };
             let store = StoreOutcome {
-                user: context.user_id.as_uuid(),
-                scope: context.scope.as_str().to_owned(),
-                key: context.key.as_str().to_owned(),
+                user,
+                scope,
+                key,
                 outcome: stored,
             };
             let last = try_join3(try_join_all(writes), store.execute(&mut q), Commit {}.execute(&mut q));
@@ -243,15 +287,23 @@ async fn transact<W: IdempotentWrite>(
                 Err(_) => (Err(error::commit_wait_exceeded(commit_deadline).into()), false),
             }
         }
-        // A replay commits a transaction that holds an id, so that its
-        // commit waits for the synchronous standby like any write: the
-        // stored outcome is answered only once the standby has everything up
-        // to it, even when the first answer was a `503` because that wait
+        // Taken, by a request that has ended: its record is read in a
+        // statement of its own, which sees the commit a duplicate waited
+        // for. The transaction (which wrote nothing) commits with an id, so
+        // that the commit waits for the synchronous standby like any write:
+        // a stored outcome is answered only once the standby has everything
+        // up to it, even when the first answer was a `503` because that wait
         // was cancelled ([`run`]).
-        Ok(Err(stored)) => {
-            let ended = try_join(TakeTransactionId {}.execute(&mut q), Commit {}.execute(&mut q));
+        Ok(None) => {
+            let ended = try_join3(
+                StoredOutcome { user, scope, key }
+                    .get_result::<(Vec<u8>, serde_json::Value)>(&mut q)
+                    .map(|read| read.optional()),
+                TakeTransactionId {}.execute(&mut q),
+                Commit {}.execute(&mut q),
+            );
             match tokio::time::timeout(commit_deadline, ended).await {
-                Ok(Ok(_)) => (Ok(Idempotent::Replayed(stored)), true),
+                Ok(Ok((stored, _, _))) => (interpret(context, stored).map(Idempotent::Replayed), true),
                 Ok(Err(e)) => (Err(error::from_diesel(e).into()), false),
                 Err(_) => (Err(error::commit_wait_exceeded(commit_deadline).into()), false),
             }

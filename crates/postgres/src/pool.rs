@@ -270,10 +270,10 @@ fn on_runtime(
     }
 }
 
-/// Provokes one statement timeout on a throwaway connection and remembers
-/// the server's text for it, in the server's own language (see [`error`]).
-/// The connection is closed afterwards, so no pooled connection ever runs
-/// with the probe's 1 ms timeout.
+/// Provokes one statement timeout and one lock timeout on throwaway
+/// connections and remembers the server's texts for them, in the server's
+/// own language (see [`error`]). The connections are closed afterwards, so
+/// no pooled connection ever runs with the probes' 1 ms timeouts.
 async fn learn_statement_timeout_text(target: &PgTarget, timeout: Duration) -> Result<(), ()> {
     let probe = async {
         let mut conn = target.connect(timeout).await?;
@@ -281,16 +281,32 @@ async fn learn_statement_timeout_text(target: &PgTarget, timeout: Duration) -> R
         match conn.batch_execute("SELECT pg_sleep(0.05)").await {
             Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
                 error::learn_statement_timeout(info.message());
+            }
+            Err(other) => return Err(other.into()),
+            Ok(()) => return Err(anyhow::anyhow!("a 1 ms statement timeout did not cancel a 50 ms sleep")),
+        }
+        // A session-level advisory lock held by one connection, asked for by
+        // a second that waits at most 1 ms for it.
+        let key = i64::from_le_bytes(uuid::Uuid::new_v4().as_u64_pair().0.to_le_bytes());
+        let mut holder = target.connect(timeout).await?;
+        holder.batch_execute(&format!("SELECT pg_advisory_lock({key})")).await?;
+        conn.batch_execute("SET statement_timeout = 0; SET lock_timeout = 1")
+            .await?;
+        match conn.batch_execute(&format!("SELECT pg_advisory_lock({key})")).await {
+            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
+                error::learn_lock_timeout(info.message());
                 anyhow::Ok(())
             }
             Err(other) => Err(other.into()),
-            Ok(()) => Err(anyhow::anyhow!("a 1 ms statement timeout did not cancel a 50 ms sleep")),
+            Ok(()) => Err(anyhow::anyhow!(
+                "a 1 ms lock timeout did not cut a wait for a held lock"
+            )),
         }
     };
     probe.await.map_err(|e| {
         tracing::warn!(
             error = format!("{e:#}"),
-            "could not learn the server's statement-timeout message; will try again"
+            "could not learn the server's statement- and lock-timeout messages; will try again"
         );
     })
 }

@@ -141,3 +141,69 @@ async fn a_charge_takes_two_round_trips_credited_or_over_the_limit() {
     assert!(over <= CHARGE_ROUND_TRIPS, "a refused charge took {over} round trips");
     assert!(credited >= 1, "the counter sees the charge's traffic");
 }
+
+/// An order's and a charge's transactions, read back from the WAL
+/// (pg_walinspect): no subtransaction (the idempotency claim once caught a
+/// duplicate's wait in an `EXCEPTION` block), and so no multixact on the
+/// user's row, which the claim's foreign-key lock taken by a subtransaction
+/// and the payment's update by its parent made PostgreSQL record on every
+/// order and charge.
+#[tokio::test]
+async fn an_order_and_a_charge_commit_without_subtransactions_or_multixacts() {
+    let db = TestDatabase::create().await;
+    db.connect()
+        .await
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        .await
+        .expect("pg_walinspect");
+    let pool = PgPool::new(&PgPoolSettings::local(db.url())).expect("pool");
+    let orders = PgOrderStore::new(pool.clone(), Duration::from_secs(5));
+    let points = PgPointStore::new(pool, Duration::from_secs(5));
+    let user = db.insert_user(1_000_000).await;
+    let flushed = "SELECT (pg_current_wal_flush_lsn() - '0/0'::pg_lsn)::bigint AS n";
+    let start = db.count(flushed).await;
+
+    let placed = orders
+        .place_order(
+            context(user, IdempotencyScope::OrdersPlace, "wal", 1),
+            two_coffees(),
+            decide,
+        )
+        .await
+        .expect("answered");
+    assert!(matches!(placed.into_inner(), PlaceOrderOutcome::Placed(_)));
+    let limits = ChargeLimits {
+        max_amount: Points::new(1_000_000).expect("points"),
+        max_balance: Points::new(100_000_000).expect("points"),
+    };
+    let amount = ChargeAmount::new(5_000, &limits).expect("amount");
+    let charged = points
+        .charge(context(user, IdempotencyScope::PointsCharge, "wal", 2), amount, limits)
+        .await
+        .expect("answered");
+    assert!(matches!(charged.into_inner(), ChargeOutcome::Charged(_)));
+
+    let end = db.count(flushed).await;
+    let records = |filter: &str| {
+        format!(
+            "SELECT count(*) AS n FROM pg_get_wal_records_info('0/0'::pg_lsn + {start}, '0/0'::pg_lsn + {end}) w \
+             WHERE w.xid IN (SELECT xmin FROM orders WHERE user_id = '{user}' \
+                             UNION SELECT xmin FROM point_transactions WHERE user_id = '{user}' AND type = 'ADD') \
+             AND {filter}"
+        )
+    };
+    let commits = db
+        .count(&records(
+            "w.resource_manager = 'Transaction' AND w.record_type = 'COMMIT'",
+        ))
+        .await;
+    let with_subtransactions = db
+        .count(&records(
+            "w.resource_manager = 'Transaction' AND w.description LIKE '%subxacts%'",
+        ))
+        .await;
+    let multixacts = db.count(&records("w.resource_manager = 'MultiXact'")).await;
+    assert_eq!(commits, 2, "the WAL holds both commits");
+    assert_eq!(with_subtransactions, 0, "a commit listed subtransactions");
+    assert_eq!(multixacts, 0, "the transactions recorded multixacts");
+}
