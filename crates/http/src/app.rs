@@ -4,15 +4,14 @@
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{Condition, ErrorHandlers, from_fn};
+use actix_web::middleware::{Condition, ErrorHandlers};
 use actix_web::{App, web};
-use tracing_actix_web::TracingLogger;
 use utoipa::OpenApi as _;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::extract;
 use crate::metrics::RouteTemplates;
-use crate::middleware::{CoffeeRootSpan, problem_fallback, request_context};
+use crate::middleware::{RequestLifecycle, RouteLabel, problem_fallback};
 use crate::openapi::ApiDoc;
 use crate::problem::{ApiError, ProblemCode};
 use crate::routes::{auth, health, menus, metrics, orders, points};
@@ -33,17 +32,29 @@ macro_rules! api_routes {
         /// the API document and its page on a public listener.
         pub fn routes(cfg: &mut web::ServiceConfig, listener: Listener) {
             $(if listener.serves($path) {
-                cfg.service(web::resource($path)$(.route(web::$method().to($($handler)::+)))+);
+                cfg.service(
+                    web::resource($path)
+                        .app_data(RouteLabel($path))
+                        $(.route(web::$method().to($($handler)::+)))+,
+                );
             })+
             if listener == Listener::Admin {
                 return;
             }
             let [openapi, docs, docs_assets] = DOCUMENT_ROUTES;
-            cfg.service(web::resource(openapi).route(web::get().to(openapi_json)));
+            cfg.service(
+                web::resource(openapi)
+                    .app_data(RouteLabel(openapi))
+                    .route(web::get().to(openapi_json)),
+            );
             cfg.service(SwaggerUi::new(docs_assets).config(
                 utoipa_swagger_ui::Config::new([openapi]).persist_authorization(true),
             ));
-            cfg.service(web::resource(docs).route(web::get().to(docs_redirect)));
+            cfg.service(
+                web::resource(docs)
+                    .app_data(RouteLabel(docs))
+                    .route(web::get().to(docs_redirect)),
+            );
         }
 
         /// The operations of every routed handler; [`crate::openapi::ApiDoc`]
@@ -204,8 +215,7 @@ pub fn build_app_with(
             cors,
             ErrorHandlers::new().default_handler(problem_fallback),
         ))
-        .wrap(TracingLogger::<CoffeeRootSpan>::new())
-        .wrap(from_fn(request_context))
+        .wrap(RequestLifecycle)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -74,7 +74,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// The request's client address, as [`crate::middleware::request_context`]
+/// The request's client address, as [`crate::middleware::RequestLifecycle`]
 /// resolved it (`None` without a peer address, as in some tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);

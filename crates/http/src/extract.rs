@@ -111,7 +111,7 @@ fn read_body(
 }
 
 /// The body stalled: `408` (and the connection is closed, see
-/// [`crate::middleware::request_context`]).
+/// [`crate::middleware::RequestLifecycle`]).
 fn body_timed_out() -> ApiError {
     ApiError::new(
         ProblemCode::RequestTimeout,

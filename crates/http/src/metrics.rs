@@ -12,8 +12,11 @@
 //! registered templates plus `unmatched` ([`route_label`]), statuses are the
 //! numbers the service itself answered with.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use actix_web::http::{Method, StatusCode};
-use metrics::Label;
+use metrics::{Counter, Histogram, Label};
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -74,14 +77,36 @@ impl RouteTemplates {
 
 /// One finished request, labelled by folded method, route template and
 /// status (see the module documentation for why each is bounded).
+///
+/// The two series of a label set are looked up in the recorder once per
+/// worker thread and kept ([`REQUEST_SERIES`]): a lookup builds the key, hashes
+/// its labels and searches the registry, several times the cost of counting.
+/// The label sets are bounded (see above), so the cache is too.
 pub fn record_request(method: &Method, route: &'static str, status: StatusCode, seconds: f64) {
-    let labels = [
-        Label::from_static_parts("method", method_label(method)),
-        Label::from_static_parts("route", route),
-        Label::new("status", status.as_u16().to_string()),
-    ];
-    metrics::counter!(HTTP_REQUESTS, labels.iter()).increment(1);
-    metrics::histogram!(HTTP_DURATION, labels.iter()).record(seconds);
+    let key = (method_label(method), route, status.as_u16());
+    REQUEST_SERIES.with_borrow_mut(|series| {
+        let (count, duration) = series.entry(key).or_insert_with(|| {
+            let labels = [
+                Label::from_static_parts("method", key.0),
+                Label::from_static_parts("route", key.1),
+                Label::new("status", key.2.to_string()),
+            ];
+            (
+                metrics::counter!(HTTP_REQUESTS, labels.iter()),
+                metrics::histogram!(HTTP_DURATION, labels.iter()),
+            )
+        });
+        count.increment(1);
+        duration.record(seconds);
+    });
+}
+
+/// A request's label set: folded method, route template, status.
+type RequestLabels = (&'static str, &'static str, u16);
+
+thread_local! {
+    /// The series [`record_request`] has used on this thread.
+    static REQUEST_SERIES: RefCell<HashMap<RequestLabels, (Counter, Histogram)>> = RefCell::new(HashMap::new());
 }
 
 /// A response replayed from an idempotency record.

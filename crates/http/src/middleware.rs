@@ -1,19 +1,22 @@
 //! Request ids, request spans, the per-request log line, and the problem+json
 //! fallback for errors actix produces on its own.
 
+use std::future::{Future, Ready, ready};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::middleware::{ErrorHandlerResponse, Next};
+use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{Error, HttpMessage, ResponseError, web};
 
 use crate::state::AppState;
 use tracing::Span;
-use tracing_actix_web::RootSpanBuilder;
 
 use crate::client_addr::ClientAddr;
 use crate::extract::MAX_BODY_BYTES;
@@ -21,66 +24,210 @@ use crate::problem::{ApiError, PROBLEM_JSON, ProblemCode};
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The id of the request being served: the client's `x-request-id` when it is
-/// a sane token, a new UUID otherwise.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// When the request arrived, for the latency in the request log line.
+/// The route template a resource serves, registered as that resource's data
+/// (`app.rs`): read back from the answered request for the metrics' label,
+/// where asking actix for the matched pattern walks the router again.
 #[derive(Debug, Clone, Copy)]
-struct RequestStart(Instant);
+pub struct RouteLabel(pub &'static str);
 
-/// The route template the request matched (one of a fixed set, see
-/// [`crate::metrics::RouteTemplates::label`]), for the metrics' label.
-#[derive(Debug, Clone, Copy)]
-struct RoutePattern(&'static str);
-
-/// Accepts ids of 1 to 128 visible ASCII characters; anything else could
-/// pollute logs, so it is replaced.
-fn client_request_id(req: &ServiceRequest) -> Option<String> {
-    let value = req.headers().get(X_REQUEST_ID)?.to_str().ok()?;
-    let ok = (1..=128).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_graphic());
-    ok.then(|| value.to_owned())
+/// The client's `x-request-id` when it is a sane token (1 to 128 visible
+/// ASCII characters; anything else could pollute logs), a new UUID
+/// otherwise.
+fn request_id(req: &ServiceRequest) -> HeaderValue {
+    if let Some(value) = req.headers().get(X_REQUEST_ID)
+        && (1..=128).contains(&value.len())
+        && value.as_bytes().iter().all(u8::is_ascii_graphic)
+    {
+        return value.clone();
+    }
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-/// Outermost middleware: assigns the request id and start time, and echoes the
-/// id on every response, error or not. (The `HttpRequest` must not be cloned
-/// here: routing needs to be its only owner.)
-pub async fn request_context(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = client_request_id(&req).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    req.extensions_mut().insert(RequestId(id.clone()));
-    let client = req.peer_addr().map(|peer| {
-        req.app_data::<web::Data<AppState>>().map_or(peer.ip(), |state| {
-            state.trusted_proxies.client_address(peer.ip(), req.headers())
-        })
-    });
-    req.extensions_mut().insert(ClientAddr(client));
-    req.extensions_mut().insert(RequestStart(Instant::now()));
-    // Refused before any route reads it, whatever the route: no body this
-    // service takes is anywhere near the limit.
-    let declared_too_large = req
-        .headers()
+/// Whether the request declares a body larger than any this service takes:
+/// refused before any route reads it.
+fn declared_too_large(req: &ServiceRequest) -> bool {
+    req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
-        .is_some_and(|len| len > MAX_BODY_BYTES);
-    let mut response = if declared_too_large {
-        let problem = ApiError::new(
-            ProblemCode::PayloadTooLarge,
-            format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
+        .is_some_and(|len| len > MAX_BODY_BYTES)
+}
+
+/// Root span of every request: method, route template, request id, the
+/// client's address (behind trusted proxies, see [`crate::client_addr`]),
+/// and the authenticated user once known (`Span::current().record("user_id", ..)`).
+/// Method and route are the metrics' bounded labels, not the raw request
+/// line: an invented method of any length is logged as `OTHER`. The fields
+/// are only worked out when the span is recorded at all (`RUST_LOG` at
+/// `info` or finer for this crate): a disabled span costs nothing.
+fn root_span(req: &ServiceRequest, id: &HeaderValue, client: Option<IpAddr>) -> Span {
+    let span = tracing::info_span!(
+        "http_request",
+        method = crate::metrics::method_label(req.method()),
+        route = tracing::field::Empty,
+        request_id = tracing::field::Empty,
+        client_ip = tracing::field::Empty,
+        user_id = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record("route", route_before_routing(req));
+        span.record("request_id", id.to_str().unwrap_or_default());
+        span.record(
+            "client_ip",
+            tracing::field::display(client.map(|ip| ip.to_string()).unwrap_or_default()),
         );
-        req.into_response(problem.error_response()).map_into_right_body()
-    } else {
-        // Handlers' and extractors' errors arrive here as responses already
-        // (actix converts them where they occur), so they get the header too.
-        next.call(req).await?.map_into_left_body()
-    };
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(X_REQUEST_ID, value);
     }
+    span
+}
+
+/// The route label of a request not routed yet (it walks the router).
+fn route_before_routing(req: &ServiceRequest) -> &'static str {
+    req.app_data::<crate::metrics::RouteTemplates>()
+        .map_or(crate::metrics::UNMATCHED, |templates| {
+            templates.label(req.match_pattern().as_deref())
+        })
+}
+
+/// The route label of an answered request: its resource's [`RouteLabel`],
+/// else (Swagger UI's assets, no route at all) the router's answer.
+fn route_of(request: &actix_web::HttpRequest) -> &'static str {
+    if let Some(label) = request.app_data::<RouteLabel>() {
+        return label.0;
+    }
+    request
+        .app_data::<crate::metrics::RouteTemplates>()
+        .map_or(crate::metrics::UNMATCHED, |templates| {
+            templates.label(request.match_pattern().as_deref())
+        })
+}
+
+/// Outermost middleware, one layer for everything every request needs: the
+/// request id (echoed on every response, error or not), the client's
+/// address, the root span and the one `request completed` line, the
+/// request metrics, the refusal of declared oversize bodies, and closing
+/// connections while draining. One hand-written layer, not a chain of
+/// generic ones: nothing is boxed, and the request's extensions get one
+/// entry. (The `HttpRequest` must not be cloned here: routing needs to be
+/// its only owner.)
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestLifecycle;
+
+impl<S, B> Transform<S, ServiceRequest> for RequestLifecycle
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Transform = RequestLifecycleService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(RequestLifecycleService { service }))
+    }
+}
+
+/// [`RequestLifecycle`] around the application.
+#[derive(Debug)]
+pub struct RequestLifecycleService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for RequestLifecycleService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    B: MessageBody,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = Error;
+    type Future = RequestLifecycleFuture<S::Future>;
+
+    actix_service::forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let client = req.peer_addr().map(|peer| {
+            req.app_data::<web::Data<AppState>>().map_or(peer.ip(), |state| {
+                state.trusted_proxies.client_address(peer.ip(), req.headers())
+            })
+        });
+        req.extensions_mut().insert(ClientAddr(client));
+        let span = root_span(&req, &id, client);
+        let (refused, serving) = if declared_too_large(&req) {
+            let problem = ApiError::new(
+                ProblemCode::PayloadTooLarge,
+                format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
+            );
+            (Some(req.into_response(problem.error_response())), None)
+        } else {
+            // Handlers' and extractors' errors arrive as responses already
+            // (actix converts them where they occur), so they get the id too.
+            (None, Some(span.in_scope(|| self.service.call(req))))
+        };
+        RequestLifecycleFuture {
+            serving,
+            refused,
+            span,
+            id,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request in [`RequestLifecycle`]: the application's future, polled
+    /// inside the root span.
+    pub struct RequestLifecycleFuture<F> {
+        #[pin]
+        serving: Option<F>,
+        refused: Option<ServiceResponse>,
+        span: Span,
+        id: HeaderValue,
+        started: Instant,
+    }
+}
+
+impl<F, B> Future for RequestLifecycleFuture<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+    B: MessageBody,
+{
+    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let outcome = match (this.refused.take(), this.serving.as_pin_mut()) {
+            (Some(refused), _) => Ok(refused.map_into_right_body()),
+            (None, Some(serving)) => match serving.poll(cx) {
+                Poll::Ready(outcome) => outcome.map(ServiceResponse::map_into_left_body),
+                Poll::Pending => return Poll::Pending,
+            },
+            (None, None) => unreachable!("a request future polled after it completed"),
+        };
+        let response = match outcome {
+            Ok(mut response) => {
+                answered(&mut response, this.id.clone(), *this.started);
+                response
+            }
+            Err(error) => {
+                log_completed(error.as_response_error().status_code(), 0.0);
+                return Poll::Ready(Err(error));
+            }
+        };
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The response's part of [`RequestLifecycle`]: the id header, closing the
+/// connection while draining or after a stalled body, the metrics and the
+/// log line.
+fn answered<B>(response: &mut ServiceResponse<B>, id: HeaderValue, started: Instant) {
+    response.headers_mut().insert(X_REQUEST_ID, id);
     // While draining, every client is asked to reconnect (to another
     // instance, once the balancer has seen this one is not ready). After a
     // body that stalled (`408`), what is left of it would be read as the
@@ -95,77 +242,20 @@ pub async fn request_context(
             .head_mut()
             .set_connection_type(ConnectionType::Close);
     }
-    Ok(response)
+    let seconds = started.elapsed().as_secs_f64();
+    let request = response.request();
+    crate::metrics::record_request(request.method(), route_of(request), response.status(), seconds);
+    log_completed(response.status(), seconds * 1000.0);
 }
 
-/// Root span of every request: method, route template, request id, the
-/// client's address (behind trusted proxies, see [`crate::client_addr`]),
-/// and the authenticated user once known (`Span::current().record("user_id", ..)`).
-/// When the request ends it emits the one `request completed` line. Method
-/// and route are the metrics' bounded labels, not the raw request line: an
-/// invented method of any length is logged as `OTHER`.
-#[derive(Debug)]
-pub struct CoffeeRootSpan;
-
-impl RootSpanBuilder for CoffeeRootSpan {
-    fn on_request_start(request: &ServiceRequest) -> Span {
-        let request_id = request
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.0.clone())
-            .unwrap_or_default();
-        // Resolved once here (it walks the router) and kept for the metrics.
-        let route = request
-            .app_data::<crate::metrics::RouteTemplates>()
-            .map_or(crate::metrics::UNMATCHED, |templates| {
-                templates.label(request.match_pattern().as_deref())
-            });
-        request.extensions_mut().insert(RoutePattern(route));
-        let client_ip = request
-            .extensions()
-            .get::<ClientAddr>()
-            .and_then(|c| c.0)
-            .map(|ip| ip.to_string())
-            .unwrap_or_default();
-        tracing::info_span!(
-            "http_request",
-            method = crate::metrics::method_label(request.method()),
-            route = route,
-            request_id = %request_id,
-            client_ip = %client_ip,
-            user_id = tracing::field::Empty,
-        )
-    }
-
-    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
-        let (status, latency_ms) = match outcome {
-            Ok(response) => {
-                let request = response.request();
-                let started = request.extensions().get::<RequestStart>().copied();
-                let latency = started.map(|s| s.0.elapsed().as_secs_f64() * 1000.0);
-                let route = request
-                    .extensions()
-                    .get::<RoutePattern>()
-                    .map_or(crate::metrics::UNMATCHED, |r| r.0);
-                crate::metrics::record_request(
-                    request.method(),
-                    route,
-                    response.status(),
-                    latency.unwrap_or_default() / 1000.0,
-                );
-                (response.status(), latency)
-            }
-            Err(error) => (error.as_response_error().status_code(), None),
-        };
-        let _entered = span.enter();
-        let latency_ms = latency_ms.unwrap_or_default();
-        if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(status = status.as_u16(), latency_ms, "request completed");
-        } else if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
-        } else {
-            tracing::info!(status = status.as_u16(), latency_ms, "request completed");
-        }
+/// The one `request completed` line, at a level by its status.
+fn log_completed(status: StatusCode, latency_ms: f64) {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(status = status.as_u16(), latency_ms, "request completed");
+    } else if status.is_server_error() {
+        tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
+    } else {
+        tracing::info!(status = status.as_u16(), latency_ms, "request completed");
     }
 }
 

@@ -50,7 +50,10 @@ pub struct TimedIo<T> {
     head: Vec<u8>,
     /// Its last four bytes, to see where it ends.
     tail: [u8; 4],
+    /// The connection's timer, made once and moved for each head.
     deadline: Option<Pin<Box<Sleep>>>,
+    /// Whether a head is being timed.
+    armed: bool,
 }
 
 impl<T> TimedIo<T> {
@@ -62,32 +65,35 @@ impl<T> TimedIo<T> {
             head: Vec::new(),
             tail: [0; 4],
             deadline: None,
+            armed: false,
         }
     }
 
-    /// Follows the framing through bytes just read.
+    /// Follows the framing through bytes just read: a few vector searches
+    /// per read, not a step per byte (this runs under every request).
     fn observe(&mut self, mut bytes: &[u8]) {
-        while let Some((&first, rest)) = bytes.split_first() {
+        while !bytes.is_empty() {
             match self.framing {
                 Framing::Between => {
-                    bytes = rest;
                     // Empty lines before a request line are allowed.
-                    if first != b'\r' && first != b'\n' {
-                        self.framing = Framing::Head;
-                        self.head.clear();
-                        self.head.push(first);
-                        self.tail = [0, 0, 0, first];
-                        self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
-                    }
+                    let Some(start) = bytes.iter().position(|b| *b != b'\r' && *b != b'\n') else {
+                        return;
+                    };
+                    bytes = &bytes[start..];
+                    self.framing = Framing::Head;
+                    self.head.clear();
+                    self.tail = [0; 4];
+                    self.arm();
                 }
                 Framing::Head => {
+                    let end = head_end(&self.tail, bytes);
+                    let (head, rest) = bytes.split_at(end.unwrap_or(bytes.len()));
+                    let room = MAX_HEAD.saturating_sub(self.head.len());
+                    self.head.extend_from_slice(&head[..head.len().min(room)]);
+                    self.tail = last_four(self.tail, head);
                     bytes = rest;
-                    if self.head.len() < MAX_HEAD {
-                        self.head.push(first);
-                    }
-                    self.tail = [self.tail[1], self.tail[2], self.tail[3], first];
-                    if &self.tail == b"\r\n\r\n" {
-                        self.deadline = None;
+                    if end.is_some() {
+                        self.armed = false;
                         self.framing = self.after_head();
                     }
                 }
@@ -101,28 +107,38 @@ impl<T> TimedIo<T> {
                         Framing::Body(left)
                     };
                 }
-                Framing::Opaque => bytes = &[],
+                Framing::Opaque => return,
             }
         }
     }
 
+    /// Starts timing a head: the one timer of the connection, moved.
+    fn arm(&mut self) {
+        let at = tokio::time::Instant::now() + self.timeout;
+        match self.deadline.as_mut() {
+            Some(deadline) => deadline.as_mut().reset(at),
+            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
+        }
+        self.armed = true;
+    }
+
     /// What follows a complete head: its body, by its headers.
     fn after_head(&self) -> Framing {
-        let text = String::from_utf8_lossy(&self.head);
         let mut length = 0u64;
-        for line in text.split("\r\n").skip(1) {
-            let Some((name, value)) = line.split_once(':') else {
+        // Header lines, after the request line.
+        for line in self.head.split(|b| *b == b'\n').skip(1) {
+            let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
             };
-            let name = name.trim();
-            if name.eq_ignore_ascii_case("transfer-encoding") {
+            let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+            if name.eq_ignore_ascii_case(b"transfer-encoding") {
                 return Framing::Opaque;
             }
-            if name.eq_ignore_ascii_case("content-length") {
-                match value.trim().parse() {
-                    Ok(n) => length = n,
+            if name.eq_ignore_ascii_case(b"content-length") {
+                match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                    Some(n) => length = n,
                     // actix-http refuses such a request; nothing to time.
-                    Err(_) => return Framing::Opaque,
+                    None => return Framing::Opaque,
                 }
             }
         }
@@ -134,10 +150,35 @@ impl<T> TimedIo<T> {
     }
 }
 
+/// Where the head ends in `bytes` (just past its blank line), when it does:
+/// the blank line may begin in the bytes read before (`tail`, the head's
+/// last four bytes so far).
+fn head_end(tail: &[u8; 4], bytes: &[u8]) -> Option<usize> {
+    const END: &[u8; 4] = b"\r\n\r\n";
+    let mut joined = [0u8; 7];
+    joined[..3].copy_from_slice(&tail[1..]);
+    let first = bytes.len().min(4);
+    joined[3..3 + first].copy_from_slice(&bytes[..first]);
+    if let Some(at) = memchr::memmem::find(&joined[..3 + first], END) {
+        return Some(at + 4 - 3);
+    }
+    memchr::memmem::find(bytes, END).map(|at| at + 4)
+}
+
+/// The last four bytes of `tail` followed by `bytes`.
+fn last_four(tail: [u8; 4], bytes: &[u8]) -> [u8; 4] {
+    let mut out = tail;
+    let take = bytes.len().min(4);
+    out.rotate_left(take);
+    out[4 - take..].copy_from_slice(&bytes[bytes.len() - take..]);
+    out
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(deadline) = this.deadline.as_mut()
+        if this.armed
+            && let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Err(io::Error::new(
@@ -230,7 +271,7 @@ mod tests {
             .expect("two requests");
         read_some(&mut server).await.expect("both");
         assert_eq!(server.framing, Framing::Between);
-        assert!(server.deadline.is_none());
+        assert!(!server.armed);
         // A body that trickles in is not timed here (the application does).
         client
             .write_all(b"POST /c HTTP/1.1\r\ncontent-length: 4\r\n\r\nab")
@@ -242,6 +283,41 @@ mod tests {
         client.write_all(b"cd").await.expect("rest");
         read_some(&mut server).await.expect("no timeout inside a body");
         assert_eq!(server.framing, Framing::Between);
+    }
+
+    /// The framing after a stream read in pieces, cut anywhere (the end of a
+    /// head straddling two reads above all), is the framing after it whole.
+    #[tokio::test(start_paused = true)]
+    async fn the_framing_does_not_depend_on_where_reads_cut_the_stream() {
+        let stream: &[u8] = b"\r\nPOST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+            GET /b HTTP/1.1\r\nHost: y\r\n\r\nPOST /c HTTP/1.1\r\ncontent-length: 3\r\n\r\nab";
+        let observed = |cuts: &[usize]| {
+            let mut io = TimedIo::new(tokio::io::empty(), TIMEOUT);
+            let mut from = 0;
+            for &to in cuts.iter().chain([&stream.len()]) {
+                io.observe(&stream[from..to]);
+                from = to;
+            }
+            (io.framing, io.armed, io.head.clone())
+        };
+        let whole = observed(&[]);
+        assert_eq!(whole.0, Framing::Body(1));
+        assert!(!whole.1);
+        assert!(whole.2.starts_with(b"POST /c"));
+        for a in 0..stream.len() {
+            assert_eq!(observed(&[a]), whole, "cut at {a}");
+            for b in a..stream.len().min(a + 6) {
+                assert_eq!(observed(&[a, b]), whole, "cuts at {a} and {b}");
+            }
+        }
+        let bytewise: Vec<usize> = (1..stream.len()).collect();
+        assert_eq!(observed(&bytewise), whole);
+        // Stopped inside a head: it is being timed.
+        let mut io = TimedIo::new(tokio::io::empty(), TIMEOUT);
+        io.observe(b"GET /d HTTP/1.1\r\nHost: z\r\n\r");
+        assert_eq!((io.framing, io.armed), (Framing::Head, true));
+        io.observe(b"\n");
+        assert_eq!((io.framing, io.armed), (Framing::Between, false));
     }
 
     #[tokio::test(start_paused = true)]
