@@ -27,11 +27,11 @@ pub struct CachedMenus {
     inner: Arc<dyn MenuRepository>,
     ttl: Duration,
     cached: Arc<RwLock<Option<CachedList>>>,
-    refresh: Arc<Coalesced<Vec<Menu>>>,
+    refresh: Arc<Coalesced<Arc<[Menu]>>>,
 }
 
 /// The list and when its read began.
-type CachedList = (Instant, Vec<Menu>);
+type CachedList = (Instant, Arc<[Menu]>);
 
 impl CachedMenus {
     pub fn new(inner: Arc<dyn MenuRepository>, ttl: Duration) -> Self {
@@ -45,17 +45,17 @@ impl CachedMenus {
 }
 
 /// The cached list if it is younger than `ttl`.
-fn fresh(cached: &RwLock<Option<CachedList>>, ttl: Duration) -> Option<Vec<Menu>> {
+fn fresh(cached: &RwLock<Option<CachedList>>, ttl: Duration) -> Option<Arc<[Menu]>> {
     let cached = cached.read().unwrap_or_else(PoisonError::into_inner);
     cached
         .as_ref()
         .filter(|(read_at, _)| read_at.elapsed() < ttl)
-        .map(|(_, menus)| menus.clone())
+        .map(|(_, menus)| Arc::clone(menus))
 }
 
 #[async_trait]
 impl MenuRepository for CachedMenus {
-    async fn list(&self) -> Result<Vec<Menu>, InfraError> {
+    async fn list(&self) -> Result<Arc<[Menu]>, InfraError> {
         if self.ttl.is_zero() {
             return self.inner.list().await;
         }
@@ -72,11 +72,11 @@ impl MenuRepository for CachedMenus {
                 }
                 let read_at = Instant::now();
                 let menus = inner.list().await?;
-                *cached.write().unwrap_or_else(PoisonError::into_inner) = Some((read_at, menus.clone()));
+                *cached.write().unwrap_or_else(PoisonError::into_inner) = Some((read_at, Arc::clone(&menus)));
                 Ok(menus)
             })
             .await?;
-        Ok(Vec::clone(&menus))
+        Ok(Arc::clone(&*menus))
     }
 }
 
@@ -108,7 +108,7 @@ mod tests {
         repo.expect_list().returning(move || {
             let n = reads.fetch_add(1, Ordering::SeqCst) + 1;
             std::thread::sleep(delay);
-            Ok(menus(n))
+            Ok(menus(n).into())
         });
         repo
     }
@@ -168,7 +168,7 @@ mod tests {
             if std::mem::take(&mut first) {
                 Err(InfraError::unavailable("database", anyhow::anyhow!("down")))
             } else {
-                Ok(menus(1))
+                Ok(menus(1).into())
             }
         });
         let cache = CachedMenus::new(Arc::new(repo), Duration::from_secs(60));

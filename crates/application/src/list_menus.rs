@@ -24,7 +24,7 @@ impl ListMenus {
     }
 
     #[tracing::instrument(name = "list_menus", skip(self))]
-    pub async fn execute(&self) -> Result<Vec<Menu>, ListMenusError> {
+    pub async fn execute(&self) -> Result<Arc<[Menu]>, ListMenusError> {
         Ok(self.menus.list().await?)
     }
 }
@@ -48,11 +48,11 @@ mod tests {
         let expected = vec![menu("Americano", 4_000), menu("Latte", 4_500)];
         let mut repo = MockMenuRepository::new();
         let returned = expected.clone();
-        repo.expect_list().times(1).return_once(move || Ok(returned));
+        repo.expect_list().times(1).return_once(move || Ok(returned.into()));
 
         let menus = ListMenus::new(Arc::new(repo)).execute().await.expect("listed");
 
-        assert_eq!(menus, expected);
+        assert_eq!(*menus, *expected);
     }
 
     #[tokio::test]

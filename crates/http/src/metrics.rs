@@ -13,7 +13,6 @@
 //! numbers the service itself answered with.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 use actix_web::http::{Method, StatusCode};
 use metrics::{Counter, Histogram, Label};
@@ -81,32 +80,63 @@ impl RouteTemplates {
 /// The two series of a label set are looked up in the recorder once per
 /// worker thread and kept ([`REQUEST_SERIES`]): a lookup builds the key, hashes
 /// its labels and searches the registry, several times the cost of counting.
-/// The label sets are bounded (see above), so the cache is too.
+/// The label sets are bounded (see above), so the cache is too; it is a list
+/// searched by the labels' addresses (each label is one of a fixed set of
+/// `'static` strings), which the few sets a worker meets make faster than
+/// hashing.
 pub fn record_request(method: &Method, route: &'static str, status: StatusCode, seconds: f64) {
-    let key = (method_label(method), route, status.as_u16());
+    let key = RequestLabels {
+        method: method_label(method),
+        route,
+        status: status.as_u16(),
+    };
     REQUEST_SERIES.with_borrow_mut(|series| {
-        let (count, duration) = series.entry(key).or_insert_with(|| {
-            let labels = [
-                Label::from_static_parts("method", key.0),
-                Label::from_static_parts("route", key.1),
-                Label::new("status", key.2.to_string()),
-            ];
-            (
-                metrics::counter!(HTTP_REQUESTS, labels.iter()),
-                metrics::histogram!(HTTP_DURATION, labels.iter()),
-            )
-        });
+        let at = match series.iter().position(|(known, _)| known.is(&key)) {
+            Some(at) => at,
+            None => {
+                let labels = [
+                    Label::from_static_parts("method", key.method),
+                    Label::from_static_parts("route", key.route),
+                    Label::new("status", key.status.to_string()),
+                ];
+                let handles = (
+                    metrics::counter!(HTTP_REQUESTS, labels.iter()),
+                    metrics::histogram!(HTTP_DURATION, labels.iter()),
+                );
+                series.push((key, handles));
+                series.len() - 1
+            }
+        };
+        let (_, (count, duration)) = &series[at];
         count.increment(1);
         duration.record(seconds);
     });
 }
 
-/// A request's label set: folded method, route template, status.
-type RequestLabels = (&'static str, &'static str, u16);
+/// A request's label set.
+#[derive(Debug, Clone, Copy)]
+struct RequestLabels {
+    method: &'static str,
+    route: &'static str,
+    status: u16,
+}
+
+impl RequestLabels {
+    /// The same set: the same status and the same strings, compared by
+    /// address first (the common case) and by content when the addresses
+    /// differ, so two copies of one label still share their series.
+    fn is(&self, other: &Self) -> bool {
+        self.status == other.status && same(self.route, other.route) && same(self.method, other.method)
+    }
+}
+
+fn same(a: &'static str, b: &'static str) -> bool {
+    std::ptr::eq(a, b) || a == b
+}
 
 thread_local! {
     /// The series [`record_request`] has used on this thread.
-    static REQUEST_SERIES: RefCell<HashMap<RequestLabels, (Counter, Histogram)>> = RefCell::new(HashMap::new());
+    static REQUEST_SERIES: RefCell<Vec<(RequestLabels, (Counter, Histogram))>> = const { RefCell::new(Vec::new()) };
 }
 
 /// A response replayed from an idempotency record.

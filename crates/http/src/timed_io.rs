@@ -54,6 +54,8 @@ pub struct TimedIo<T> {
     deadline: Option<Pin<Box<Sleep>>>,
     /// Whether a head is being timed.
     armed: bool,
+    /// Whether the timer is set for the head being timed.
+    timer_set: bool,
 }
 
 impl<T> TimedIo<T> {
@@ -66,6 +68,7 @@ impl<T> TimedIo<T> {
             tail: [0; 4],
             deadline: None,
             armed: false,
+            timer_set: false,
         }
     }
 
@@ -112,21 +115,46 @@ impl<T> TimedIo<T> {
         }
     }
 
-    /// Starts timing a head: the one timer of the connection, moved.
+    /// Starts timing a head. The timer itself is only set when a read ends
+    /// inside the head ([`TimedIo::start_timer`]): a head that arrives in
+    /// one read, as nearly all do, never touches it.
     fn arm(&mut self) {
-        let at = tokio::time::Instant::now() + self.timeout;
-        match self.deadline.as_mut() {
-            Some(deadline) => deadline.as_mut().reset(at),
-            None => self.deadline = Some(Box::pin(tokio::time::sleep_until(at))),
-        }
         self.armed = true;
+        self.timer_set = false;
+    }
+
+    /// Sets the connection's one timer (made once, moved for each head
+    /// after) to the timeout from now, and registers for its wake-up.
+    /// Whether it has already run out.
+    fn start_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let at = tokio::time::Instant::now() + self.timeout;
+        let deadline = match self.deadline.as_mut() {
+            Some(deadline) => {
+                deadline.as_mut().reset(at);
+                deadline
+            }
+            None => self.deadline.insert(Box::pin(tokio::time::sleep_until(at))),
+        };
+        self.timer_set = true;
+        deadline.as_mut().poll(cx).is_ready()
     }
 
     /// What follows a complete head: its body, by its headers.
     fn after_head(&self) -> Framing {
         let mut length = 0u64;
-        // Header lines, after the request line.
-        for line in self.head.split(|b| *b == b'\n').skip(1) {
+        // Header lines, after the request line; only two names matter, so
+        // a line is looked into only when its first letter could start one.
+        let mut start = match memchr::memchr(b'\n', &self.head) {
+            Some(end) => end + 1,
+            None => return Framing::Between,
+        };
+        while start < self.head.len() {
+            let end = memchr::memchr(b'\n', &self.head[start..]).map_or(self.head.len(), |at| start + at);
+            let line = &self.head[start..end];
+            start = end + 1;
+            if !matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) {
+                continue;
+            }
             let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
             };
@@ -177,19 +205,27 @@ fn last_four(tail: [u8; 4], bytes: &[u8]) -> [u8; 4] {
 impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        let timed_out = || {
+            Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the request headers did not arrive within HTTP_REQUEST_TIMEOUT_MS",
+            )))
+        };
         if this.armed
+            && this.timer_set
             && let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the request headers did not arrive within HTTP_REQUEST_TIMEOUT_MS",
-            )));
+            return timed_out();
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read {
             this.observe(&buf.filled()[before..]);
+            // The read ended inside a head: from now on it is timed.
+            if this.armed && !this.timer_set && this.start_timer(cx) {
+                return timed_out();
+            }
         }
         read
     }

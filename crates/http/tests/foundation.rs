@@ -50,7 +50,7 @@ async fn problem_of(response: actix_web::dev::ServiceResponse<impl actix_web::bo
 async fn menus_are_listed_with_id_name_and_price() {
     let mut repo = MockMenuRepository::new();
     repo.expect_list()
-        .return_once(|| Ok(vec![menu(1, "Americano", 4000), menu(2, "Latte", 4500)]));
+        .return_once(|| Ok(vec![menu(1, "Americano", 4000), menu(2, "Latte", 4500)].into()));
     let app = test::init_service(build_app(state(repo, true))).await;
 
     let response = test::call_service(&app, test::TestRequest::get().uri("/menus").to_request()).await;

@@ -1,5 +1,7 @@
 //! Reading the coffee menu.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use coffee_domain::Menu;
 
@@ -15,5 +17,7 @@ pub trait MenuRepository: Send + Sync + std::fmt::Debug {
     /// Errors: [`InfraError::Unavailable`] when the store cannot be reached in
     /// time; [`InfraError::Unexpected`] for anything else, including a stored
     /// row that no longer satisfies the domain's rules.
-    async fn list(&self) -> Result<Vec<Menu>, InfraError>;
+    ///
+    /// Shared and read-only: a cache hands every caller the same list.
+    async fn list(&self) -> Result<Arc<[Menu]>, InfraError>;
 }

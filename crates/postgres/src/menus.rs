@@ -1,5 +1,7 @@
 //! The menu, read from the `menus` table.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use coffee_domain::{Menu, MenuId, MenuName, Points};
 use coffee_ports::{InfraError, MenuRepository};
@@ -51,7 +53,7 @@ impl TryFrom<MenuRow> for Menu {
 #[async_trait]
 impl MenuRepository for PgMenuRepository {
     #[tracing::instrument(name = "pg.menus.list", skip(self))]
-    async fn list(&self) -> Result<Vec<Menu>, InfraError> {
+    async fn list(&self) -> Result<Arc<[Menu]>, InfraError> {
         let mut conn = self.pool.get().await?;
         let rows: Vec<MenuRow> = menus::table
             .select(MenuRow::as_select())
@@ -60,6 +62,9 @@ impl MenuRepository for PgMenuRepository {
             .await
             .settle(&conn)
             .await?;
-        rows.into_iter().map(Menu::try_from).collect()
+        rows.into_iter()
+            .map(Menu::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map(Arc::from)
     }
 }

@@ -429,7 +429,7 @@ async fn the_statistics_rows_sum_hours_seconds_and_live_buckets_exactly() {
         menus.sort_by_key(|m| m.id);
         menus
     };
-    assert_eq!(by_id(cold.menus), by_id(menus), "every menu");
+    assert_eq!(by_id(cold.menus), by_id(menus.to_vec()), "every menu");
     let clock = statistics.clock().await.expect("clock");
     assert!((cold.db_now - clock).abs() < time::Duration::minutes(1));
     let held = live(Some((h, h + HOUR * 2))).await.expect("live");
