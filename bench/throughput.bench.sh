@@ -168,16 +168,17 @@ The database's own ceiling for each write endpoint, two ways, each making the wr
 makes today for one request:
 
 - **statement by statement**: `bench/pgbench/orders.sql` and `bench/pgbench/charge.sql`, each
-  statement in a round trip of its own (`BEGIN`, the claim `claim_idempotency_key(...)`, for an
-  order the menu's price, the payment `UPDATE users ... RETURNING`, the order, its item, the
-  `DEDUCT` row, the statistics shard, the outbox event; for a charge the capped `UPDATE users` and
-  the `ADD` row; then the stored outcome, `COMMIT`). The service pipelines its statements into two
-  round trips (`BEGIN`, the claim and the reads; then the writes, the outcome and `COMMIT`), so it
-  can pass this ceiling;
+  statement the service sends in a round trip of its own (`BEGIN`, the claim `INSERT ...
+  ON CONFLICT DO NOTHING RETURNING`, for an order the menu's price, the locked balance, the clock,
+  then one statement for the writes (for an order the payment, the order, its item, the `DEDUCT`
+  row, the statistics shard and the outbox event; for a charge the credit and the `ADD` row), the
+  stored outcome, `COMMIT`). The service pipelines them into two round trips, so it can pass
+  this ceiling;
 - **one round trip**: `bench/pgbench/order_one_trip.sql` and `bench/pgbench/charge_one_trip.sql`,
   one call of `bench_place_order(...)` / `bench_charge(...)`, PL/pgSQL functions created by
-  `bench/pgbench/setup.sql` that make the same writes in one transaction: the ceiling of any design
-  that writes what the service writes, where what is left is the commit;
+  `bench/pgbench/setup.sql` that make the same writes in one transaction, the key claimed by
+  `claim_idempotency_key` (migration 4) as the service did until issue 25, in an `EXCEPTION` block
+  (a subtransaction);
 - **cheapest, one round trip** (issue 25): `bench/pgbench/order_cheapest.sql` and
   `charge_cheapest.sql`, one call of `bench_place_order_cheapest(...)` / `bench_charge_cheapest(...)`:
   the same rows written the cheapest correct way, the key claimed with `INSERT ... ON CONFLICT DO

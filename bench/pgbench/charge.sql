@@ -11,13 +11,10 @@
 \set k random(1, 1000000000000)
 \set amount 1
 BEGIN;
-SELECT set_config('lock_timeout', '5000', true);
 INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) VALUES (bench_user(:u), 'points.charge', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('points.charge 1'::bytea), 'null'::jsonb) ON CONFLICT DO NOTHING RETURNING true;
-SET LOCAL lock_timeout TO DEFAULT;
 SELECT point AS before FROM users WHERE id = bench_user(:u) FOR NO KEY UPDATE \gset
 SELECT coalesce(NULL::timestamptz, clock_timestamp()) AS at \gset
 \set balance :before + :amount
-UPDATE users SET point = point + (:amount)::bigint, updated_at = :at WHERE id = bench_user(:u);
-INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) VALUES (bench_uuid7(), bench_user(:u), 'ADD', :amount, :balance, :at) RETURNING id AS transaction_id \gset
+WITH credit AS (UPDATE users SET point = point + (:amount)::bigint, updated_at = :at WHERE id = bench_user(:u)) INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) VALUES (bench_uuid7(), bench_user(:u), 'ADD', :amount, :balance, :at) RETURNING id AS transaction_id \gset
 UPDATE idempotency_keys SET outcome = bench_charge_outcome(bench_user(:u), (:amount)::bigint, (:balance)::bigint, (:transaction_id)::uuid, (:at)::timestamptz) WHERE user_id = bench_user(:u) AND scope = 'points.charge' AND key = (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text;
 COMMIT;

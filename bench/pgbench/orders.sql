@@ -12,19 +12,12 @@
 \set k random(1, 1000000000000)
 \set q 1
 BEGIN;
-SELECT set_config('lock_timeout', '5000', true);
 INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) VALUES (bench_user(:u), 'orders.place', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('orders.place Americano x1'::bytea), 'null'::jsonb) ON CONFLICT DO NOTHING RETURNING true;
-SET LOCAL lock_timeout TO DEFAULT;
 SELECT id AS menu_id, name AS menu_name, price FROM menus WHERE id = ANY (ARRAY[bench_menu(1)]) \gset
 SELECT point AS before FROM users WHERE id = bench_user(:u) FOR NO KEY UPDATE \gset
-SELECT coalesce(NULL::timestamptz, clock_timestamp()) AS at \gset
+SELECT coalesce(NULL::timestamptz, clock_timestamp()) AS at, bench_uuid7() AS order_id \gset
 \set total :price * :q
 \set balance :before - :total
-UPDATE users SET point = point + (0 - :total)::bigint, updated_at = :at WHERE id = bench_user(:u);
-INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES (bench_uuid7(), bench_user(:u), :total, :balance, :at) RETURNING id AS order_id \gset
-INSERT INTO order_items (id, order_id, menu_id, menu_name, quantity, unit_price, total_price, created_at) VALUES (bench_uuid7(), :order_id, :menu_id, :menu_name, :q, :price, :total, :at);
-INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at) VALUES (bench_uuid7(), bench_user(:u), 'DEDUCT', :total, :balance, :order_id, :at);
-INSERT INTO menu_sales_hourly (bucket_start, menu_id, shard, quantity, order_count) VALUES (bench_hour((:at)::timestamptz), :menu_id, bench_shard((:order_id)::uuid), :q, 1) ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE SET quantity = menu_sales_hourly.quantity + excluded.quantity, order_count = menu_sales_hourly.order_count + excluded.order_count;
-INSERT INTO outbox_events (id, event_type, aggregate_id, payload) SELECT e, 'ORDER_PLACED', (:order_id)::uuid, bench_order_event(e, (:order_id)::uuid, bench_user(:u), (:menu_id)::uuid, (:q)::int, (:total)::bigint, (:total)::bigint, (:at)::timestamptz) FROM bench_uuid7() AS e;
+WITH pay AS (UPDATE users SET point = point - (:total)::bigint, updated_at = :at WHERE id = bench_user(:u)), placed AS (INSERT INTO orders (id, user_id, total_price, balance_after, created_at) VALUES (:order_id, bench_user(:u), :total, :balance, :at)), items AS (INSERT INTO order_items (id, order_id, menu_id, menu_name, quantity, unit_price, total_price, created_at) VALUES (bench_uuid7(), :order_id, :menu_id, :menu_name, :q, :price, :total, :at)), ledger AS (INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at) VALUES (bench_uuid7(), bench_user(:u), 'DEDUCT', :total, :balance, :order_id, :at)), sales AS (INSERT INTO menu_sales_hourly (bucket_start, menu_id, shard, quantity, order_count) VALUES (bench_hour((:at)::timestamptz), :menu_id, bench_shard((:order_id)::uuid), :q, 1) ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE SET quantity = menu_sales_hourly.quantity + excluded.quantity, order_count = menu_sales_hourly.order_count + excluded.order_count) INSERT INTO outbox_events (id, event_type, aggregate_id, payload) SELECT e, 'ORDER_PLACED', (:order_id)::uuid, bench_order_event(e, (:order_id)::uuid, bench_user(:u), (:menu_id)::uuid, (:q)::int, (:total)::bigint, (:total)::bigint, (:at)::timestamptz) FROM bench_uuid7() AS e;
 UPDATE idempotency_keys SET outcome = bench_order_outcome((:order_id)::uuid, bench_user(:u), (:menu_id)::uuid, (:menu_name)::text, (:q)::int, (:price)::bigint, (:total)::bigint, (:balance)::bigint, (:at)::timestamptz) WHERE user_id = bench_user(:u) AND scope = 'orders.place' AND key = (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text;
 COMMIT;

@@ -208,7 +208,12 @@ impl PgTarget {
             let conn = AsyncPgConnection::try_from(client)
                 .await
                 .map_err(|e| ConnectError::Unreachable(format!("setting up the connection: {e}")))?;
-            Ok(Connection { conn, warnings, ended })
+            Ok(Connection {
+                conn,
+                warnings,
+                ended,
+                lock_timeout_ms: AtomicU64::new(UNKNOWN_LOCK_TIMEOUT),
+            })
         };
         tokio::time::timeout(timeout, opened)
             .await
@@ -280,7 +285,15 @@ pub struct Connection {
     warnings: Arc<AtomicU64>,
     /// Closed (its sender dropped) when the connection's driver ends.
     ended: tokio::sync::watch::Receiver<()>,
+    /// The session's `lock_timeout` in milliseconds, once this process set
+    /// it ([`UNKNOWN_LOCK_TIMEOUT`] before): the idempotency claim's wait,
+    /// set once per connection instead of in every transaction.
+    lock_timeout_ms: AtomicU64,
 }
+
+/// [`Connection::lock_timeout_ms`] of a session whose `lock_timeout` this
+/// process has not set.
+const UNKNOWN_LOCK_TIMEOUT: u64 = u64::MAX;
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -296,6 +309,16 @@ impl std::fmt::Debug for Connection {
 pub struct WarningMark(u64);
 
 impl Connection {
+    /// The session's `lock_timeout` as this process last set it.
+    pub(crate) fn lock_timeout_ms(&self) -> Option<u64> {
+        Some(self.lock_timeout_ms.load(Ordering::Relaxed)).filter(|ms| *ms != UNKNOWN_LOCK_TIMEOUT)
+    }
+
+    /// Remembers that the session's `lock_timeout` is now `ms`.
+    pub(crate) fn note_lock_timeout_ms(&self, ms: u64) {
+        self.lock_timeout_ms.store(ms, Ordering::Relaxed);
+    }
+
     /// Where the connection's warnings stand now.
     pub fn warning_mark(&self) -> WarningMark {
         WarningMark(self.warnings.load(Ordering::Acquire))

@@ -31,8 +31,8 @@ use crate::sql::{Begin, Commit, Rollback, TakeTransactionId, statement};
 statement! {
     /// Claims a key: a row comes back when the key is ours. A concurrent
     /// duplicate's insert waits on the primary key until the first
-    /// transaction ends, at most the transaction's `lock_timeout` (the
-    /// idempotency wait, set just before); then it inserts nothing, and the
+    /// transaction ends, at most the session's `lock_timeout` (the
+    /// idempotency wait, [`SessionLockTimeout`]); then it inserts nothing, and the
     /// outcome the first stored is read by [`StoredOutcome`]. No
     /// subtransaction: a wait that runs out aborts the transaction, and
     /// [`crate::error::is_lock_timeout`] tells it by the server's own text.
@@ -47,15 +47,12 @@ statement! {
 }
 
 statement! {
-    /// How long the claim may wait for a duplicate in flight, for the rest
-    /// of the transaction (`SET LOCAL`).
-    struct ClaimWait { wait: String = Text } returns Text = "SELECT set_config('lock_timeout', $wait, true)";
-}
-
-statement! {
-    /// Lock waits after the claim are bounded as the session's are
-    /// (`lock_timeout`'s value when no `SET` ran).
-    struct EndClaimWait {} = "SET LOCAL lock_timeout TO DEFAULT";
+    /// How long the claim may wait for a duplicate in flight: the session's
+    /// `lock_timeout`, set once per connection (before `BEGIN`, so that it
+    /// stays), and again only when a store with another wait uses it. Every
+    /// lock wait of the session is bounded by it; one that runs out
+    /// anywhere but in the claim is a `503` like a statement timeout.
+    struct SessionLockTimeout { wait: String = Text } returns Text = "SELECT set_config('lock_timeout', $wait, false)";
 }
 
 statement! {
@@ -142,7 +139,16 @@ pub(crate) async fn run<W: IdempotentWrite>(
 ) -> Result<Idempotent<W::Outcome>, IdempotencyError> {
     let mut open = OpenTransaction::begin(pool, pool.get().await?);
     let mark = open.warning_mark();
-    let (result, ended) = transact(open.connection(), context, wait, pool.commit_deadline(), &operation).await;
+    // The claim's wait, when this connection's session has another.
+    let wait_ms = u64::try_from(wait.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, i32::MAX as u64);
+    let set_wait = (open.connection_ref().lock_timeout_ms() != Some(wait_ms)).then_some(wait_ms);
+    let (result, ended, wait_set) =
+        transact(open.connection(), context, set_wait, pool.commit_deadline(), &operation).await;
+    if wait_set {
+        open.connection_ref().note_lock_timeout_ms(wait_ms);
+    }
     if result.is_ok() && !open.replicated_since(mark) {
         // The commit's wait for the synchronous standby was cancelled.
         return Err(error::unreplicated_commit().into());
@@ -217,7 +223,8 @@ impl Drop for OpenTransaction<'_> {
 }
 
 /// The transaction of [`run`]; also says whether it ended (committed or
-/// rolled back), which makes the connection reusable. The round trip that
+/// rolled back), which makes the connection reusable, and whether it set
+/// the session's `lock_timeout` to `set_wait`. The round trip that
 /// commits is bounded by `commit_deadline`: `statement_timeout` does not end
 /// a commit's wait for a synchronous standby, so without the bound a request
 /// would hang for as long as the standby is away. Past it the connection is
@@ -226,10 +233,10 @@ impl Drop for OpenTransaction<'_> {
 async fn transact<W: IdempotentWrite>(
     conn: &AsyncPgConnection,
     context: &IdempotencyContext,
-    wait: Duration,
+    set_wait: Option<u64>,
     commit_deadline: Duration,
     operation: &W,
-) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool) {
+) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool, bool) {
     let mut q = conn;
     let (user, scope, key) = (
         context.user_id.as_uuid(),
@@ -243,26 +250,60 @@ async fn transact<W: IdempotentWrite>(
         fingerprint: context.fingerprint.as_bytes().to_vec(),
     };
     // Sent together, in this order: one round trip.
+    let set_wait = set_wait.map(|ms| SessionLockTimeout { wait: ms.to_string() }.get_result::<String>(&mut q));
+    let set_wait = async move {
+        match set_wait {
+            Some(set) => set.await.map(|_| true),
+            None => Ok(false),
+        }
+    };
     let begin = Begin {}.execute(&mut q);
-    let claim_wait = ClaimWait {
-        wait: wait.as_millis().max(1).to_string(),
-    }
-    .get_result::<String>(&mut q);
     let claimed = claim.load::<bool>(&mut q);
-    let end_claim_wait = EndClaimWait {}.execute(&mut q);
     let reads = operation.read(conn);
-    let (began, claim_wait, claimed, end_claim_wait, reads) =
-        futures_util::future::join5(begin, claim_wait, claimed, end_claim_wait, reads).await;
-    let decided = match (began.and(claim_wait), claimed) {
+    let (wait_set, began, claimed, reads) = futures_util::future::join4(set_wait, begin, claimed, reads).await;
+    let (wait_set, decided) = match wait_set {
+        Ok(wait_set) => (wait_set, decide(conn, operation, began, claimed, reads)),
+        Err(e) => (false, Err(IdempotencyError::from(error::from_diesel(e)))),
+    };
+    let (result, ended) = end(conn, context, user, scope, key, commit_deadline, decided).await;
+    (result, ended, wait_set)
+}
+
+/// What the first round trip came to: the writes of a fresh claim, `None`
+/// for a key found taken, or why neither.
+type Decided<'c, O> = Result<Option<(O, Batch<'c>)>, IdempotencyError>;
+
+fn decide<'c, W: IdempotentWrite>(
+    conn: &'c AsyncPgConnection,
+    operation: &W,
+    began: QueryResult<usize>,
+    claimed: QueryResult<Vec<bool>>,
+    reads: QueryResult<W::Reads>,
+) -> Decided<'c, W::Outcome> {
+    match (began, claimed) {
         // A duplicate still holds the key after the wait.
         (Ok(_), Err(e)) if error::is_lock_timeout(&e) => Err(IdempotencyConflict::KeyInUse.into()),
         (Err(e), _) | (_, Err(e)) => Err(IdempotencyError::from(error::from_diesel(e))),
-        (Ok(_), Ok(fresh)) if !fresh.is_empty() => end_claim_wait
-            .and(reads)
+        (Ok(_), Ok(fresh)) if !fresh.is_empty() => reads
             .map_err(|e| IdempotencyError::from(error::from_diesel(e)))
             .and_then(|reads| Ok(Some(operation.write(conn, reads)?))),
         (Ok(_), Ok(_)) => Ok(None),
-    };
+    }
+}
+
+/// The second round trip: the writes, the stored outcome and `COMMIT`; or
+/// the stored record of a taken key and `COMMIT`; or `ROLLBACK`. Also says
+/// whether the transaction ended.
+async fn end<O: Serialize + DeserializeOwned>(
+    conn: &AsyncPgConnection,
+    context: &IdempotencyContext,
+    user: uuid::Uuid,
+    scope: String,
+    key: String,
+    commit_deadline: Duration,
+    decided: Decided<'_, O>,
+) -> (Result<Idempotent<O>, IdempotencyError>, bool) {
+    let mut q = conn;
     match decided {
         Ok(Some((outcome, writes))) => {
             let stored = match serde_json::to_value(&outcome) {

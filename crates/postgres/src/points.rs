@@ -10,7 +10,7 @@ use coffee_domain::{
 use coffee_ports::{IdempotencyError, InfraError, PointStore};
 use diesel::QueryResult;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, try_join};
@@ -22,7 +22,7 @@ use crate::idempotency::{self, Batch, IdempotentWrite};
 use crate::page::{newest_first, page_of};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
-use crate::sql::{ChangeBalance, Instant, LockBalance, statement};
+use crate::sql::{Instant, LockBalance, statement};
 
 /// [`PointStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -44,17 +44,18 @@ fn points(value: i64) -> Result<Points, InfraError> {
 }
 
 statement! {
-    /// A ledger row: `ADD` for a charge, `DEDUCT` (with its order) for an order.
-    pub(crate) struct RecordLedger {
+    /// A charge's writes in one statement: the amount added to the locked
+    /// balance, and the `ADD` row with the balance it produced.
+    struct RecordCharge {
         id: Uuid = SqlUuid,
         user: Uuid = SqlUuid,
-        kind: String = Text,
+        add: String = Text,
         amount: i64 = BigInt,
         balance_after: i64 = BigInt,
-        order: Option<Uuid> = Nullable<SqlUuid>,
         at: OffsetDateTime = Timestamptz,
-    } = "INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at) \
-         VALUES ($id, $user, $kind, $amount, $balance_after, $order, $at)";
+    } = "WITH credit AS (UPDATE users SET point = point + $amount, updated_at = $at WHERE id = $user) \
+         INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) \
+         VALUES ($id, $user, $add, $amount, $balance_after, $at)";
 }
 
 /// One charge, as an idempotent write: the balance is locked and read in
@@ -112,30 +113,21 @@ impl IdempotentWrite for ChargeWrite {
             transaction_id: Uuid::now_v7(),
             charged_at,
         };
+        let write = record_charge(&charge);
         let mut q = conn;
-        let writes = vec![credit(&charge).execute(&mut q), record_ledger(&charge).execute(&mut q)];
+        let writes = vec![write.execute(&mut q)];
         Ok((ChargeOutcome::Charged(charge), writes))
     }
 }
 
-/// Adds the amount to the locked balance.
-fn credit(charge: &Charge) -> ChangeBalance {
-    ChangeBalance {
-        user: charge.user_id.as_uuid(),
-        delta: charge.amount.value(),
-        at: charge.charged_at,
-    }
-}
-
-/// The `ADD` row, with the balance the charge produced.
-fn record_ledger(charge: &Charge) -> RecordLedger {
-    RecordLedger {
+/// The statement that writes `charge`.
+fn record_charge(charge: &Charge) -> RecordCharge {
+    RecordCharge {
         id: charge.transaction_id,
         user: charge.user_id.as_uuid(),
-        kind: TransactionKind::Add.as_str().to_owned(),
+        add: TransactionKind::Add.as_str().to_owned(),
         amount: charge.amount.value(),
         balance_after: charge.balance.value(),
-        order: None,
         at: charge.charged_at,
     }
 }

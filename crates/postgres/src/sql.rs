@@ -294,19 +294,18 @@ statement! {
         returns diesel::sql_types::BigInt = "SELECT point FROM users WHERE id = $user FOR NO KEY UPDATE";
 }
 
-statement! {
-    /// Sets the locked balance by `delta` (negative to pay), stamped `at`.
-    /// The table's `CHECK (point >= 0)` is the last line of defence.
-    pub(crate) struct ChangeBalance {
-        user: uuid::Uuid = diesel::sql_types::Uuid,
-        delta: i64 = diesel::sql_types::BigInt,
-        at: time::OffsetDateTime = Timestamptz,
-    } = "UPDATE users SET point = point + $delta, updated_at = $at WHERE id = $user";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    statement! {
+        /// A statement whose binds come in another order than its fields.
+        struct ChangeBalance {
+            user: uuid::Uuid = diesel::sql_types::Uuid,
+            delta: i64 = diesel::sql_types::BigInt,
+            at: time::OffsetDateTime = Timestamptz,
+        } = "UPDATE users SET point = point + $delta, updated_at = $at WHERE id = $user";
+    }
 
     #[test]
     fn binds_are_split_by_name_and_literals_comments_and_quotes_are_text() {
