@@ -27,8 +27,8 @@ import uuid
 # copying are layers of their own), and code the compiler inlined into a
 # caller counts for the caller.
 LAYERS = [
-    ("middleware: request id", ["coffee_http::middleware::request_context", "coffee_http::middleware::RequestContext",
-                                "coffee_http::client_addr", "uuid::", "coffee_http::middleware::client_request_id"]),
+    ("middleware: request id", ["coffee_http::middleware::request_context", "coffee_http::middleware::request_id",
+                                "coffee_http::client_addr", "coffee_http::middleware::client_request_id"]),
     ("middleware: root span and log line", ["tracing_actix_web", "tracing::", "tracing_core", "tracing_subscriber",
                                              "CoffeeRootSpan", "coffee_bootstrap::telemetry", "coffee_http::middleware::RequestSpan",
                                              "tracing_log", "sharded_slab", "thread_local::"]),
@@ -46,6 +46,9 @@ LAYERS = [
                                       "coffee_postgres", "fallible_iterator"]),
     ("application and domain", ["coffee_application", "coffee_domain", "coffee_http::routes", "coffee_http::problem",
                                 "coffee_http::idempotency", "coffee_http::state", "menus_baseline"]),
+    ("middleware: request lifecycle (id header, span, glue)", ["coffee_http::middleware::"]),
+    ("header timer (TimedIo)", ["coffee_http::timed_io"]),
+    ("ids (uuid)", ["uuid::", "chacha20::"]),
     ("actix (HTTP/1, router, server)", ["actix_", "http::", "httparse", "bytes::", "bytestring", "language_tags",
                                         "mime::", "coffee_http::", "url::", "percent_encoding", "regex",
                                         "smallvec", "encoding_rs", "ahash", "hashbrown", "foldhash"]),

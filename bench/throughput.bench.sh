@@ -250,7 +250,21 @@ Resident memory of the instance: peak **{rss_peak / 1024:.1f} MB** (`VmHWM`), at
 - At one connection `POST /orders` stays near half of pgbench: a lone client waits for every step in
   series (HTTP, the token, the session lookup in Redis, then the same statements), pgbench for the
   statements only; the gap closes as concurrent commits share WAL flushes. `GET /menus` at one
-  connection is bound by round trips, where the middleware's few microseconds show most.""")
+  connection is bound by round trips, where the middleware's few microseconds show most.
+
+### Issue 25: per-request cost near the floor
+
+Before and after are the sections "Throughput, ceilings and memory (issue 8), before" and this
+one, from the same script on the same machine. `GET /menus` came from 0.82 / 0.67 / 0.64 of the
+bare handler (1 / 16 / 64 connections) to the ratios above, by cutting its instructions from
+2.14 to 1.29 times the handler's (section "Instructions per request (issue 25)"). The write
+paths lost the claim's subtransaction and five statements per order (one per charge). What stays
+between the service and the cheapest ceiling is work the ceiling does not do: the HTTP request
+and its JSON, the bearer token and the session lookup in Redis, the second round trip, and
+each PostgreSQL and Redis answer crossing from the I/O runtime's thread to the HTTP worker's
+(about 7 `write`s to an eventfd and 8 `epoll_wait`s per charge under `strace -c`, against 3
+sends and 7 receives): for a charge, whose own database work is small, that is most of its
+cost; the next step would be to run each worker's connections on that worker's own thread.""")
 PY
 bench_write_section "Throughput, ceilings and memory (issue 8)${BENCH_LABEL:+, $BENCH_LABEL}" "$out"
 cat "$out"
