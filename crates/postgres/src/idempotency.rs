@@ -287,7 +287,13 @@ fn decide<'c, W: IdempotentWrite>(
         (Ok(_), Ok(fresh)) if !fresh.is_empty() => reads
             .map_err(|e| IdempotencyError::from(error::from_diesel(e)))
             .and_then(|reads| Ok(Some(operation.write(conn, reads)?))),
-        (Ok(_), Ok(_)) => Ok(None),
+        // Taken. A read that failed (a lock wait that ran out on a busy
+        // balance, say) aborted the transaction, so the stored record
+        // cannot be read in it: that failure is the answer.
+        (Ok(_), Ok(_)) => match reads {
+            Ok(_) => Ok(None),
+            Err(e) => Err(IdempotencyError::from(error::from_diesel(e))),
+        },
     }
 }
 

@@ -263,3 +263,34 @@ async fn purging_removes_only_records_past_their_retention() {
         1
     );
 }
+
+/// A retry of a finished charge whose balance read waits out the lock
+/// timeout (another transaction holds the user's row) aborts its
+/// transaction before the stored outcome is read: that is the database
+/// being busy, `503`, not an unexpected error. (Found by the soak: such
+/// retries answered `500`, "current transaction is aborted".)
+#[tokio::test]
+async fn a_replay_whose_balance_stays_locked_is_unavailable_not_an_error() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, Duration::from_millis(200));
+    let user = db.insert_user(0).await;
+    charge(&store, user, "locked replay", 100).await.expect("charged");
+
+    let mut holder = db.connect().await;
+    holder
+        .batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR NO KEY UPDATE"
+        ))
+        .await
+        .expect("locked");
+    let err = charge(&store, user, "locked replay", 100)
+        .await
+        .expect_err("the balance stays locked");
+    assert!(
+        matches!(&err, IdempotencyError::Infra(e) if e.is_unavailable()),
+        "{err:?}"
+    );
+    holder.batch_execute("ROLLBACK").await.expect("released");
+    let replay = charge(&store, user, "locked replay", 100).await.expect("answered");
+    assert!(replay.is_replayed());
+}
