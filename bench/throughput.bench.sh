@@ -263,8 +263,8 @@ between the service and the cheapest ceiling is work the ceiling does not do: th
 and its JSON, the bearer token and the session lookup in Redis, the second round trip, and
 each PostgreSQL and Redis answer crossing from the I/O runtime's thread to the HTTP worker's
 (about 7 `write`s to an eventfd and 8 `epoll_wait`s per charge under `strace -c`, against 3
-sends and 7 receives): for a charge, whose own database work is small, that is most of its
-cost; the next step would be to run each worker's connections on that worker's own thread.""")
+sends and 7 receives). For a charge, whose own database work is small, that is most of its
+cost. `docs/DECISIONS.md` ("Per-request cost") has what a trial of the next idea showed.""")
 PY
 bench_write_section "Throughput, ceilings and memory (issue 8)${BENCH_LABEL:+, $BENCH_LABEL}" "$out"
 cat "$out"
