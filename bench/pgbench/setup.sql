@@ -93,133 +93,16 @@ BEGIN
 END
 $$;
 
--- One POST /orders of one line in one round trip: the writes of
--- orders.sql (PgOrderStore::place_order), in the caller's transaction (one
--- call in autocommit is one transaction). Answers the stored outcome.
-CREATE OR REPLACE FUNCTION bench_place_order(p_user uuid, p_key text, p_fingerprint bytea, p_menu uuid,
-    p_quantity int, p_wait_ms int) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-  replay jsonb;
-  v_menu record;
-  v_total bigint;
-  v_balance bigint;
-  v_at timestamptz;
-  v_order uuid;
-  v_outcome jsonb;
-BEGIN
-  -- The claim of the key, first: a concurrent duplicate waits here.
-  replay := bench_claim(p_user, 'orders.place', p_key, p_fingerprint, p_wait_ms);
-  IF replay IS NOT NULL THEN
-    RETURN replay;
-  END IF;
-  -- Pricing from the table.
-  SELECT id, name, price INTO v_menu FROM menus WHERE id = ANY (ARRAY[p_menu]);
-  IF NOT FOUND THEN
-    v_outcome := jsonb_build_object('MenuNotFound', jsonb_build_object('menu_ids', jsonb_build_array(p_menu)));
-  ELSE
-    v_total := v_menu.price * p_quantity;
-    -- The payment: one conditional UPDATE; the clock read after the row
-    -- lock stamps everything the order writes.
-    UPDATE users SET point = point - v_total, updated_at = clock_timestamp()
-      WHERE id = p_user AND point >= v_total
-      RETURNING point, updated_at INTO v_balance, v_at;
-    IF NOT FOUND THEN
-      SELECT point INTO STRICT v_balance FROM users WHERE id = p_user;
-      v_outcome := jsonb_build_object('InsufficientPoints',
-        jsonb_build_object('balance', v_balance, 'required', v_total));
-    ELSE
-      v_order := bench_uuid7();
-      INSERT INTO orders (id, user_id, total_price, balance_after, created_at)
-        VALUES (v_order, p_user, v_total, v_balance, v_at);
-      INSERT INTO order_items (id, order_id, menu_id, menu_name, quantity, unit_price, total_price, created_at)
-        VALUES (bench_uuid7(), v_order, p_menu, v_menu.name, p_quantity, v_menu.price, v_total, v_at);
-      INSERT INTO point_transactions (id, user_id, type, amount, balance_after, order_id, created_at)
-        VALUES (bench_uuid7(), p_user, 'DEDUCT', v_total, v_balance, v_order, v_at);
-      INSERT INTO menu_sales_hourly AS s (bucket_start, menu_id, shard, quantity, order_count)
-        VALUES (bench_hour(v_at), p_menu, bench_shard(v_order), p_quantity, 1)
-        ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE
-        SET quantity = s.quantity + excluded.quantity, order_count = s.order_count + excluded.order_count;
-      INSERT INTO outbox_events (id, event_type, aggregate_id, payload)
-        SELECT e, 'ORDER_PLACED', v_order,
-          bench_order_event(e, v_order, p_user, p_menu, p_quantity, v_total, v_total, v_at)
-        FROM bench_uuid7() AS e;
-      v_outcome := bench_order_outcome(v_order, p_user, p_menu, v_menu.name, p_quantity, v_menu.price,
-        v_total, v_balance, v_at);
-    END IF;
-  END IF;
-  UPDATE idempotency_keys SET outcome = v_outcome
-    WHERE user_id = p_user AND scope = 'orders.place' AND key = p_key;
-  RETURN v_outcome;
-END
-$$;
-
--- One POST /users/{id}/points/charge in one round trip: the writes of
--- charge.sql (PgPointStore::charge), in the caller's transaction.
-CREATE OR REPLACE FUNCTION bench_charge(p_user uuid, p_key text, p_fingerprint bytea, p_amount bigint,
-    p_max_balance bigint, p_wait_ms int) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-  replay jsonb;
-  v_balance bigint;
-  v_at timestamptz;
-  v_transaction uuid;
-  v_outcome jsonb;
-BEGIN
-  replay := bench_claim(p_user, 'points.charge', p_key, p_fingerprint, p_wait_ms);
-  IF replay IS NOT NULL THEN
-    RETURN replay;
-  END IF;
-  UPDATE users SET point = point + p_amount, updated_at = clock_timestamp()
-    WHERE id = p_user AND point + p_amount <= p_max_balance
-    RETURNING point, updated_at INTO v_balance, v_at;
-  IF NOT FOUND THEN
-    SELECT point INTO STRICT v_balance FROM users WHERE id = p_user;
-    v_outcome := jsonb_build_object('BalanceLimitExceeded',
-      jsonb_build_object('balance', v_balance, 'amount', p_amount, 'max_balance', p_max_balance));
-  ELSE
-    v_transaction := bench_uuid7();
-    INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at)
-      VALUES (v_transaction, p_user, 'ADD', p_amount, v_balance, v_at);
-    v_outcome := bench_charge_outcome(p_user, p_amount, v_balance, v_transaction, v_at);
-  END IF;
-  UPDATE idempotency_keys SET outcome = v_outcome
-    WHERE user_id = p_user AND scope = 'points.charge' AND key = p_key;
-  RETURN v_outcome;
-END
-$$;
-
--- The cheapest correct claim (issue 25): INSERT ... ON CONFLICT DO NOTHING
--- RETURNING, no subtransaction, no lock_timeout. A concurrent duplicate's
--- insert waits for the first transaction to end, then finds its row: the
--- stored outcome (a replay) once it committed. Null for a fresh key; an error
--- for a key reused with another request or purged meanwhile.
-CREATE OR REPLACE FUNCTION bench_claim_cheapest(p_user uuid, p_scope text, p_key text, p_fingerprint bytea)
+-- What a POST /orders of one line writes once its key is claimed: the
+-- menu's price, the payment as one conditional UPDATE ... WHERE point >=
+-- total RETURNING (the clock read after the row lock stamps everything the
+-- order writes), the order, its item, the DEDUCT row, the hourly statistics
+-- shard, the outbox event and the stored outcome, in the caller's
+-- transaction. Answers the outcome. Shared by both order ceilings, which
+-- differ only in their claim.
+CREATE OR REPLACE FUNCTION bench_order_writes(p_user uuid, p_key text, p_menu uuid, p_quantity int)
     RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-  c record;
-BEGIN
-  INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome)
-    VALUES (p_user, p_scope, p_key, p_fingerprint, 'null'::jsonb)
-    ON CONFLICT DO NOTHING RETURNING true AS fresh INTO c;
-  IF FOUND THEN
-    RETURN NULL;
-  END IF;
-  SELECT k.fingerprint, k.outcome INTO c FROM idempotency_keys k
-    WHERE k.user_id = p_user AND k.scope = p_scope AND k.key = p_key;
-  IF FOUND AND c.fingerprint = p_fingerprint THEN
-    RETURN c.outcome;
-  END IF;
-  RAISE EXCEPTION 'idempotency key % of %: reused with another request, or purged', p_key, p_scope;
-END
-$$;
-
--- One POST /orders of one line in one round trip, the cheapest correct way
--- (issue 25): the writes of bench_place_order with the claim of
--- bench_claim_cheapest and the payment as one conditional UPDATE ... WHERE
--- point >= total RETURNING (no row read first, no subtransaction anywhere).
-CREATE OR REPLACE FUNCTION bench_place_order_cheapest(p_user uuid, p_key text, p_fingerprint bytea, p_menu uuid,
-    p_quantity int) RETURNS jsonb LANGUAGE plpgsql AS $$
-DECLARE
-  replay jsonb;
   v_menu record;
   v_total bigint;
   v_balance bigint;
@@ -228,10 +111,6 @@ DECLARE
   v_event uuid;
   v_outcome jsonb;
 BEGIN
-  replay := bench_claim_cheapest(p_user, 'orders.place', p_key, p_fingerprint);
-  IF replay IS NOT NULL THEN
-    RETURN replay;
-  END IF;
   SELECT id, name, price INTO v_menu FROM menus WHERE id = p_menu;
   IF NOT FOUND THEN
     v_outcome := jsonb_build_object('MenuNotFound', jsonb_build_object('menu_ids', jsonb_build_array(p_menu)));
@@ -270,21 +149,17 @@ BEGIN
 END
 $$;
 
--- One POST /users/{id}/points/charge in one round trip, the cheapest correct
--- way: bench_claim_cheapest, then the capped conditional UPDATE.
-CREATE OR REPLACE FUNCTION bench_charge_cheapest(p_user uuid, p_key text, p_fingerprint bytea, p_amount bigint,
-    p_max_balance bigint) RETURNS jsonb LANGUAGE plpgsql AS $$
+-- What a POST /users/{id}/points/charge writes once its key is claimed: the
+-- capped conditional UPDATE, the ADD row and the stored outcome. Shared by
+-- both charge ceilings.
+CREATE OR REPLACE FUNCTION bench_charge_writes(p_user uuid, p_key text, p_amount bigint, p_max_balance bigint)
+    RETURNS jsonb LANGUAGE plpgsql AS $$
 DECLARE
-  replay jsonb;
   v_balance bigint;
   v_at timestamptz;
   v_transaction uuid;
   v_outcome jsonb;
 BEGIN
-  replay := bench_claim_cheapest(p_user, 'points.charge', p_key, p_fingerprint);
-  IF replay IS NOT NULL THEN
-    RETURN replay;
-  END IF;
   UPDATE users SET point = point + p_amount, updated_at = clock_timestamp()
     WHERE id = p_user AND point + p_amount <= p_max_balance
     RETURNING point, updated_at INTO v_balance, v_at;
@@ -301,6 +176,73 @@ BEGIN
   UPDATE idempotency_keys SET outcome = v_outcome
     WHERE user_id = p_user AND scope = 'points.charge' AND key = p_key;
   RETURN v_outcome;
+END
+$$;
+
+-- One POST /orders of one line in one round trip, as the service wrote it
+-- until issue 25: the key claimed by claim_idempotency_key (bench_claim, a
+-- subtransaction), then bench_order_writes. One call in autocommit is one
+-- transaction. Answers the stored outcome.
+CREATE OR REPLACE FUNCTION bench_place_order(p_user uuid, p_key text, p_fingerprint bytea, p_menu uuid,
+    p_quantity int, p_wait_ms int) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN coalesce(bench_claim(p_user, 'orders.place', p_key, p_fingerprint, p_wait_ms),
+                  bench_order_writes(p_user, p_key, p_menu, p_quantity));
+END
+$$;
+
+-- One POST /users/{id}/points/charge in one round trip, likewise.
+CREATE OR REPLACE FUNCTION bench_charge(p_user uuid, p_key text, p_fingerprint bytea, p_amount bigint,
+    p_max_balance bigint, p_wait_ms int) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN coalesce(bench_claim(p_user, 'points.charge', p_key, p_fingerprint, p_wait_ms),
+                  bench_charge_writes(p_user, p_key, p_amount, p_max_balance));
+END
+$$;
+
+-- The cheapest correct claim (issue 25): INSERT ... ON CONFLICT DO NOTHING
+-- RETURNING, no subtransaction, no lock_timeout. A concurrent duplicate's
+-- insert waits for the first transaction to end, then finds its row: the
+-- stored outcome (a replay) once it committed. Null for a fresh key; an error
+-- for a key reused with another request or purged meanwhile.
+CREATE OR REPLACE FUNCTION bench_claim_cheapest(p_user uuid, p_scope text, p_key text, p_fingerprint bytea)
+    RETURNS jsonb LANGUAGE plpgsql AS $$
+DECLARE
+  c record;
+BEGIN
+  INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome)
+    VALUES (p_user, p_scope, p_key, p_fingerprint, 'null'::jsonb)
+    ON CONFLICT DO NOTHING RETURNING true AS fresh INTO c;
+  IF FOUND THEN
+    RETURN NULL;
+  END IF;
+  SELECT k.fingerprint, k.outcome INTO c FROM idempotency_keys k
+    WHERE k.user_id = p_user AND k.scope = p_scope AND k.key = p_key;
+  IF FOUND AND c.fingerprint = p_fingerprint THEN
+    RETURN c.outcome;
+  END IF;
+  RAISE EXCEPTION 'idempotency key % of %: reused with another request, or purged', p_key, p_scope;
+END
+$$;
+
+-- One POST /orders of one line in one round trip, the cheapest correct way
+-- (issue 25): bench_claim_cheapest, then bench_order_writes (whose payment
+-- is one conditional UPDATE; no subtransaction anywhere).
+CREATE OR REPLACE FUNCTION bench_place_order_cheapest(p_user uuid, p_key text, p_fingerprint bytea, p_menu uuid,
+    p_quantity int) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN coalesce(bench_claim_cheapest(p_user, 'orders.place', p_key, p_fingerprint),
+                  bench_order_writes(p_user, p_key, p_menu, p_quantity));
+END
+$$;
+
+-- One POST /users/{id}/points/charge in one round trip, the cheapest correct
+-- way: bench_claim_cheapest, then bench_charge_writes.
+CREATE OR REPLACE FUNCTION bench_charge_cheapest(p_user uuid, p_key text, p_fingerprint bytea, p_amount bigint,
+    p_max_balance bigint) RETURNS jsonb LANGUAGE plpgsql AS $$
+BEGIN
+  RETURN coalesce(bench_claim_cheapest(p_user, 'points.charge', p_key, p_fingerprint),
+                  bench_charge_writes(p_user, p_key, p_amount, p_max_balance));
 END
 $$;
 
