@@ -72,7 +72,7 @@ fn root_span(req: &ServiceRequest, id: &HeaderValue, client: Option<IpAddr>) -> 
         user_id = tracing::field::Empty,
     );
     if !span.is_disabled() {
-        span.record("route", route_before_routing(req));
+        span.record("route", route_by_router(req.request()));
         span.record("request_id", id.to_str().unwrap_or_default());
         span.record(
             "client_ip",
@@ -82,25 +82,22 @@ fn root_span(req: &ServiceRequest, id: &HeaderValue, client: Option<IpAddr>) -> 
     span
 }
 
-/// The route label of a request not routed yet (it walks the router).
-fn route_before_routing(req: &ServiceRequest) -> &'static str {
-    req.app_data::<crate::metrics::RouteTemplates>()
+/// The route label the router gives `request`'s path (it walks the
+/// router): before routing, and for answers without a [`RouteLabel`].
+fn route_by_router(request: &actix_web::HttpRequest) -> &'static str {
+    request
+        .app_data::<crate::metrics::RouteTemplates>()
         .map_or(crate::metrics::UNMATCHED, |templates| {
-            templates.label(req.match_pattern().as_deref())
+            templates.label(request.match_pattern().as_deref())
         })
 }
 
 /// The route label of an answered request: its resource's [`RouteLabel`],
 /// else (Swagger UI's assets, no route at all) the router's answer.
 fn route_of(request: &actix_web::HttpRequest) -> &'static str {
-    if let Some(label) = request.app_data::<RouteLabel>() {
-        return label.0;
-    }
     request
-        .app_data::<crate::metrics::RouteTemplates>()
-        .map_or(crate::metrics::UNMATCHED, |templates| {
-            templates.label(request.match_pattern().as_deref())
-        })
+        .app_data::<RouteLabel>()
+        .map_or_else(|| route_by_router(request), |label| label.0)
 }
 
 /// Outermost middleware, one layer for everything every request needs: the

@@ -70,9 +70,13 @@ pub(crate) fn learn_lock_timeout(text: &str) {
     learn(&LOCK_TIMEOUT_TEXTS, text);
 }
 
+fn is_lock_timeout_text(text: &str) -> bool {
+    known(&LOCK_TIMEOUT_TEXTS, text)
+}
+
 /// Whether `error` is a lock wait cut by `lock_timeout`.
 pub(crate) fn is_lock_timeout(error: &DieselError) -> bool {
-    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) if known(&LOCK_TIMEOUT_TEXTS, info.message()))
+    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) if is_lock_timeout_text(info.message()))
 }
 
 /// When a connection last met a server that no longer takes writes
@@ -189,7 +193,7 @@ fn is_connection_failure(error: &DieselError) -> bool {
                 kind,
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
             ) || (matches!(kind, DatabaseErrorKind::Unknown)
-                && (is_statement_timeout(info.message()) || known(&LOCK_TIMEOUT_TEXTS, info.message())))
+                && (is_statement_timeout(info.message()) || is_lock_timeout_text(info.message())))
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,

@@ -238,15 +238,11 @@ async fn transact<W: IdempotentWrite>(
     operation: &W,
 ) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool, bool) {
     let mut q = conn;
-    let (user, scope, key) = (
-        context.user_id.as_uuid(),
-        context.scope.as_str().to_owned(),
-        context.key.as_str().to_owned(),
-    );
+    let (user, scope, key) = record_of(context);
     let claim = ClaimKey {
         user,
-        scope: scope.clone(),
-        key: key.clone(),
+        scope,
+        key,
         fingerprint: context.fingerprint.as_bytes().to_vec(),
     };
     // Sent together, in this order: one round trip.
@@ -265,8 +261,17 @@ async fn transact<W: IdempotentWrite>(
         Ok(wait_set) => (wait_set, decide(conn, operation, began, claimed, reads)),
         Err(e) => (false, Err(IdempotencyError::from(error::from_diesel(e)))),
     };
-    let (result, ended) = end(conn, context, user, scope, key, commit_deadline, decided).await;
+    let (result, ended) = end(conn, context, commit_deadline, decided).await;
     (result, ended, wait_set)
+}
+
+/// The key of `context`'s record in `idempotency_keys`: user, scope, key.
+fn record_of(context: &IdempotencyContext) -> (uuid::Uuid, String, String) {
+    (
+        context.user_id.as_uuid(),
+        context.scope.as_str().to_owned(),
+        context.key.as_str().to_owned(),
+    )
 }
 
 /// What the first round trip came to: the writes of a fresh claim, `None`
@@ -284,16 +289,18 @@ fn decide<'c, W: IdempotentWrite>(
         // A duplicate still holds the key after the wait.
         (Ok(_), Err(e)) if error::is_lock_timeout(&e) => Err(IdempotencyConflict::KeyInUse.into()),
         (Err(e), _) | (_, Err(e)) => Err(IdempotencyError::from(error::from_diesel(e))),
-        (Ok(_), Ok(fresh)) if !fresh.is_empty() => reads
-            .map_err(|e| IdempotencyError::from(error::from_diesel(e)))
-            .and_then(|reads| Ok(Some(operation.write(conn, reads)?))),
-        // Taken. A read that failed (a lock wait that ran out on a busy
-        // balance, say) aborted the transaction, so the stored record
-        // cannot be read in it: that failure is the answer.
-        (Ok(_), Ok(_)) => match reads {
-            Ok(_) => Ok(None),
-            Err(e) => Err(IdempotencyError::from(error::from_diesel(e))),
-        },
+        (Ok(_), Ok(fresh)) => {
+            // A read that failed (a lock wait that ran out on a busy
+            // balance, say) aborted the transaction: whether the key was
+            // fresh or taken (its record can no longer be read in it), that
+            // failure is the answer.
+            let reads = reads.map_err(error::from_diesel)?;
+            if fresh.is_empty() {
+                Ok(None)
+            } else {
+                Ok(Some(operation.write(conn, reads)?))
+            }
+        }
     }
 }
 
@@ -303,13 +310,11 @@ fn decide<'c, W: IdempotentWrite>(
 async fn end<O: Serialize + DeserializeOwned>(
     conn: &AsyncPgConnection,
     context: &IdempotencyContext,
-    user: uuid::Uuid,
-    scope: String,
-    key: String,
     commit_deadline: Duration,
     decided: Decided<'_, O>,
 ) -> (Result<Idempotent<O>, IdempotencyError>, bool) {
     let mut q = conn;
+    let (user, scope, key) = record_of(context);
     match decided {
         Ok(Some((outcome, writes))) => {
             let stored = match serde_json::to_value(&outcome) {

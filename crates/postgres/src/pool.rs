@@ -203,9 +203,7 @@ impl managed::Manager for PgManager {
         let open = async move {
             // Once per pool (retried until it works), on a connection of its
             // own that is closed afterwards.
-            let _ = learned
-                .get_or_try_init(|| learn_statement_timeout_text(&target, timeout))
-                .await;
+            let _ = learned.get_or_try_init(|| learn_timeout_texts(&target, timeout)).await;
             let mut conn = target.connect(timeout).await?;
             conn.batch_execute(&setup)
                 .await
@@ -274,17 +272,18 @@ fn on_runtime(
 /// connections and remembers the server's texts for them, in the server's
 /// own language (see [`error`]). The connections are closed afterwards, so
 /// no pooled connection ever runs with the probes' 1 ms timeouts.
-async fn learn_statement_timeout_text(target: &PgTarget, timeout: Duration) -> Result<(), ()> {
+async fn learn_timeout_texts(target: &PgTarget, timeout: Duration) -> Result<(), ()> {
     let probe = async {
         let mut conn = target.connect(timeout).await?;
         conn.batch_execute("SET statement_timeout = 1").await?;
-        match conn.batch_execute("SELECT pg_sleep(0.05)").await {
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
-                error::learn_statement_timeout(info.message());
-            }
-            Err(other) => return Err(other.into()),
-            Ok(()) => return Err(anyhow::anyhow!("a 1 ms statement timeout did not cancel a 50 ms sleep")),
-        }
+        error::learn_statement_timeout(
+            &provoked_error(
+                &mut conn,
+                "SELECT pg_sleep(0.05)",
+                "a 1 ms statement timeout did not cancel a 50 ms sleep",
+            )
+            .await?,
+        );
         // A session-level advisory lock held by one connection, asked for by
         // a second that waits at most 1 ms for it.
         let key = i64::from_le_bytes(uuid::Uuid::new_v4().as_u64_pair().0.to_le_bytes());
@@ -292,16 +291,15 @@ async fn learn_statement_timeout_text(target: &PgTarget, timeout: Duration) -> R
         holder.batch_execute(&format!("SELECT pg_advisory_lock({key})")).await?;
         conn.batch_execute("SET statement_timeout = 0; SET lock_timeout = 1")
             .await?;
-        match conn.batch_execute(&format!("SELECT pg_advisory_lock({key})")).await {
-            Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
-                error::learn_lock_timeout(info.message());
-                anyhow::Ok(())
-            }
-            Err(other) => Err(other.into()),
-            Ok(()) => Err(anyhow::anyhow!(
-                "a 1 ms lock timeout did not cut a wait for a held lock"
-            )),
-        }
+        error::learn_lock_timeout(
+            &provoked_error(
+                &mut conn,
+                &format!("SELECT pg_advisory_lock({key})"),
+                "a 1 ms lock timeout did not cut a wait for a held lock",
+            )
+            .await?,
+        );
+        anyhow::Ok(())
     };
     probe.await.map_err(|e| {
         tracing::warn!(
@@ -309,4 +307,16 @@ async fn learn_statement_timeout_text(target: &PgTarget, timeout: Duration) -> R
             "could not learn the server's statement- and lock-timeout messages; will try again"
         );
     })
+}
+
+/// The message of the error `sql` must fail with on `conn` (`unexpected`
+/// when it does not fail).
+async fn provoked_error(conn: &mut Connection, sql: &str, unexpected: &str) -> anyhow::Result<String> {
+    match conn.batch_execute(sql).await {
+        Err(diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::Unknown, info)) => {
+            Ok(info.message().to_owned())
+        }
+        Err(other) => Err(other.into()),
+        Ok(()) => Err(anyhow::anyhow!("{unexpected}")),
+    }
 }
