@@ -233,7 +233,8 @@ struct Clock {
     now: OffsetDateTime,
 }
 
-async fn place(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity: i64) {
+/// The request and idempotency context of one order of `quantity` cups of `menu`.
+fn one_order(user: Uuid, key: &str, menu: Uuid, quantity: i64) -> (OrderRequest, IdempotencyContext) {
     let request = OrderRequest::new(&[(MenuId::from_uuid(menu), quantity)]).expect("valid");
     let context = IdempotencyContext {
         user_id: UserId::from_uuid(user),
@@ -241,6 +242,11 @@ async fn place(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity
         key: IdempotencyKey::parse(key).expect("key"),
         fingerprint: Fingerprint::from_bytes([7; 32]),
     };
+    (request, context)
+}
+
+async fn place(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity: i64) {
+    let (request, context) = one_order(user, key, menu, quantity);
     let placed = store.place_order(context, request, decide).await.expect("answered");
     assert!(matches!(placed.into_inner(), PlaceOrderOutcome::Placed(_)));
 }
@@ -342,13 +348,7 @@ async fn shared_rankings_count_every_order_committed_before_the_request() {
 
 /// One order of `quantity` cups of `menu` stamped `at`.
 async fn order_at(store: &PgOrderStore, user: Uuid, key: &str, menu: Uuid, quantity: i64, at: OffsetDateTime) {
-    let request = OrderRequest::new(&[(MenuId::from_uuid(menu), quantity)]).expect("valid");
-    let context = IdempotencyContext {
-        user_id: UserId::from_uuid(user),
-        scope: IdempotencyScope::OrdersPlace,
-        key: IdempotencyKey::parse(key).expect("key"),
-        fingerprint: Fingerprint::from_bytes([7; 32]),
-    };
+    let (request, context) = one_order(user, key, menu, quantity);
     let placed = store
         .place_order_at(context, request, decide, at)
         .await
