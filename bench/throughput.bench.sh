@@ -169,11 +169,11 @@ makes today for one request:
 
 - **statement by statement**: `bench/pgbench/orders.sql` and `bench/pgbench/charge.sql`, each
   statement the service sends in a round trip of its own (`BEGIN`, the claim `INSERT ...
-  ON CONFLICT DO NOTHING RETURNING`, for an order the menu's price, the locked balance, the clock,
-  then one statement for the writes (for an order the payment, the order, its item, the `DEDUCT`
-  row, the statistics shard and the outbox event; for a charge the credit and the `ADD` row), the
-  stored outcome, `COMMIT`). The service pipelines them into two round trips, so it can pass
-  this ceiling;
+  ON CONFLICT DO NOTHING RETURNING`, one statement that locks the balance and reads the clock
+  (for an order also its menus), one statement for the writes and the stored outcome (for an
+  order the payment, the order, its item, the `DEDUCT` row, the statistics shard and the outbox
+  event; for a charge the credit and the `ADD` row), `COMMIT`). The service pipelines them into
+  two round trips, so it can pass this ceiling;
 - **one round trip**: `bench/pgbench/order_one_trip.sql` and `bench/pgbench/charge_one_trip.sql`,
   one call of `bench_place_order(...)` / `bench_charge(...)`, PL/pgSQL functions created by
   `bench/pgbench/setup.sql` that make the same writes in one transaction, the key claimed by

@@ -2,8 +2,8 @@
 -- sends it): its statements (PgPointStore::charge in
 -- crates/postgres/src/points.rs and idempotency::run in idempotency.rs), each
 -- in a round trip of its own: the database's ceiling for the endpoint sent
--- statement by statement (the service pipelines them into two round trips: BEGIN to the clock,
--- then the UPDATE to COMMIT). Its
+-- statement by statement (the service pipelines them into two round trips: BEGIN to the locked
+-- balance and the clock, then the writes with the stored outcome, and COMMIT). Its
 -- one-round-trip twin is charge_one_trip.sql; helpers and users come from
 -- setup.sql. When the service's writes change, these change with them.
 -- 100000000 is the default BALANCE_MAX. Variables (-D): users, clients, run.
@@ -12,9 +12,7 @@
 \set amount 1
 BEGIN;
 INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) VALUES (bench_user(:u), 'points.charge', (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text, sha256('points.charge 1'::bytea), 'null'::jsonb) ON CONFLICT DO NOTHING RETURNING true;
-SELECT point AS before FROM users WHERE id = bench_user(:u) FOR NO KEY UPDATE \gset
-SELECT coalesce(NULL::timestamptz, clock_timestamp()) AS at \gset
+SELECT b.point AS before, coalesce(NULL::timestamptz, clock_timestamp()) AS at, bench_uuid7() AS transaction_id FROM (SELECT point FROM users WHERE id = bench_user(:u) FOR NO KEY UPDATE) b \gset
 \set balance :before + :amount
-WITH credit AS (UPDATE users SET point = point + (:amount)::bigint, updated_at = :at WHERE id = bench_user(:u)) INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) VALUES (bench_uuid7(), bench_user(:u), 'ADD', :amount, :balance, :at) RETURNING id AS transaction_id \gset
-UPDATE idempotency_keys SET outcome = bench_charge_outcome(bench_user(:u), (:amount)::bigint, (:balance)::bigint, (:transaction_id)::uuid, (:at)::timestamptz) WHERE user_id = bench_user(:u) AND scope = 'points.charge' AND key = (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text;
+WITH credit AS (UPDATE users SET point = point + (:amount)::bigint, updated_at = :at WHERE id = bench_user(:u)), ledger AS (INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) VALUES (:transaction_id, bench_user(:u), 'ADD', :amount, :balance, :at)) UPDATE idempotency_keys SET outcome = bench_charge_outcome(bench_user(:u), (:amount)::bigint, (:balance)::bigint, (:transaction_id)::uuid, (:at)::timestamptz) WHERE user_id = bench_user(:u) AND scope = 'points.charge' AND key = (:run)::text || '-' || (:client_id)::text || '-' || (:k)::text;
 COMMIT;

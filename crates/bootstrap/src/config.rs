@@ -683,7 +683,7 @@ mod tests {
 
     #[test]
     fn timeouts_that_let_an_order_outlive_the_settling_margin_are_refused() {
-        let err = config(&[("DATABASE_STATEMENT_TIMEOUT_MS", "40000")]).expect_err("refused");
+        let err = config(&[("DATABASE_STATEMENT_TIMEOUT_MS", "60000")]).expect_err("refused");
         assert!(err.to_string().contains("DATABASE_STATEMENT_TIMEOUT_MS"), "{err}");
         let err = config(&[("IDEMPOTENCY_WAIT_MS", "300000")]).expect_err("refused");
         assert!(err.to_string().contains("settling margin"), "{err}");

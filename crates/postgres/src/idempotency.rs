@@ -19,7 +19,7 @@ use diesel::connection::TransactionManagerStatus;
 use diesel::sql_types::{Bool, Bytea, Interval, Jsonb, Text};
 use diesel_async::{AnsiTransactionManager, AsyncPgConnection, RunQueryDsl, TransactionManager};
 use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, try_join_all, try_join3};
+use futures_util::future::{BoxFuture, try_join3};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -67,8 +67,11 @@ statement! {
 }
 
 statement! {
-    /// Stores the outcome of a fresh claim, in the same transaction.
-    struct StoreOutcome {
+    /// Stores the outcome of a fresh claim, in the same transaction, when
+    /// the outcome changes nothing else ([`Written::Unchanged`]). A write
+    /// that changes something stores it in its own statement, with the same
+    /// fields ([`Record::storing`]).
+    pub(crate) struct StoreOutcome {
         user: uuid::Uuid = diesel::sql_types::Uuid,
         scope: String = Text,
         key: String = Text,
@@ -76,13 +79,43 @@ statement! {
     } = "UPDATE idempotency_keys SET outcome = $outcome WHERE user_id = $user AND scope = $scope AND key = $key";
 }
 
-/// Statements sent together, answered in one round trip.
-pub(crate) type Batch<'c> = Vec<BoxFuture<'c, QueryResult<usize>>>;
+/// The record of a fresh claim, where its outcome is stored.
+pub(crate) struct Record<'a> {
+    context: &'a IdempotencyContext,
+}
+
+impl Record<'_> {
+    /// The fields that store `outcome` in this record: a write's statement
+    /// takes `scope`, `key` and `outcome` from them and ends with
+    /// `UPDATE idempotency_keys SET outcome = $outcome WHERE user_id = $user
+    /// AND scope = $scope AND key = $key` (its `user` is the record's).
+    pub(crate) fn storing(&self, outcome: &impl Serialize) -> Result<StoreOutcome, InfraError> {
+        let outcome = serde_json::to_value(outcome)
+            .map_err(|e| InfraError::Unexpected(anyhow::Error::new(e).context("serialising an outcome")))?;
+        let (user, scope, key) = record_of(self.context);
+        Ok(StoreOutcome {
+            user,
+            scope,
+            key,
+            outcome,
+        })
+    }
+}
+
+/// What a fresh claim's operation came to.
+pub(crate) enum Written<'c, O> {
+    /// An outcome that changes nothing: it is stored on its own.
+    Unchanged(O),
+    /// An outcome, and the one statement that makes it so and stores it in
+    /// the key's record ([`Record::storing`]): one statement, so the server
+    /// answers it in one message and the request waits for one response.
+    Changed(O, BoxFuture<'c, QueryResult<usize>>),
+}
 
 /// An operation made idempotent by [`run`], in two round trips: what it
-/// reads (sent with `BEGIN` and the claim), then what it writes (sent with
-/// the stored outcome and `COMMIT`). Between the two the adapter applies the
-/// domain's rules to what it read, holding the locks its reads took.
+/// reads (sent with `BEGIN` and the claim), then what it writes with the
+/// stored outcome (sent with `COMMIT`). Between the two the adapter applies
+/// the domain's rules to what it read, holding the locks its reads took.
 pub(crate) trait IdempotentWrite: Send + Sync {
     /// What the first round trip reads.
     type Reads: Send;
@@ -92,13 +125,15 @@ pub(crate) trait IdempotentWrite: Send + Sync {
     /// The reads, sent right after the claim in the same round trip.
     fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Reads>>;
 
-    /// Decides the outcome from the reads and returns the writes that make
-    /// it so (none for an outcome that changes nothing).
+    /// Decides the outcome from the reads and returns the statement that
+    /// makes it so and stores it in `record` (none for an outcome that
+    /// changes nothing).
     fn write<'c>(
         &self,
         conn: &'c AsyncPgConnection,
         reads: Self::Reads,
-    ) -> Result<(Self::Outcome, Batch<'c>), InfraError>;
+        record: Record<'_>,
+    ) -> Result<Written<'c, Self::Outcome>, InfraError>;
 }
 
 /// Reads the record of a key the claim found taken.
@@ -119,8 +154,8 @@ fn interpret<T: DeserializeOwned>(
 }
 
 /// Runs `operation` idempotently in one transaction of two round trips:
-/// `BEGIN`, the claim of the key and the operation's reads; then its writes,
-/// the stored outcome and `COMMIT` (or a `ROLLBACK` when the key replays a
+/// `BEGIN`, the claim of the key and the operation's reads; then its write
+/// with the stored outcome, and `COMMIT` (or a `ROLLBACK` when the key replays a
 /// stored outcome or is in conflict). Both idempotent adapters go through
 /// here.
 ///
@@ -258,7 +293,7 @@ async fn transact<W: IdempotentWrite>(
     let reads = operation.read(conn);
     let (wait_set, began, claimed, reads) = futures_util::future::join4(set_wait, begin, claimed, reads).await;
     let (wait_set, decided) = match wait_set {
-        Ok(wait_set) => (wait_set, decide(conn, operation, began, claimed, reads)),
+        Ok(wait_set) => (wait_set, decide(conn, operation, context, began, claimed, reads)),
         Err(e) => (false, Err(IdempotencyError::from(error::from_diesel(e)))),
     };
     let (result, ended) = end(conn, context, commit_deadline, decided).await;
@@ -274,13 +309,14 @@ fn record_of(context: &IdempotencyContext) -> (uuid::Uuid, String, String) {
     )
 }
 
-/// What the first round trip came to: the writes of a fresh claim, `None`
+/// What the first round trip came to: the write of a fresh claim, `None`
 /// for a key found taken, or why neither.
-type Decided<'c, O> = Result<Option<(O, Batch<'c>)>, IdempotencyError>;
+type Decided<'c, O> = Result<Option<Written<'c, O>>, IdempotencyError>;
 
 fn decide<'c, W: IdempotentWrite>(
     conn: &'c AsyncPgConnection,
     operation: &W,
+    context: &IdempotencyContext,
     began: QueryResult<usize>,
     claimed: QueryResult<Vec<bool>>,
     reads: QueryResult<W::Reads>,
@@ -298,13 +334,13 @@ fn decide<'c, W: IdempotentWrite>(
             if fresh.is_empty() {
                 Ok(None)
             } else {
-                Ok(Some(operation.write(conn, reads)?))
+                Ok(Some(operation.write(conn, reads, Record { context })?))
             }
         }
     }
 }
 
-/// The second round trip: the writes, the stored outcome and `COMMIT`; or
+/// The second round trip: the write with the stored outcome, and `COMMIT`; or
 /// the stored record of a taken key and `COMMIT`; or `ROLLBACK`. Also says
 /// whether the transaction ended.
 async fn end<O: Serialize + DeserializeOwned>(
@@ -314,24 +350,16 @@ async fn end<O: Serialize + DeserializeOwned>(
     decided: Decided<'_, O>,
 ) -> (Result<Idempotent<O>, IdempotencyError>, bool) {
     let mut q = conn;
-    let (user, scope, key) = record_of(context);
     match decided {
-        Ok(Some((outcome, writes))) => {
-            let stored = match serde_json::to_value(&outcome) {
-                Ok(json) => json,
-                Err(e) => {
-                    let error = InfraError::Unexpected(anyhow::Error::new(e).context("serialising an outcome"));
-                    drop(writes);
-                    return (Err(error.into()), Rollback {}.execute(&mut q).await.is_ok());
-                }
+        Ok(Some(written)) => {
+            let (outcome, write) = match written {
+                Written::Changed(outcome, write) => (outcome, write),
+                Written::Unchanged(outcome) => match (Record { context }).storing(&outcome) {
+                    Ok(store) => (outcome, store.execute(&mut q)),
+                    Err(error) => return (Err(error.into()), Rollback {}.execute(&mut q).await.is_ok()),
+                },
             };
-            let store = StoreOutcome {
-                user,
-                scope,
-                key,
-                outcome: stored,
-            };
-            let last = try_join3(try_join_all(writes), store.execute(&mut q), Commit {}.execute(&mut q));
+            let last = futures_util::future::try_join(write, Commit {}.execute(&mut q));
             match tokio::time::timeout(commit_deadline, last).await {
                 Ok(Ok(_)) => (Ok(Idempotent::Fresh(outcome)), true),
                 // Whether COMMIT ran is unknown: the connection is dropped.
@@ -347,6 +375,7 @@ async fn end<O: Serialize + DeserializeOwned>(
         // up to it, even when the first answer was a `503` because that wait
         // was cancelled ([`run`]).
         Ok(None) => {
+            let (user, scope, key) = record_of(context);
             let ended = try_join3(
                 StoredOutcome { user, scope, key }
                     .get_result::<(Vec<u8>, serde_json::Value)>(&mut q)

@@ -16,27 +16,28 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Jsonb, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, try_join3};
+use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Settle as _;
-use crate::idempotency::{self, Batch, IdempotentWrite};
+use crate::idempotency::{self, IdempotentWrite, Record, StoreOutcome, Written};
 use crate::menus::MenuRow;
 use crate::page::{newest_first, page_of};
 use crate::pool::{PgConnection, PgPool};
 use crate::schema::{order_items, orders};
-use crate::sql::{Instant, LockBalance, statement};
+use crate::sql::statement;
 
 /// Write shards per (hour, menu) statistics bucket: concurrent orders of one
 /// menu spread over this many rows instead of queueing on one.
 pub const STATISTICS_SHARDS: u16 = 16;
 
 /// Statements an order's transaction runs at most, in two round trips:
-/// the session's `lock_timeout` when it changes, `BEGIN`, the claim, the
-/// menus, the balance and the clock; then the writes, the stored outcome and
-/// `COMMIT`. Each is bounded by the pool's statement timeout.
-pub const ORDER_STATEMENTS: u32 = 9;
+/// the session's `lock_timeout` when it changes, `BEGIN`, the claim, and the
+/// menus with the locked balance and the clock; then the writes with the
+/// stored outcome, and `COMMIT`. Each is bounded by the pool's statement
+/// timeout.
+pub const ORDER_STATEMENTS: u32 = 6;
 
 /// The longest an order's transaction can stay open, measured from a request
 /// asking for a connection: waiting for one, waiting for a duplicate with the
@@ -98,9 +99,23 @@ fn points(value: i64) -> Result<Points, InfraError> {
 }
 
 statement! {
-    /// The menu rows an order names.
-    struct MenusById { ids: Vec<Uuid> = Array<SqlUuid> }
-        returns (SqlUuid, Text, BigInt) = "SELECT id, name, price FROM menus WHERE id = ANY($ids)";
+    /// What an order reads before it decides, in one row: the user's
+    /// balance, locking the row until the transaction ends (`NULL` when
+    /// there is no such user), the instant of the balance change (the
+    /// database's clock read once the lock is held, or `at` when seeding
+    /// history) and the menu rows the order names, as three arrays in one
+    /// order. As in [`crate::sql::LockBalance`], the clock is read above the
+    /// locking subquery, so after any wait for the lock.
+    struct ReadOrder {
+        ids: Vec<Uuid> = Array<SqlUuid>,
+        user: Uuid = SqlUuid,
+        at: Option<OffsetDateTime> = diesel::sql_types::Nullable<Timestamptz>,
+    } returns (diesel::sql_types::Nullable<BigInt>, Timestamptz, Array<SqlUuid>, Array<Text>, Array<BigInt>)
+        = "SELECT b.point, coalesce($at, clock_timestamp()), m.ids, m.names, m.prices \
+           FROM (SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(name), '{}') AS names, \
+                        coalesce(array_agg(price), '{}') AS prices \
+                 FROM menus WHERE id = ANY($ids)) m \
+           LEFT JOIN (SELECT point FROM users WHERE id = $user FOR NO KEY UPDATE) b ON true";
 }
 
 statement! {
@@ -109,9 +124,10 @@ statement! {
     /// of defence), the order, all its items whatever their number, its
     /// `DEDUCT` row, one shard of each (hour, menu) statistics bucket it sells
     /// (rows taken in menu-id order, the lines are sorted, so orders never
-    /// deadlock), and its event for the relay. One statement instead of six:
-    /// each costs the server a parse-bind-execute and an executor start, and
-    /// the request a response to wait for.
+    /// deadlock), its event for the relay, and the outcome stored in the
+    /// key's record ([`Record::storing`]). One statement instead of seven:
+    /// each costs the server a parse-bind-execute, an executor start and a
+    /// message of its own, and the request a response to wait for.
     struct RecordPlacedOrder {
         id: Uuid = SqlUuid,
         user: Uuid = SqlUuid,
@@ -132,6 +148,9 @@ statement! {
         event_id: Uuid = SqlUuid,
         event_type: String = Text,
         payload: serde_json::Value = Jsonb,
+        scope: String = Text,
+        key: String = Text,
+        outcome: serde_json::Value = Jsonb,
     } = "WITH pay AS (UPDATE users SET point = point - $total, updated_at = $at WHERE id = $user), \
          placed AS (INSERT INTO orders (id, user_id, total_price, balance_after, created_at) \
                     VALUES ($id, $user, $total, $balance_after, $at)), \
@@ -146,8 +165,10 @@ statement! {
                    FROM unnest($menus::uuid[], $sold::bigint[]) AS s(menu_id, quantity) ORDER BY s.menu_id \
                    ON CONFLICT (bucket_start, menu_id, shard) DO UPDATE \
                    SET quantity = menu_sales_hourly.quantity + excluded.quantity, \
-                       order_count = menu_sales_hourly.order_count + excluded.order_count) \
-         INSERT INTO outbox_events (id, event_type, aggregate_id, payload) VALUES ($event_id, $event_type, $id, $payload)";
+                       order_count = menu_sales_hourly.order_count + excluded.order_count), \
+         queued AS (INSERT INTO outbox_events (id, event_type, aggregate_id, payload) \
+                   VALUES ($event_id, $event_type, $id, $payload)) \
+         UPDATE idempotency_keys SET outcome = $outcome WHERE user_id = $user AND scope = $scope AND key = $key";
 }
 
 /// One order, as an idempotent write: the menus and the locked balance are
@@ -162,64 +183,53 @@ struct OrderWrite {
     at: Option<OffsetDateTime>,
 }
 
-/// The rows an order reads before it decides.
-struct OrderRows {
-    menus: Vec<(Uuid, String, i64)>,
-    balance: Option<i64>,
-    at: OffsetDateTime,
-}
+/// The row an order reads before it decides ([`ReadOrder`]).
+type OrderReadRow = (Option<i64>, OffsetDateTime, Vec<Uuid>, Vec<String>, Vec<i64>);
 
 impl IdempotentWrite for OrderWrite {
-    type Reads = OrderRows;
+    type Reads = OrderReadRow;
     type Outcome = PlaceOrderOutcome;
 
-    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderRows>> {
+    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderReadRow>> {
         let mut q = conn;
-        let ids = self.request.menu_ids().iter().map(MenuId::as_uuid).collect();
-        let menus = MenusById { ids }.load(&mut q);
-        let balance = LockBalance {
+        ReadOrder {
+            ids: self.request.menu_ids().iter().map(MenuId::as_uuid).collect(),
             user: self.user.as_uuid(),
+            at: self.at,
         }
-        .load(&mut q);
-        let at = Instant { at: self.at }.get_result(&mut q);
-        async move {
-            let (menus, balance, at) = try_join3(menus, balance, at).await?;
-            Ok(OrderRows {
-                menus,
-                balance: balance.into_iter().next(),
-                at,
-            })
-        }
+        .get_result(&mut q)
         .boxed()
     }
 
     fn write<'c>(
         &self,
         conn: &'c AsyncPgConnection,
-        rows: OrderRows,
-    ) -> Result<(PlaceOrderOutcome, Batch<'c>), InfraError> {
+        (balance, at, ids, names, prices): OrderReadRow,
+        record: Record<'_>,
+    ) -> Result<Written<'c, PlaceOrderOutcome>, InfraError> {
         let reads = OrderReads {
-            menus: rows
-                .menus
+            menus: ids
                 .into_iter()
-                .map(|(id, name, price)| Menu::try_from(MenuRow { id, name, price }))
+                .zip(names)
+                .zip(prices)
+                .map(|((id, name), price)| Menu::try_from(MenuRow { id, name, price }))
                 .collect::<Result<_, _>>()?,
-            balance: rows.balance.map(points).transpose()?,
-            at: rows.at,
+            balance: balance.map(points).transpose()?,
+            at,
         };
         let outcome = (self.decide)(self.user, &self.request, reads)?;
         let PlaceOrderOutcome::Placed(order) = &outcome else {
-            return Ok((outcome, Vec::new()));
+            return Ok(Written::Unchanged(outcome));
         };
-        let write = record_placed_order(order)?;
+        let write = record_placed_order(order, record.storing(&outcome)?)?;
         let mut q = conn;
-        let writes = vec![write.execute(&mut q)];
-        Ok((outcome, writes))
+        Ok(Written::Changed(outcome, write.execute(&mut q)))
     }
 }
 
-/// The statement that writes `order` and everything it touches.
-fn record_placed_order(order: &PlacedOrder) -> Result<RecordPlacedOrder, InfraError> {
+/// The statement that writes `order` and everything it touches, and stores
+/// the outcome (`stored`, [`Record::storing`]).
+fn record_placed_order(order: &PlacedOrder, stored: StoreOutcome) -> Result<RecordPlacedOrder, InfraError> {
     let lines = &order.lines;
     let event = OrderPlacedEvent::new(Uuid::now_v7(), order);
     let payload = serde_json::to_value(&event)
@@ -249,6 +259,9 @@ fn record_placed_order(order: &PlacedOrder) -> Result<RecordPlacedOrder, InfraEr
         event_id: event.event_id,
         event_type: OrderPlacedEvent::TYPE.to_owned(),
         payload,
+        scope: stored.scope,
+        key: stored.key,
+        outcome: stored.outcome,
     })
 }
 

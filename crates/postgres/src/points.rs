@@ -10,19 +10,19 @@ use coffee_domain::{
 use coffee_ports::{IdempotencyError, InfraError, PointStore};
 use diesel::QueryResult;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, try_join};
+use futures_util::future::BoxFuture;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Settle as _;
-use crate::idempotency::{self, Batch, IdempotentWrite};
+use crate::idempotency::{self, IdempotentWrite, Record, Written};
 use crate::page::{newest_first, page_of};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
-use crate::sql::{Instant, LockBalance, statement};
+use crate::sql::{LockBalance, statement};
 
 /// [`PointStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -45,7 +45,8 @@ fn points(value: i64) -> Result<Points, InfraError> {
 
 statement! {
     /// A charge's writes in one statement: the amount added to the locked
-    /// balance, and the `ADD` row with the balance it produced.
+    /// balance, the `ADD` row with the balance it produced, and the outcome
+    /// stored in the key's record ([`Record::storing`]).
     struct RecordCharge {
         id: Uuid = SqlUuid,
         user: Uuid = SqlUuid,
@@ -53,15 +54,20 @@ statement! {
         amount: i64 = BigInt,
         balance_after: i64 = BigInt,
         at: OffsetDateTime = Timestamptz,
-    } = "WITH credit AS (UPDATE users SET point = point + $amount, updated_at = $at WHERE id = $user) \
-         INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) \
-         VALUES ($id, $user, $add, $amount, $balance_after, $at)";
+        scope: String = Text,
+        key: String = Text,
+        outcome: serde_json::Value = Jsonb,
+    } = "WITH credit AS (UPDATE users SET point = point + $amount, updated_at = $at WHERE id = $user), \
+         ledger AS (INSERT INTO point_transactions (id, user_id, type, amount, balance_after, created_at) \
+                    VALUES ($id, $user, $add, $amount, $balance_after, $at)) \
+         UPDATE idempotency_keys SET outcome = $outcome WHERE user_id = $user AND scope = $scope AND key = $key";
 }
 
 /// One charge, as an idempotent write: the balance is locked and read in
-/// the first round trip, the domain applies the balance limit, and the new
-/// balance and its ledger row are written in the second, stamped with the
-/// database's clock read once the balance is locked.
+/// the first round trip with the database's clock once it is locked, the
+/// domain applies the balance limit, and the new balance, its ledger row
+/// (stamped with that clock) and the stored outcome are written in the
+/// second.
 struct ChargeWrite {
     user: UserId,
     amount: ChargeAmount,
@@ -69,42 +75,38 @@ struct ChargeWrite {
 }
 
 impl IdempotentWrite for ChargeWrite {
-    type Reads = (Option<i64>, OffsetDateTime);
+    /// The locked balance and the instant, none when there is no such user.
+    type Reads = Option<(i64, OffsetDateTime)>;
     type Outcome = ChargeOutcome;
 
     fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Reads>> {
         let mut q = conn;
-        let balance = LockBalance {
+        LockBalance {
             user: self.user.as_uuid(),
+            at: None,
         }
-        .load(&mut q);
-        let at = Instant { at: None }.get_result(&mut q);
-        async move {
-            let (balance, at) = try_join(balance, at).await?;
-            Ok((balance.into_iter().next(), at))
-        }
+        .load(&mut q)
+        .map(|rows| rows.map(|rows| rows.into_iter().next()))
         .boxed()
     }
 
     fn write<'c>(
         &self,
         conn: &'c AsyncPgConnection,
-        (balance, charged_at): Self::Reads,
-    ) -> Result<(ChargeOutcome, Batch<'c>), InfraError> {
-        let balance =
-            balance.ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {} does not exist", self.user)))?;
+        reads: Self::Reads,
+        record: Record<'_>,
+    ) -> Result<Written<'c, ChargeOutcome>, InfraError> {
+        let (balance, charged_at) =
+            reads.ok_or_else(|| InfraError::Unexpected(anyhow::anyhow!("user {} does not exist", self.user)))?;
         let balance = points(balance)?;
         let amount = self.amount.points();
         let Some(after) = self.limits.credit(balance, self.amount) else {
             let max_balance = self.limits.max_balance;
-            return Ok((
-                ChargeOutcome::BalanceLimitExceeded {
-                    balance,
-                    amount,
-                    max_balance,
-                },
-                Vec::new(),
-            ));
+            return Ok(Written::Unchanged(ChargeOutcome::BalanceLimitExceeded {
+                balance,
+                amount,
+                max_balance,
+            }));
         };
         let charge = Charge {
             user_id: self.user,
@@ -113,23 +115,27 @@ impl IdempotentWrite for ChargeWrite {
             transaction_id: Uuid::now_v7(),
             charged_at,
         };
-        let write = record_charge(&charge);
+        let write = record_charge(&charge, &record)?;
         let mut q = conn;
-        let writes = vec![write.execute(&mut q)];
-        Ok((ChargeOutcome::Charged(charge), writes))
+        Ok(Written::Changed(ChargeOutcome::Charged(charge), write.execute(&mut q)))
     }
 }
 
-/// The statement that writes `charge`.
-fn record_charge(charge: &Charge) -> RecordCharge {
-    RecordCharge {
+/// The statement that writes `charge` and stores it as the outcome in
+/// `record`.
+fn record_charge(charge: &Charge, record: &Record<'_>) -> Result<RecordCharge, InfraError> {
+    let stored = record.storing(&ChargeOutcome::Charged(charge.clone()))?;
+    Ok(RecordCharge {
         id: charge.transaction_id,
         user: charge.user_id.as_uuid(),
         add: TransactionKind::Add.as_str().to_owned(),
         amount: charge.amount.value(),
         balance_after: charge.balance.value(),
         at: charge.charged_at,
-    }
+        scope: stored.scope,
+        key: stored.key,
+        outcome: stored.outcome,
+    })
 }
 
 #[derive(Queryable, Selectable)]

@@ -83,13 +83,7 @@ async fn a_statement_timeout_is_unavailable_in_korean() {
     let user = db.insert_user(0).await;
     // Another transaction holds the user's row, so the charge's UPDATE waits
     // until its statement timeout cancels it.
-    let mut holder = db.connect().await;
-    holder
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR NO KEY UPDATE"
-        ))
-        .await
-        .expect("row lock");
+    let holder = db.hold_balance(user).await;
 
     let store = PgPointStore::new(
         PgPool::new(&PgPoolSettings {
@@ -106,7 +100,7 @@ async fn a_statement_timeout_is_unavailable_in_korean() {
         matches!(&answer, Err(IdempotencyError::Infra(e)) if e.is_unavailable()),
         "{answer:?}"
     );
-    holder.batch_execute("ROLLBACK").await.expect("rollback");
+    holder.release().await;
     assert_eq!(db.balance_of(user).await, 0);
     assert_eq!(db.count("SELECT count(*) AS n FROM idempotency_keys").await, 0);
 }

@@ -486,3 +486,33 @@ async fn a_warm_ranking_still_counts_every_new_order_at_once() {
     let want: Vec<_> = truth.iter().map(|r| (r.id, r.quantity, r.order_count)).collect();
     assert_eq!(got, want);
 }
+
+/// An order that waits for its payer's row is stamped once it holds it,
+/// even when the holder it waited for commits without changing the row (see
+/// the charge's twin in `points.rs`): its `DEDUCT` row sorts after every
+/// balance change before it.
+#[tokio::test]
+async fn an_order_that_waits_for_the_balance_is_stamped_once_it_holds_it() {
+    let db = TestDatabase::create().await;
+    let store = Arc::new(PgOrderStore::new(pool(&db), Duration::from_secs(5)));
+    let user = db.insert_user(10_000).await;
+    let menu = thousand_menu(&db).await;
+    let holder = db.hold_balance(user).await;
+
+    let waiting = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move { order(&store, user, "stamped after the wait", &[(menu, 1)], DB_CLOCK).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = holder.release().await;
+
+    let PlaceOrderOutcome::Placed(placed) = waiting.await.expect("joined").into_inner() else {
+        panic!("placed");
+    };
+    assert!(
+        placed.created_at >= released,
+        "stamped {} although the balance was held until {released}",
+        placed.created_at
+    );
+    db.assert_ledger_consistent().await;
+}

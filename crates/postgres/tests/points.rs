@@ -276,13 +276,7 @@ async fn a_replay_whose_balance_stays_locked_is_unavailable_not_an_error() {
     let user = db.insert_user(0).await;
     charge(&store, user, "locked replay", 100).await.expect("charged");
 
-    let mut holder = db.connect().await;
-    holder
-        .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR NO KEY UPDATE"
-        ))
-        .await
-        .expect("locked");
+    let holder = db.hold_balance(user).await;
     let err = charge(&store, user, "locked replay", 100)
         .await
         .expect_err("the balance stays locked");
@@ -290,7 +284,39 @@ async fn a_replay_whose_balance_stays_locked_is_unavailable_not_an_error() {
         matches!(&err, IdempotencyError::Infra(e) if e.is_unavailable()),
         "{err:?}"
     );
-    holder.batch_execute("ROLLBACK").await.expect("released");
+    holder.release().await;
     let replay = charge(&store, user, "locked replay", 100).await.expect("answered");
     assert!(replay.is_replayed());
+}
+
+/// A charge that waits for its user's row is stamped once it holds it, even
+/// when the holder it waited for commits without changing the row: the
+/// ledger's order is the order in which the lock serialised the balance
+/// changes. (The balance and the clock are read in one statement; a clock
+/// read beside the balance in the locking query itself would be the
+/// instant the row was first scanned, before the wait.)
+#[tokio::test]
+async fn a_charge_that_waits_for_the_balance_is_stamped_once_it_holds_it() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, Duration::from_secs(5));
+    let user = db.insert_user(0).await;
+    let holder = db.hold_balance(user).await;
+
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { charge(&store, user, "stamped after the wait", 100).await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let released = holder.release().await;
+
+    let charged = waiting.await.expect("joined").expect("charged");
+    let Idempotent::Fresh(ChargeOutcome::Charged(charge)) = charged else {
+        panic!("a fresh charge: {charged:?}");
+    };
+    assert!(
+        charge.charged_at >= released,
+        "stamped {} although the balance was held until {released}",
+        charge.charged_at
+    );
+    db.assert_ledger_consistent().await;
 }

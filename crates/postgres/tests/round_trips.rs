@@ -20,7 +20,7 @@ const AMERICANO: u128 = 0x0192f0a0_0000_7000_8000_000000000001;
 const LATTE: u128 = 0x0192f0a0_0000_7000_8000_000000000002;
 
 /// The most an order may take: `BEGIN`, the claim and the reads; then the
-/// writes, the stored outcome and `COMMIT`.
+/// writes with the stored outcome, and `COMMIT`.
 const ORDER_ROUND_TRIPS: u64 = 2;
 /// The most a charge may take, likewise.
 const CHARGE_ROUND_TRIPS: u64 = 2;
@@ -80,9 +80,13 @@ async fn an_order_takes_two_round_trips_paid_short_or_replayed() {
             decide,
         )
     };
-    // Each statement is prepared once per connection: warm every path up.
+    // Each statement is prepared once per connection: warm every path up
+    // (paid, replayed, refused: a refused order stores its outcome alone).
     place("warm-up").await.expect("placed");
     place("warm-up").await.expect("replayed");
+    set_balance(&db, user, 10).await;
+    place("warm-up short").await.expect("refused");
+    set_balance(&db, user, 1_000_000).await;
 
     let (placed, outcome) = trips(&counter, place("paid")).await;
     let (replayed, replay) = trips(&counter, place("paid")).await;
@@ -121,8 +125,10 @@ async fn a_charge_takes_two_round_trips_credited_or_over_the_limit() {
     let amount = ChargeAmount::new(1_000_000, &limits).expect("amount");
     let charge =
         |key: &'static str| store.charge(context(user, IdempotencyScope::PointsCharge, key, 2), amount, limits);
+    // Every path, as for orders (a refused charge stores its outcome alone).
     charge("warm-up").await.expect("charged");
     charge("warm-up").await.expect("replayed");
+    charge("warm-up over").await.expect("refused");
 
     let (over, refused) = trips(&counter, charge("over the limit")).await;
     set_balance(&db, user, 0).await;

@@ -126,3 +126,52 @@ impl TestDatabase {
             .unwrap_or_else(|e| panic!("ground truth query: {e}"))
     }
 }
+
+/// Another transaction holding a user's row `FOR NO KEY UPDATE`, as a
+/// balance change in flight does, without changing it: what makes a request
+/// wait for the balance ([`TestDatabase::hold_balance`]).
+pub struct HeldBalance {
+    conn: diesel_async::AsyncPgConnection,
+}
+
+impl std::fmt::Debug for HeldBalance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldBalance").finish_non_exhaustive()
+    }
+}
+
+#[derive(QueryableByName)]
+struct Clock {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+    at: time::OffsetDateTime,
+}
+
+impl TestDatabase {
+    /// Locks `user`'s row in a transaction of its own until
+    /// [`HeldBalance::release`].
+    pub async fn hold_balance(&self, user: uuid::Uuid) -> HeldBalance {
+        let mut conn = self.connect().await;
+        diesel_async::SimpleAsyncConnection::batch_execute(
+            &mut conn,
+            &format!("BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR NO KEY UPDATE"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("locking the user's row: {e}"));
+        HeldBalance { conn }
+    }
+}
+
+impl HeldBalance {
+    /// Commits, the row unchanged; returns the database's clock read just
+    /// before, while the row was still held.
+    pub async fn release(mut self) -> time::OffsetDateTime {
+        let clock: Clock = diesel::sql_query("SELECT clock_timestamp() AS at")
+            .get_result(&mut self.conn)
+            .await
+            .unwrap_or_else(|e| panic!("reading the clock: {e}"));
+        diesel_async::SimpleAsyncConnection::batch_execute(&mut self.conn, "COMMIT")
+            .await
+            .unwrap_or_else(|e| panic!("releasing the user's row: {e}"));
+        clock.at
+    }
+}

@@ -27,7 +27,7 @@ mod redis;
 mod round_trips;
 
 pub use database::TestDatabase;
-pub use ledger::GroundTruthRow;
+pub use ledger::{GroundTruthRow, HeldBalance};
 pub use proxy::TcpProxy;
 pub use redis::{RedisNamespace, RedisServer};
 pub use round_trips::RoundTripCounter;
