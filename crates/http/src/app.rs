@@ -196,6 +196,9 @@ pub fn build_app_with(
 > {
     let listener = options.listener;
     let cors = !options.cors_allowed_origins.is_empty() && listener != Listener::Admin;
+    let lifecycle = RequestLifecycle {
+        drain: state.drain.clone(),
+    };
     App::new()
         .app_data(state)
         // Per worker: this function runs once in each worker.
@@ -217,7 +220,7 @@ pub fn build_app_with(
             cors,
             ErrorHandlers::new().default_handler(problem_fallback),
         ))
-        .wrap(RequestLifecycle)
+        .wrap(lifecycle)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use actix_web::dev::Payload;
 use actix_web::http::header::HeaderMap;
-use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use actix_web::{FromRequest, HttpRequest, web};
 use ipnet::IpNet;
 
 /// The proxies whose `X-Forwarded-For` entries are believed.
@@ -74,21 +74,31 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(|ip| ip.to_canonical())
 }
 
-/// The request's client address, as [`crate::middleware::RequestLifecycle`]
-/// resolved it (`None` without a peer address, as in some tests).
+/// The request's client address ([`client_of`]), for the handlers that
+/// need it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub Option<IpAddr>);
+
+/// The client's address of `request`: its peer, or behind the
+/// [`TrustedProxies`] of the application's state the address they vouch
+/// for (`None` without a peer address, as in some tests). Worked out where
+/// it is needed, not for every request.
+pub(crate) fn client_of(request: &HttpRequest) -> Option<IpAddr> {
+    request.peer_addr().map(|peer| {
+        request
+            .app_data::<web::Data<crate::state::AppState>>()
+            .map_or(peer.ip(), |state| {
+                state.trusted_proxies.client_address(peer.ip(), request.headers())
+            })
+    })
+}
 
 impl FromRequest for ClientAddr {
     type Error = std::convert::Infallible;
     type Future = std::future::Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(Ok(req
-            .extensions()
-            .get::<ClientAddr>()
-            .copied()
-            .unwrap_or(ClientAddr(None))))
+        std::future::ready(Ok(ClientAddr(client_of(req))))
     }
 }
 

@@ -2,7 +2,6 @@
 //! fallback for errors actix produces on its own.
 
 use std::future::{Future, Ready, ready};
-use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -13,12 +12,11 @@ use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
-use actix_web::{Error, HttpMessage, ResponseError, web};
-
-use crate::state::AppState;
+use actix_web::{Error, ResponseError};
 use tracing::Span;
 
-use crate::client_addr::ClientAddr;
+use crate::client_addr::client_of;
+use crate::drain::Drain;
 use crate::extract::MAX_BODY_BYTES;
 use crate::problem::{ApiError, PROBLEM_JSON, ProblemCode};
 
@@ -62,7 +60,7 @@ fn declared_too_large(req: &ServiceRequest) -> bool {
 /// line: an invented method of any length is logged as `OTHER`. The fields
 /// are only worked out when the span is recorded at all (`RUST_LOG` at
 /// `info` or finer for this crate): a disabled span costs nothing.
-fn root_span(req: &ServiceRequest, id: &HeaderValue, client: Option<IpAddr>) -> Span {
+fn root_span(req: &ServiceRequest, id: &HeaderValue) -> Span {
     let span = tracing::info_span!(
         "http_request",
         method = crate::metrics::method_label(req.method()),
@@ -76,7 +74,7 @@ fn root_span(req: &ServiceRequest, id: &HeaderValue, client: Option<IpAddr>) -> 
         span.record("request_id", id.to_str().unwrap_or_default());
         span.record(
             "client_ip",
-            tracing::field::display(client.map(|ip| ip.to_string()).unwrap_or_default()),
+            tracing::field::display(client_of(req.request()).map(|ip| ip.to_string()).unwrap_or_default()),
         );
     }
     span
@@ -101,15 +99,17 @@ fn route_of(request: &actix_web::HttpRequest) -> &'static str {
 }
 
 /// Outermost middleware, one layer for everything every request needs: the
-/// request id (echoed on every response, error or not), the client's
-/// address, the root span and the one `request completed` line, the
-/// request metrics, the refusal of declared oversize bodies, and closing
-/// connections while draining. One hand-written layer, not a chain of
-/// generic ones: nothing is boxed, and the request's extensions get one
-/// entry. (The `HttpRequest` must not be cloned here: routing needs to be
-/// its only owner.)
-#[derive(Debug, Clone, Copy, Default)]
-pub struct RequestLifecycle;
+/// request id (echoed on every response, error or not), the root span with
+/// the client's address and the one `request completed` line, the request
+/// metrics, the refusal of declared oversize bodies, and closing
+/// connections while draining (`drain`). One hand-written layer, not a
+/// chain of generic ones: nothing is boxed, and nothing goes into the
+/// request's extensions. (The `HttpRequest` must not be cloned here:
+/// routing needs to be its only owner.)
+#[derive(Debug, Clone, Default)]
+pub struct RequestLifecycle {
+    pub drain: Drain,
+}
 
 impl<S, B> Transform<S, ServiceRequest> for RequestLifecycle
 where
@@ -123,7 +123,10 @@ where
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequestLifecycleService { service }))
+        ready(Ok(RequestLifecycleService {
+            service,
+            drain: self.drain.clone(),
+        }))
     }
 }
 
@@ -131,6 +134,7 @@ where
 #[derive(Debug)]
 pub struct RequestLifecycleService<S> {
     service: S,
+    drain: Drain,
 }
 
 impl<S, B> Service<ServiceRequest> for RequestLifecycleService<S>
@@ -147,13 +151,7 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
         let id = request_id(&req);
-        let client = req.peer_addr().map(|peer| {
-            req.app_data::<web::Data<AppState>>().map_or(peer.ip(), |state| {
-                state.trusted_proxies.client_address(peer.ip(), req.headers())
-            })
-        });
-        req.extensions_mut().insert(ClientAddr(client));
-        let span = root_span(&req, &id, client);
+        let span = root_span(&req, &id);
         let (refused, serving) = if declared_too_large(&req) {
             let problem = ApiError::new(
                 ProblemCode::PayloadTooLarge,
@@ -171,6 +169,7 @@ where
             span,
             id,
             started,
+            drain: self.drain.clone(),
         }
     }
 }
@@ -185,6 +184,7 @@ pin_project_lite::pin_project! {
         span: Span,
         id: HeaderValue,
         started: Instant,
+        drain: Drain,
     }
 }
 
@@ -208,7 +208,7 @@ where
         };
         let response = match outcome {
             Ok(mut response) => {
-                answered(&mut response, this.id.clone(), *this.started);
+                answered(&mut response, this.id.clone(), *this.started, this.drain.is_draining());
                 response
             }
             Err(error) => {
@@ -221,18 +221,14 @@ where
 }
 
 /// The response's part of [`RequestLifecycle`]: the id header, closing the
-/// connection while draining or after a stalled body, the metrics and the
+/// connection while `draining` or after a stalled body, the metrics and the
 /// log line.
-fn answered<B>(response: &mut ServiceResponse<B>, id: HeaderValue, started: Instant) {
+fn answered<B>(response: &mut ServiceResponse<B>, id: HeaderValue, started: Instant, draining: bool) {
     response.headers_mut().insert(X_REQUEST_ID, id);
     // While draining, every client is asked to reconnect (to another
     // instance, once the balancer has seen this one is not ready). After a
     // body that stalled (`408`), what is left of it would be read as the
     // next request: that connection is closed too.
-    let draining = response
-        .request()
-        .app_data::<web::Data<AppState>>()
-        .is_some_and(|state| state.drain.is_draining());
     if draining || response.status() == StatusCode::REQUEST_TIMEOUT {
         response
             .response_mut()

@@ -67,9 +67,7 @@ pub fn server(
         let state = state.clone();
         builder = builder.listen(name, listener, move || {
             let shutdown = shutdown.clone();
-            let app = build_app_with(state.clone(), options.clone())
-                .into_factory()
-                .map_err(|e| e.error_response());
+            let app = build_app_with(state.clone(), options.clone()).into_factory();
             let http = HttpService::build()
                 .graceful_shutdown_signal(move || {
                     let shutdown = shutdown.clone();

@@ -65,10 +65,17 @@ pub struct MenusJson(std::sync::Mutex<Option<(Arc<[Menu]>, web::Bytes)>>);
 impl MenusJson {
     fn render(&self, menus: Arc<[Menu]>) -> Result<web::Bytes, ApiError> {
         let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((rendered, bytes)) = last.as_ref()
-            && (Arc::ptr_eq(rendered, &menus) || **rendered == *menus)
-        {
-            return Ok(bytes.clone());
+        if let Some((rendered, bytes)) = last.as_mut() {
+            if Arc::ptr_eq(rendered, &menus) {
+                return Ok(bytes.clone());
+            }
+            if **rendered == *menus {
+                // The cache read the same menus again: this list is the one
+                // it hands out from now on, so the next request is
+                // recognised by its address, not compared menu by menu.
+                *rendered = menus;
+                return Ok(bytes.clone());
+            }
         }
         let body: Vec<MenuResponse> = menus.iter().cloned().map(MenuResponse::from).collect();
         let bytes = web::Bytes::from(serde_json::to_vec(&body).map_err(|e| {
@@ -132,6 +139,21 @@ mod tests {
             name: MenuName::parse(name).expect("valid name"),
             price: Points::new(price).expect("valid price"),
         }
+    }
+
+    #[test]
+    fn an_equal_list_read_again_is_kept_so_the_next_is_recognised_by_address() {
+        let json = MenusJson::default();
+        let first = json.render(vec![menu(1, "Americano", 4_000)].into()).expect("rendered");
+        let reread: Arc<[Menu]> = vec![menu(1, "Americano", 4_000)].into();
+        let again = json.render(Arc::clone(&reread)).expect("rendered");
+
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes");
+        let kept = json.0.lock().expect("lock");
+        assert!(
+            kept.as_ref().is_some_and(|(list, _)| Arc::ptr_eq(list, &reread)),
+            "the list read again is the one kept"
+        );
     }
 
     #[test]
