@@ -148,15 +148,19 @@ for title, key in [("`GET /menus`", "menus"), ("`POST /orders`", "orders"), ("`P
 print("""
 What the counts showed, and what was done (issue 25; `docs/DECISIONS.md`, "Per-request cost"):
 the two middleware layers (`from_fn` and tracing-actix-web) built the root span's fields for
-every request, boxed their futures and looked every metric up in the recorder; `TimedIo`
-stepped through every byte of every head; the router matched parameterised paths with
-regex-lite (most of a charge's "actix" before); every `GET /menus` cloned the cached list. What
-`GET /menus` still pays beyond the bare handler is actix's own work for the longer route table
-and the error-handler wrappers, the request id and its header, the latency clock and the span,
-and the cache's clock read. The "header timer" row is empty after because the timer's code is
-now inlined into tokio's read. For the writes the rest is the bearer token (HMAC and base64,
-about 30,000), the SQL client, and actix's decoder, which clears a 3 KB header array each time
-the request's task is woken (about 3,100 a wake; `memset` in "memcpy and libc").""")
+every request, boxed their futures and looked every metric up in the recorder; the client's
+address went into every request's extensions; `TimedIo` stepped through every byte of every head
+and later still copied each head and built a substring searcher twice per read; the router
+matched parameterised paths with regex-lite (most of a charge's "actix" before); every
+`GET /menus` cloned the cached list, and after the cache's first re-read compared the ten menus
+field by field. An order sent 13 statements and a charge 8, each a response to parse and a
+wake-up of the request's task; both now send 5. What `GET /menus` still pays beyond the bare
+handler is what the bare handler does not do: the request id and its header, the metrics and
+the latency clock, the span, the header timer, the error-handler wrappers and the longer route
+table, and the cache's clock read. For the writes the rest is the bearer token (HMAC-SHA-256 and
+base64, about 30,000; valgrind hides the CPU's SHA extensions, so the native cost is lower), the
+SQL client, and actix's decoder, which clears a 3 KB header array each time the request's task
+is woken (about 3,100 a wake; `memset` in "memcpy and libc").""")
 print(f"\n<!-- instructions: {json.dumps(saved)} -->")
 PY
 bench_write_section "Instructions per request (issue 25)" "$out"

@@ -255,16 +255,20 @@ Resident memory of the instance: peak **{rss_peak / 1024:.1f} MB** (`VmHWM`), at
 ### Issue 25: per-request cost near the floor
 
 Before and after are the sections "Throughput, ceilings and memory (issue 8), before" and this
-one, from the same script on the same machine. `GET /menus` came from 0.82 / 0.67 / 0.64 of the
-bare handler (1 / 16 / 64 connections) to the ratios above, by cutting its instructions from
-2.14 to 1.29 times the handler's (section "Instructions per request (issue 25)"). The write
-paths lost the claim's subtransaction and five statements per order (one per charge). What stays
-between the service and the cheapest ceiling is work the ceiling does not do: the HTTP request
-and its JSON, the bearer token and the session lookup in Redis, the second round trip, and
-each PostgreSQL and Redis answer crossing from the I/O runtime's thread to the HTTP worker's
-(about 7 `write`s to an eventfd and 8 `epoll_wait`s per charge under `strace -c`, against 3
-sends and 7 receives). For a charge, whose own database work is small, that is most of its
-cost. `docs/DECISIONS.md` ("Per-request cost") has what a trial of the next idea showed.""")
+one, from the same script on the same machine; the section "Instructions per request (issue 25)"
+has what each request costs the API process, before and after, by layer. `GET /menus` lost most of
+its middleware cost (one hand-written layer instead of two generic ones, no extension insert, the
+router on the regex crate, the header timer without a step per byte or a copy of each head). The
+write paths lost the claim's subtransaction and went from 13 statements per order (8 per charge)
+to 5 (5): `BEGIN`, the claim, and one statement that locks the balance and reads the clock (for an
+order also its menus); then one statement for every write and the stored outcome, and `COMMIT`.
+What stays between the service and the cheapest ceiling is work the ceiling does not do: the HTTP
+request and its JSON, the bearer token and the session lookup in Redis, the second round trip, and
+each PostgreSQL and Redis answer crossing from the I/O runtime's thread to the HTTP worker's. For
+a charge, whose own database work is small, that is most of its cost. What stays between
+`GET /menus` and the bare handler is what the bare handler does not do: the request id, the
+metrics, the root span, the header timer and the problem fallback. `docs/DECISIONS.md`
+("Per-request cost") has what a trial of the next idea showed.""")
 PY
 bench_write_section "Throughput, ceilings and memory (issue 8)${BENCH_LABEL:+, $BENCH_LABEL}" "$out"
 cat "$out"
