@@ -114,7 +114,8 @@ pub struct RequestLifecycle {
 impl<S, B> Transform<S, ServiceRequest> for RequestLifecycle
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
+    S::Future: 'static,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
@@ -140,7 +141,8 @@ pub struct RequestLifecycleService<S> {
 impl<S, B> Service<ServiceRequest> for RequestLifecycleService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
-    B: MessageBody,
+    S::Future: 'static,
+    B: MessageBody + 'static,
 {
     type Response = ServiceResponse<EitherBody<B>>;
     type Error = Error;
@@ -152,20 +154,19 @@ where
         let started = Instant::now();
         let id = request_id(&req);
         let span = root_span(&req, &id);
-        let (refused, serving) = if declared_too_large(&req) {
+        let serving = if declared_too_large(&req) {
             let problem = ApiError::new(
                 ProblemCode::PayloadTooLarge,
                 format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
             );
-            (Some(req.into_response(problem.error_response())), None)
+            Serving::Refused(Some(req.into_response(problem.error_response())))
         } else {
             // Handlers' and extractors' errors arrive as responses already
             // (actix converts them where they occur), so they get the id too.
-            (None, Some(span.in_scope(|| self.service.call(req))))
+            Serving::Inline(Box::pin(span.in_scope(|| self.service.call(req))))
         };
         RequestLifecycleFuture {
             serving,
-            refused,
             span,
             id,
             started,
@@ -174,41 +175,99 @@ where
     }
 }
 
-pin_project_lite::pin_project! {
-    /// A request in [`RequestLifecycle`]: the application's future, polled
-    /// inside the root span.
-    pub struct RequestLifecycleFuture<F> {
-        #[pin]
-        serving: Option<F>,
-        refused: Option<ServiceResponse>,
-        span: Span,
-        id: HeaderValue,
-        started: Instant,
-        drain: Drain,
+/// Where a request's answer comes from.
+enum Serving<F: Future> {
+    /// Refused before any route (a declared body too large).
+    Refused(Option<ServiceResponse>),
+    /// The application's future, polled in place until it first waits.
+    Inline(Pin<Box<F>>),
+    /// The same future once it waited: a task of its own on this worker
+    /// ([`Detached`]).
+    Detached(Detached<F::Output>),
+}
+
+/// A request's future moved to a task of its own on the HTTP worker that
+/// took it (`spawn_local`: the same thread, no hand-over), once its first
+/// poll waited for I/O. actix polls a request's future from the
+/// connection's dispatcher, and every poll of the dispatcher also tries to
+/// decode the next request, clearing a 3 KB header array each time: a write
+/// woken by its session lookup and each PostgreSQL answer paid that at every
+/// wake-up. Detached, those wake only the task; the dispatcher is woken once,
+/// by the finished task. A request that answers in its first poll (`GET
+/// /menus`) is never moved. Dropped (the client went away, or the worker
+/// stops), it aborts the task, which drops the request's future as it would
+/// have been dropped in place.
+struct Detached<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for Detached<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A request in [`RequestLifecycle`]: the application's future, polled
+/// inside the root span. Nothing in it is pinned in place (the application's
+/// future is boxed so that it can move to a task), so it is `Unpin`.
+pub struct RequestLifecycleFuture<F: Future> {
+    serving: Serving<F>,
+    span: Span,
+    id: HeaderValue,
+    started: Instant,
+    drain: Drain,
+}
+
+impl<F: Future> std::fmt::Debug for RequestLifecycleFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let serving = match self.serving {
+            Serving::Refused(_) => "refused",
+            Serving::Inline(_) => "inline",
+            Serving::Detached(_) => "detached",
+        };
+        f.debug_struct("RequestLifecycleFuture")
+            .field("id", &self.id)
+            .field("serving", &serving)
+            .finish_non_exhaustive()
     }
 }
 
 impl<F, B> Future for RequestLifecycleFuture<F>
 where
-    F: Future<Output = Result<ServiceResponse<B>, Error>>,
-    B: MessageBody,
+    F: Future<Output = Result<ServiceResponse<B>, Error>> + 'static,
+    B: MessageBody + 'static,
 {
     type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let this = self.get_mut();
         let _entered = this.span.enter();
-        let outcome = match (this.refused.take(), this.serving.as_pin_mut()) {
-            (Some(refused), _) => Ok(refused.map_into_right_body()),
-            (None, Some(serving)) => match serving.poll(cx) {
-                Poll::Ready(outcome) => outcome.map(ServiceResponse::map_into_left_body),
-                Poll::Pending => return Poll::Pending,
-            },
-            (None, None) => unreachable!("a request future polled after it completed"),
+        let outcome = loop {
+            match &mut this.serving {
+                Serving::Refused(refused) => match refused.take() {
+                    Some(refused) => break Ok(refused.map_into_right_body()),
+                    None => unreachable!("a request future polled after it completed"),
+                },
+                Serving::Inline(serving) => {
+                    if let Poll::Ready(outcome) = serving.as_mut().poll(cx) {
+                        break outcome.map(ServiceResponse::map_into_left_body);
+                    }
+                    let Serving::Inline(serving) = std::mem::replace(&mut this.serving, Serving::Refused(None)) else {
+                        unreachable!("matched as inline just above")
+                    };
+                    let task = actix_web::rt::spawn(tracing::Instrument::instrument(serving, this.span.clone()));
+                    this.serving = Serving::Detached(Detached(task));
+                    // Round again: polling the task's handle registers
+                    // this request's waker for the task's end.
+                }
+                Serving::Detached(task) => match Pin::new(&mut task.0).poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(outcome)) => break outcome.map(ServiceResponse::map_into_left_body),
+                    Poll::Ready(Err(failed)) => break Err(detached_failed(&failed)),
+                },
+            }
         };
         let response = match outcome {
             Ok(mut response) => {
-                answered(&mut response, this.id.clone(), *this.started, this.drain.is_draining());
+                answered(&mut response, this.id.clone(), this.started, this.drain.is_draining());
                 response
             }
             Err(error) => {
@@ -218,6 +277,17 @@ where
         };
         Poll::Ready(Ok(response))
     }
+}
+
+/// The answer to a request whose task ended without one: it panicked, or
+/// the worker's runtime is stopping. A `500` problem, and the cause logged.
+fn detached_failed(failed: &tokio::task::JoinError) -> Error {
+    if failed.is_panic() {
+        tracing::error!("a request's handler panicked");
+    } else {
+        tracing::error!("a request's task was cancelled before it answered");
+    }
+    ApiError::new(ProblemCode::Internal, "An unexpected error occurred").into()
 }
 
 /// The response's part of [`RequestLifecycle`]: the id header, closing the
@@ -301,4 +371,148 @@ fn code_for(status: StatusCode) -> Option<ProblemCode> {
         503 => ProblemCode::DependencyUnavailable,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    use actix_web::dev::Service as _;
+    use actix_web::test::{TestRequest, init_service};
+    use actix_web::{App, HttpResponse, web};
+    use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+    use super::*;
+
+    /// Counts the wake-ups of the connection a request is answered on.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Sets its flag when dropped: the handler's future is gone.
+    struct Dropped(Rc<RefCell<bool>>);
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            *self.0.borrow_mut() = true;
+        }
+    }
+
+    /// A handler that waits for `ANSWERS` answers on a channel the test
+    /// feeds, like a write waiting for its session lookup and each
+    /// PostgreSQL answer, and counts them.
+    const ANSWERS: usize = 5;
+
+    struct Handler {
+        answers: Rc<RefCell<Option<UnboundedReceiver<()>>>>,
+        received: Rc<RefCell<usize>>,
+        dropped: Rc<RefCell<bool>>,
+    }
+
+    fn handler() -> (Handler, UnboundedSender<()>) {
+        let (tx, rx) = unbounded_channel();
+        let handler = Handler {
+            answers: Rc::new(RefCell::new(Some(rx))),
+            received: Rc::default(),
+            dropped: Rc::default(),
+        };
+        (handler, tx)
+    }
+
+    async fn app(
+        handler: &Handler,
+    ) -> impl actix_web::dev::Service<actix_http::Request, Response = ServiceResponse<impl MessageBody>, Error = Error>
+    {
+        let (answers, received, dropped) = (
+            Rc::clone(&handler.answers),
+            Rc::clone(&handler.received),
+            Rc::clone(&handler.dropped),
+        );
+        init_service(App::new().wrap(RequestLifecycle::default()).route(
+            "/",
+            web::get().to(move || {
+                let answers = answers.borrow_mut().take();
+                let (received, guard) = (Rc::clone(&received), Dropped(Rc::clone(&dropped)));
+                async move {
+                    let _guard = guard;
+                    let mut answers = answers.expect("one request per test");
+                    for _ in 0..ANSWERS {
+                        answers.recv().await.expect("the test keeps the sender");
+                        *received.borrow_mut() += 1;
+                    }
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        ))
+        .await
+    }
+
+    #[actix_web::test]
+    async fn a_request_that_waits_wakes_its_connection_once_when_it_is_answered() {
+        let (handler, answers) = handler();
+        let app = app(&handler).await;
+        let mut answer = std::pin::pin!(app.call(TestRequest::get().uri("/").to_request()));
+        let wakes = Arc::new(Wakes::default());
+        let waker = Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+        let mut sent = 0;
+        let response = loop {
+            if let Poll::Ready(response) = answer.as_mut().poll(&mut cx) {
+                break response.expect("answered");
+            }
+            assert!(sent <= ANSWERS, "still waiting after every answer");
+            // The worker's other tasks run, then the next answer arrives.
+            tokio::task::yield_now().await;
+            if sent < ANSWERS {
+                answers.send(()).expect("the handler waits");
+                sent += 1;
+            }
+            tokio::task::yield_now().await;
+        };
+        assert_eq!(response.status(), StatusCode::OK);
+        assert!(response.headers().contains_key(X_REQUEST_ID));
+        assert_eq!(*handler.received.borrow(), ANSWERS);
+        assert_eq!(
+            wakes.0.load(Ordering::SeqCst),
+            1,
+            "the connection is woken by the finished request only, not by each of its {ANSWERS} answers"
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_request_given_up_midway_is_dropped_where_it_waits() {
+        let (handler, answers) = handler();
+        let app = app(&handler).await;
+        let mut answer = Box::pin(app.call(TestRequest::get().uri("/").to_request()));
+        let waker = Waker::from(Arc::new(Wakes::default()));
+        let mut cx = Context::from_waker(&waker);
+        assert!(answer.as_mut().poll(&mut cx).is_pending());
+        answers.send(()).expect("the handler waits");
+        tokio::task::yield_now().await;
+        assert!(answer.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(*handler.received.borrow(), 1);
+        // The client goes away: actix drops the request's future.
+        drop(answer);
+        tokio::task::yield_now().await;
+        assert!(
+            *handler.dropped.borrow(),
+            "the handler's future is dropped, as it would be in place"
+        );
+        let _ = answers.send(());
+        tokio::task::yield_now().await;
+        assert_eq!(
+            *handler.received.borrow(),
+            1,
+            "nothing runs after the request was given up"
+        );
+    }
 }
