@@ -159,8 +159,10 @@ handler is what the bare handler does not do: the request id and its header, the
 the latency clock, the span, the header timer, the error-handler wrappers and the longer route
 table, and the cache's clock read. For the writes the rest is the bearer token (HMAC-SHA-256 and
 base64, about 30,000; valgrind hides the CPU's SHA extensions, so the native cost is lower), the
-SQL client, and actix's decoder, which clears a 3 KB header array each time the request's task
-is woken (about 3,100 a wake; `memset` in "memcpy and libc").""")
+SQL client, and the tokio runtime's and actix's share of each wake-up. actix's decoder clears a
+3 KB header array (`memset`, in "memcpy and libc") each time a connection's dispatcher is polled,
+and a request's future used to be polled from there at each of its wake-ups; a request that waits
+now moves to a task of its own on its worker, which wakes the dispatcher once, when it is done.""")
 print(f"\n<!-- instructions: {json.dumps(saved)} -->")
 PY
 bench_write_section "Instructions per request (issue 25)" "$out"
