@@ -52,18 +52,29 @@ curl -sf "$base/menus" -o "$work/menus.json"
 # /proc/stat; idle, iowait and steal are not work), and the instance's process (all threads).
 machine_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
 api_ticks() { awk '{print $14 + $15}' "/proc/$BENCH_SERVER/stat"; }
+# PostgreSQL's CPU ticks so far: its postmaster's own and those of the children it has reaped
+# (pgbench's backends end with their run), and each live child's (the instance's pooled backends).
+postmaster=$(awk '{print $4}' "/proc/$(bench_psql -Atc "SELECT pid FROM pg_stat_activity WHERE backend_type = 'checkpointer'")/stat")
+pg_ticks() {
+  local t child
+  t=$(awk '{print $14 + $15 + $16 + $17}' "/proc/$postmaster/stat")
+  for child in $(pgrep -P "$postmaster"); do
+    t=$(( t + $(awk '{print $14 + $15}' "/proc/$child/stat" 2>/dev/null || echo 0) ))
+  done
+  echo "$t"
+}
 
 # wrk_run label target url connections: appends {"label","target","connections",...} to results,
 # with the CPU the machine and the instance spent during the run ("cpu").
 wrk_run() {
   local label=$1 target=$2 url=$3 c=$4 threads=$(( $4 < 2 ? 1 : 2 ))
   BENCH_RUN="$label-$c-$(date +%s%N)"
-  local line m0 a0
-  m0=$(machine_ticks) a0=$(api_ticks)
+  local line m0 a0 p0
+  m0=$(machine_ticks) a0=$(api_ticks) p0=$(pg_ticks)
   line=$(BENCH_TARGET=$target BENCH_THREADS=$threads wrk -t "$threads" -c "$c" -d "${SECS}s" --timeout 30s \
     -s bench/wrk/load.lua "$url" | tail -n 1)
   echo "bench: $label c=$c $line"
-  echo "{\"label\":\"$label\",\"connections\":$c,\"result\":$line,\"cpu\":{\"machine\":$(( $(machine_ticks) - m0 )),\"api\":$(( $(api_ticks) - a0 ))}}" >> "$work/results"
+  echo "{\"label\":\"$label\",\"connections\":$c,\"result\":$line,\"cpu\":{\"machine\":$(( $(machine_ticks) - m0 )),\"api\":$(( $(api_ticks) - a0 )),\"pg\":$(( $(pg_ticks) - p0 ))}}" >> "$work/results"
 }
 
 # wrk_warm target url: 3 s of load that is not recorded (connections, caches,
@@ -91,8 +102,8 @@ for c in $CONNECTIONS; do wrk_run login login "$base" "$c"; done
 # pgbench's own users (setup.sql), each client taking users of its own like each
 # wrk thread (so at most $USERS connections). A failed transaction ends the bench.
 pgbench_run() {
-  local script=$1 c=$2 threads=$(( $2 < 2 ? 1 : 2 )) out tps lat failed done m0
-  m0=$(machine_ticks)
+  local script=$1 c=$2 threads=$(( $2 < 2 ? 1 : 2 )) out tps lat failed done m0 p0
+  m0=$(machine_ticks) p0=$(pg_ticks)
   if ! out=$(pgbench -h 127.0.0.1 -U postgres -n -M prepared -c "$c" -j "$threads" -T "$SECS" \
       -D users=$USERS -D clients="$c" -D run="$script-$c-$(date +%s%N)" \
       -f "bench/pgbench/$script.sql" "$BENCH_DB" 2>&1); then
@@ -105,7 +116,7 @@ pgbench_run() {
   failed=$(echo "$out" | awk '/^number of failed transactions/ {print $5}')
   done=$(echo "$out" | awk '/^number of transactions actually processed/ {split($6, n, "/"); print n[1]}')
   echo "bench: pgbench $script c=$c tps=$tps latency=${lat}ms failed=$failed"
-  echo "{\"label\":\"pg_$script\",\"connections\":$c,\"result\":{\"perSecond\":$tps,\"avgMs\":$lat,\"failed\":${failed:-0},\"requests\":$done},\"cpu\":{\"machine\":$(( $(machine_ticks) - m0 )),\"api\":0}}" >> "$work/results"
+  echo "{\"label\":\"pg_$script\",\"connections\":$c,\"result\":{\"perSecond\":$tps,\"avgMs\":$lat,\"failed\":${failed:-0},\"requests\":$done},\"cpu\":{\"machine\":$(( $(machine_ticks) - m0 )),\"api\":0,\"pg\":$(( $(pg_ticks) - p0 ))}}" >> "$work/results"
 }
 # Each write endpoint and its three ceilings alternate, twice each, like GET
 # /menus and its baseline: the disk's commit latency on this machine drifts
@@ -213,23 +224,25 @@ for key, title in [("orders", "`POST /orders`"), ("charge", "`POST /users/{id}/p
 print("""
 Where a write's CPU goes, in the same runs (the better of each pair): CPU milliseconds per request
 of the whole machine (every process: the instance, PostgreSQL, Redis, the collector, and `wrk` or
-`pgbench` itself) and of the instance's process alone, from `/proc/stat` and `/proc/<pid>/stat`
-before and after each run. On 2 cores the machine's total per request bounds the throughput; the
-ceiling spends nothing on HTTP, the bearer token or the session.
+`pgbench` itself), of the instance's process alone, and of PostgreSQL's processes (its backends,
+and through the postmaster those that ended during the run), from `/proc/stat` and
+`/proc/<pid>/stat` before and after each run. On 2 cores the machine's total per request bounds
+the throughput; the ceiling spends nothing on HTTP, the bearer token or the session.
 
-| endpoint | connections | service: machine ms | of which the API process | cheapest ceiling: machine ms | ceiling ms / service ms |
-|---|---:|---:|---:|---:|---:|""")
+| endpoint | connections | service: machine ms | of which the API process | of which PostgreSQL | cheapest ceiling: machine ms | of which PostgreSQL | ceiling ms / service ms |
+|---|---:|---:|---:|---:|---:|---:|---:|""")
 def cpu_ms(r, part="machine"):
-    if not r or not r.get("cpu") or not r.get("requests"):
+    if not r or not r.get("cpu") or not r.get("requests") or part not in r["cpu"]:
         return None
     return r["cpu"][part] * 10.0 / r["requests"]
 for key, title, cheapest in [("orders", "`POST /orders`", "pg_order_cheapest"),
                              ("charge", "`POST /users/{id}/points/charge`", "pg_charge_cheapest")]:
     for c in conns:
         s, f = by.get((key, c)), by.get((cheapest, c))
-        sm, sa, fm = cpu_ms(s), cpu_ms(s, "api"), cpu_ms(f)
+        sm, sa, sp, fm, fp = cpu_ms(s), cpu_ms(s, "api"), cpu_ms(s, "pg"), cpu_ms(f), cpu_ms(f, "pg")
         if sm and fm:
-            print(f"| {title} | {c} | {sm:.3f} | {sa:.3f} | {fm:.3f} | **{fm / sm:.2f}** |")
+            ms = lambda v: "" if v is None else f"{v:.3f}"
+            print(f"| {title} | {c} | {ms(sm)} | {ms(sa)} | {ms(sp)} | {ms(fm)} | {ms(fp)} | **{fm / sm:.2f}** |")
 print("""
 | connections | `GET /menus` req/s | minimal actix-web req/s | ratio |
 |---:|---:|---:|---:|""")
@@ -295,7 +308,8 @@ What stays between the service and the cheapest ceiling is work the ceiling does
 request and its JSON, the bearer token and the session lookup in Redis, the second round trip, and
 each PostgreSQL and Redis answer crossing from the I/O runtime's thread to the HTTP worker's. For
 a charge, whose own database work is small, that is most of its cost: the table "Where a write's
-CPU goes" above has the instance's share of each write's CPU. What stays between
+CPU goes" above has the instance's and PostgreSQL's share of each write's CPU, and PostgreSQL's
+share of the ceiling's, so the database's part of the gap can be told from the rest. What stays between
 `GET /menus` and the bare handler is what the bare handler does not do: the request id, the
 metrics, the root span, the header timer and the problem fallback. `docs/DECISIONS.md`
 ("Per-request cost") has what a trial of the next idea showed.""")
