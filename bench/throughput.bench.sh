@@ -65,7 +65,7 @@ pg_ticks() {
 }
 
 # wrk_run label target url connections: appends {"label","target","connections",...} to results,
-# with the CPU the machine and the instance spent during the run ("cpu").
+# with the CPU the machine, the instance and PostgreSQL spent during the run ("cpu").
 wrk_run() {
   local label=$1 target=$2 url=$3 c=$4 threads=$(( $4 < 2 ? 1 : 2 ))
   BENCH_RUN="$label-$c-$(date +%s%N)"
@@ -235,13 +235,14 @@ def cpu_ms(r, part="machine"):
     if not r or not r.get("cpu") or not r.get("requests") or part not in r["cpu"]:
         return None
     return r["cpu"][part] * 10.0 / r["requests"]
+def ms(v):
+    return "" if v is None else f"{v:.3f}"
 for key, title, cheapest in [("orders", "`POST /orders`", "pg_order_cheapest"),
                              ("charge", "`POST /users/{id}/points/charge`", "pg_charge_cheapest")]:
     for c in conns:
         s, f = by.get((key, c)), by.get((cheapest, c))
         sm, sa, sp, fm, fp = cpu_ms(s), cpu_ms(s, "api"), cpu_ms(s, "pg"), cpu_ms(f), cpu_ms(f, "pg")
         if sm and fm:
-            ms = lambda v: "" if v is None else f"{v:.3f}"
             print(f"| {title} | {c} | {ms(sm)} | {ms(sa)} | {ms(sp)} | {ms(fm)} | {ms(fp)} | **{fm / sm:.2f}** |")
 print("""
 | connections | `GET /menus` req/s | minimal actix-web req/s | ratio |
