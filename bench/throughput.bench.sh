@@ -339,12 +339,14 @@ router on the regex crate, the header timer without a step per byte or a copy of
 write paths lost the claim's subtransaction and went from 13 statements per order (8 per charge)
 to 5 (5): `BEGIN`, the claim, and one statement that locks the balance and reads the clock (for an
 order also its menus); then one statement for every write and the stored outcome, and `COMMIT`.
-What stays between the service and the cheapest ceiling is work the ceiling does not do: the HTTP
-request and its JSON, the bearer token and the session lookup in Redis, the second round trip, and
-each PostgreSQL and Redis answer crossing from the I/O runtime's thread to the HTTP worker's. For
-a charge, whose own database work is small, that is most of its cost: the table "Where a write's
-CPU goes" above has the instance's and PostgreSQL's share of each write's CPU, and PostgreSQL's
-share of the ceiling's, so the database's part of the gap can be told from the rest. What stays between
+Each HTTP worker has connections of its own, opened and read on its thread, so no PostgreSQL or
+Redis answer crosses from another thread (`crates/worker-pool`). Every run starts with the outbox
+drained, so none pays for the relay's deliveries of the run before it. What stays between the
+service and the cheapest ceiling is work the ceiling does not do: the HTTP request and its JSON,
+the bearer token and the session lookup in Redis, and the client side of the second round trip.
+For a charge, whose own database work is small, that is most of its cost: the table "Where a
+write's CPU goes" above has each part's share of each write's CPU, and its last column how far the
+service could go were its PostgreSQL work as cheap as the ceiling's. What stays between
 `GET /menus` and the bare handler is what the bare handler does not do: the request id, the
 metrics, the root span, the header timer and the problem fallback. `docs/DECISIONS.md`
 ("Per-request cost") has what a trial of the next idea showed.""")

@@ -38,11 +38,14 @@ pub struct Application {
     shutdown_timeout: std::time::Duration,
     shutdown_drain: std::time::Duration,
     drain: coffee_http::Drain,
-    /// The runtime every pooled connection does its I/O on (see [`IoRuntime`]).
+    /// The runtime the connections outside the HTTP workers do their I/O on
+    /// (see [`IoRuntime`]).
     io: IoRuntime,
 }
 
-/// A runtime of its own for the connection tasks of every pool. actix runs
+/// A runtime of its own for the connection tasks of the pools used outside
+/// the HTTP workers (the background pool, and the request pools' shared part;
+/// each worker's own connections run on its thread). actix runs
 /// each HTTP worker on a runtime of its own and, on a graceful stop, stops
 /// idle workers first: a connection opened by such a worker (its I/O task
 /// spawned there) but checked out by a request of a busy worker died with
@@ -128,6 +131,11 @@ async fn check_settings_against_servers(pg: &PgPool, redis: &RedisPool) -> anyho
     database.and(cache)
 }
 
+/// actix-server's number of workers when `HTTP_WORKERS` is not set.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+}
+
 impl Application {
     /// Builds the pools, the use cases and the server, and binds `BIND_ADDR`
     /// (port 0 picks a free port: see [`Application::port`]). One connection
@@ -135,13 +143,16 @@ impl Application {
     /// starts (and reports the dependencies down) while they are unreachable.
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
         let io = IoRuntime::start()?;
-        let pg =
-            PgPool::with_io_runtime(&config.database.requests, io.handle()?).context("building the PostgreSQL pool")?;
+        // Each HTTP worker gets its share of the request pools' connections,
+        // opened and read on its own thread (`coffee-worker-pool`).
+        let workers = config.http.workers.unwrap_or_else(default_workers);
+        let pg = PgPool::per_worker(&config.database.requests, io.handle()?, workers)
+            .context("building the PostgreSQL pool")?;
         // Background work (the relay, housekeeping) gets a pool of its own,
         // with commits that do not wait for the disk (see `DatabaseConfig`).
         let background_pg = PgPool::with_io_runtime(&config.database.background, io.handle()?)
             .context("building the background PostgreSQL pool")?;
-        let redis = RedisPool::with_io_runtime(&config.redis, io.handle()?).context("building the Redis pool")?;
+        let redis = RedisPool::per_worker(&config.redis, io.handle()?, workers).context("building the Redis pool")?;
         check_settings_against_servers(&pg, &redis).await?;
 
         let metrics = crate::telemetry::metrics_handle()?;
@@ -182,6 +193,13 @@ impl Application {
                 request_timeout: http.request_timeout,
                 keep_alive: http.keep_alive,
                 cors_allowed_origins: http.cors_allowed_origins.clone(),
+                on_worker_start: {
+                    let (pg, redis) = (pg.clone(), redis.clone());
+                    coffee_http::WorkerStart::new(move || {
+                        pg.adopt_worker();
+                        redis.adopt_worker();
+                    })
+                },
             },
         )?;
         tracing::info!(port, admin_port, "listening");

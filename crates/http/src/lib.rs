@@ -33,5 +33,5 @@ pub use cors::is_origin as is_cors_origin;
 pub use drain::Drain;
 pub use pagination::CursorKey;
 pub use problem::{ApiError, FieldError, ProblemCode};
-pub use serve::{ServeSettings, server};
+pub use serve::{ServeSettings, WorkerStart, server};
 pub use state::{AppState, Ports, StateSettings};

@@ -5,6 +5,7 @@
 //! actix-http's HTTP/1.1 with the application of [`build_app`].
 
 use std::net::TcpListener;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_http::HttpService;
@@ -31,6 +32,35 @@ pub struct ServeSettings {
     pub keep_alive: Duration,
     /// Origins a browser front-end may call the API from (empty: no CORS).
     pub cors_allowed_origins: Vec<String>,
+    /// Runs on each worker's thread as it starts, before it serves (the
+    /// connection pools give it pools of its own there).
+    pub on_worker_start: WorkerStart,
+}
+
+/// What [`ServeSettings::on_worker_start`] runs (nothing by default).
+#[derive(Clone, Default)]
+pub struct WorkerStart(Option<Arc<dyn Fn() + Send + Sync>>);
+
+impl WorkerStart {
+    pub fn new(start: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Some(Arc::new(start)))
+    }
+
+    fn run(&self) {
+        if let Some(start) = &self.0 {
+            start();
+        }
+    }
+}
+
+impl std::fmt::Debug for WorkerStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "WorkerStart(set)"
+        } else {
+            "WorkerStart(none)"
+        })
+    }
 }
 
 /// A server on `listener` serving [`build_app_with`] over `state`, and when
@@ -65,7 +95,10 @@ pub fn server(
             cors_allowed_origins: settings.cors_allowed_origins.clone(),
         };
         let state = state.clone();
+        let on_worker_start = settings.on_worker_start.clone();
+        // actix-server calls this on each worker's thread as the worker starts.
         builder = builder.listen(name, listener, move || {
+            on_worker_start.run();
             let shutdown = shutdown.clone();
             let app = build_app_with(state.clone(), options.clone()).into_factory();
             let http = HttpService::build()

@@ -5,6 +5,12 @@
 //! outlives every HTTP worker: a connection opened by one worker and checked
 //! out by another's request must not die with the first worker's runtime
 //! when idle workers stop first during a graceful shutdown.
+//!
+//! A server built with [`PgPool::per_worker`] gives each HTTP worker a pool
+//! of its own instead ([`PgPool::adopt_worker`], `coffee-worker-pool`), whose
+//! connections do their I/O on the worker's thread: no answer is handed from
+//! one thread to another. The shared pool then serves only what runs outside
+//! the workers.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
+use coffee_worker_pool::WorkerPools;
 
 use crate::connect::{ConnectError, Connection, PgTarget};
 use crate::error;
@@ -69,6 +76,8 @@ impl PgPoolSettings {
 #[derive(Clone)]
 pub struct PgPool {
     inner: Pool<PgManager>,
+    /// The HTTP workers' own pools ([`PgPool::per_worker`]).
+    workers: Option<Arc<WorkerPools<PgManager>>>,
     /// How long a request's writes, `COMMIT` included, may take.
     commit_deadline: Duration,
     /// Where connection tasks run, and where a discarded connection's cancel
@@ -96,6 +105,51 @@ impl PgPool {
         Self::build(settings, Some(io))
     }
 
+    /// The server's pool: each of `workers` HTTP workers that adopts it
+    /// ([`PgPool::adopt_worker`]) gets a pool of its own of
+    /// `max_size / workers` connections (at least one) whose I/O runs on its
+    /// thread; everything else (the main runtime's tasks) shares a pool of
+    /// [`OUTSIDE_WORKERS`] on `io`.
+    pub fn per_worker(settings: &PgPoolSettings, io: Handle, workers: usize) -> anyhow::Result<Self> {
+        let shared = PgPoolSettings {
+            max_size: OUTSIDE_WORKERS,
+            ..settings.clone()
+        };
+        let mut pool = Self::build(&shared, Some(io))?;
+        let manager = pool.inner.manager();
+        let (target, setup, learned) = (
+            Arc::clone(&manager.target),
+            manager.setup.clone(),
+            Arc::clone(&manager.learned),
+        );
+        let own = PgPoolSettings {
+            max_size: coffee_worker_pool::share(settings.max_size, workers),
+            ..settings.clone()
+        };
+        pool.workers = Some(WorkerPools::new(move || {
+            let manager = PgManager {
+                target: Arc::clone(&target),
+                setup: setup.clone(),
+                connect_timeout: own.connect_timeout,
+                // The adopting worker's runtime.
+                io: None,
+                learned: Arc::clone(&learned),
+            };
+            pool_of(manager, &own)
+                .inspect_err(|e| tracing::error!(error = %e, "building a worker's PostgreSQL pool"))
+                .ok()
+        }));
+        Ok(pool)
+    }
+
+    /// Gives the calling HTTP worker its own pool ([`PgPool::per_worker`];
+    /// nothing otherwise). Called on the worker's thread, in its runtime.
+    pub fn adopt_worker(&self) {
+        if let Some(workers) = &self.workers {
+            workers.adopt();
+        }
+    }
+
     fn build(settings: &PgPoolSettings, io: Option<Handle>) -> anyhow::Result<Self> {
         let manager = PgManager {
             target: Arc::new(PgTarget::parse(settings.url.expose_secret())?),
@@ -104,15 +158,9 @@ impl PgPool {
             io: io.clone(),
             learned: Arc::new(tokio::sync::OnceCell::new()),
         };
-        let inner = Pool::builder(manager)
-            .max_size(settings.max_size)
-            .runtime(deadpool::Runtime::Tokio1)
-            .wait_timeout(Some(settings.acquire_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .recycle_timeout(Some(settings.connect_timeout))
-            .build()?;
         Ok(Self {
-            inner,
+            inner: pool_of(manager, settings)?,
+            workers: None,
             io,
             commit_deadline: settings.statement_timeout,
         })
@@ -135,7 +183,11 @@ impl PgPool {
 
     /// Checks out a connection, or says the database is unavailable.
     pub async fn get(&self) -> Result<PgConnection, InfraError> {
-        self.inner.get().await.map_err(error::from_pool)
+        match self.workers.as_ref().and_then(|workers| workers.current()) {
+            Some(own) => own.get().await,
+            None => self.inner.get().await,
+        }
+        .map_err(error::from_pool)
     }
 
     /// Takes `conn` out of the pool for good and closes it at once, then asks
@@ -166,8 +218,26 @@ impl PgPool {
     /// Connections in use and the pool's size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
         let status = self.inner.status();
-        (status.size.saturating_sub(status.available), status.max_size)
+        let (in_use, size) = self.workers.as_ref().map_or((0, 0), |workers| workers.usage());
+        (
+            in_use + status.size.saturating_sub(status.available),
+            size + status.max_size,
+        )
     }
+}
+
+/// The connections of a [`PgPool::per_worker`] pool that serve what runs
+/// outside the HTTP workers (the ranking's hourly reads, start-up checks).
+pub const OUTSIDE_WORKERS: usize = 2;
+
+fn pool_of(manager: PgManager, settings: &PgPoolSettings) -> anyhow::Result<Pool<PgManager>> {
+    Ok(Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .build()?)
 }
 
 /// Opens the pool's connections: through [`PgTarget`] (TLS, several hosts),

@@ -36,3 +36,82 @@ async fn commits_are_durable_unless_the_pool_says_otherwise() {
     assert_eq!(setting(&relaxed, "statement_timeout").await, "10s");
     assert_eq!(setting(&relaxed, "TimeZone").await, "UTC");
 }
+
+#[derive(QueryableByName)]
+struct Backend {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+async fn backend_pid(pool: &PgPool) -> i32 {
+    let mut conn = pool.get().await.expect("connection");
+    let row: Backend = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(&mut *conn)
+        .await
+        .expect("backend pid");
+    row.pid
+}
+
+/// Runs `f` with `pool` on a thread of its own, as an HTTP worker that
+/// adopted it; the thread then ends.
+fn on_worker<T: Send + 'static>(
+    pool: &PgPool,
+    f: impl AsyncFnOnce(&PgPool) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let adopting = pool.clone();
+    let pool = pool.clone();
+    coffee_test_support::on_worker_thread(move || adopting.adopt_worker(), async move || f(&pool).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn each_worker_has_connections_of_its_own_which_end_with_it() {
+    let db = TestDatabase::create().await;
+    let pool = PgPool::per_worker(
+        &PgPoolSettings {
+            max_size: 4,
+            ..PgPoolSettings::local(db.url())
+        },
+        tokio::runtime::Handle::current(),
+        2,
+    )
+    .expect("pool");
+
+    // A worker reuses its own connection; it is closed when the worker's
+    // thread ends, not handed to anyone else.
+    let first = on_worker(&pool, async |pool| (backend_pid(pool).await, backend_pid(pool).await))
+        .join()
+        .expect("worker");
+    assert_eq!(first.0, first.1, "a worker reuses its idle connection");
+    let second = on_worker(&pool, async |pool| backend_pid(pool).await)
+        .join()
+        .expect("worker");
+    assert_ne!(second, first.0, "a worker never gets another worker's connection");
+    let outside = backend_pid(&pool).await;
+    assert!(
+        outside != first.0 && outside != second,
+        "a thread that is no worker uses the shared pool"
+    );
+    assert_eq!(
+        pool.usage(),
+        (0, 2),
+        "only the shared pool is left once the workers ended"
+    );
+
+    let mut watcher = db.connect().await;
+    let mut open = true;
+    for _ in 0..100 {
+        let rows: Vec<Backend> = diesel::sql_query(format!(
+            "SELECT pid FROM pg_stat_activity WHERE pid IN ({}, {second})",
+            first.0
+        ))
+        .load(&mut watcher)
+        .await
+        .expect("activity");
+        open = !rows.is_empty();
+        if !open {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!open, "the ended workers' connections were closed with their threads");
+}

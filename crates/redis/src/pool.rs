@@ -29,6 +29,7 @@ use redis::{
 use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
+use coffee_worker_pool::WorkerPools;
 
 use crate::error;
 
@@ -271,6 +272,8 @@ impl ConnectionLike for Connection {
 #[derive(Clone)]
 pub struct RedisPool {
     pool: managed::Pool<IoManager>,
+    /// The HTTP workers' own pools ([`RedisPool::per_worker`]).
+    workers: Option<Arc<WorkerPools<IoManager>>>,
     prefix: String,
     min_replicas_ack: u32,
     replica_ack_timeout: Duration,
@@ -299,28 +302,45 @@ impl RedisPool {
         Self::build(settings, Some(io))
     }
 
-    fn build(settings: &RedisSettings, io: Option<Handle>) -> anyhow::Result<Self> {
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(settings.timeout))
-            .set_response_timeout(Some(settings.timeout));
-        let manager = IoManager {
-            source: Arc::new(source(settings)?),
-            config,
-            timeout: settings.timeout,
-            io,
-            ping: AtomicUsize::new(0),
+    /// The server's pool: each of `workers` HTTP workers that adopts it
+    /// ([`RedisPool::adopt_worker`]) gets a pool of its own of
+    /// `max_size / workers` connections (at least one) whose I/O runs on its
+    /// thread, as the PostgreSQL adapter's does; everything
+    /// else shares a pool of 2 on `io`.
+    pub fn per_worker(settings: &RedisSettings, io: Handle, workers: usize) -> anyhow::Result<Self> {
+        let mut pool = Self::build(
+            &RedisSettings {
+                max_size: 2,
+                ..settings.clone()
+            },
+            Some(io),
+        )?;
+        let source = Arc::clone(&pool.pool.manager().source);
+        let own = RedisSettings {
+            max_size: coffee_worker_pool::share(settings.max_size, workers),
+            ..settings.clone()
         };
-        let pool = managed::Pool::builder(manager)
-            .max_size(settings.max_size)
-            .runtime(Runtime::Tokio1)
-            .timeouts(Timeouts {
-                wait: Some(settings.timeout),
-                create: Some(settings.timeout),
-                recycle: Some(settings.timeout),
-            })
-            .build()?;
+        pool.workers = Some(WorkerPools::new(move || {
+            // The adopting worker's runtime.
+            pool_of(Arc::clone(&source), &own, None)
+                .inspect_err(|e| tracing::error!(error = %e, "building a worker's Redis pool"))
+                .ok()
+        }));
+        Ok(pool)
+    }
+
+    /// Gives the calling HTTP worker its own pool ([`RedisPool::per_worker`];
+    /// nothing otherwise). Called on the worker's thread, in its runtime.
+    pub fn adopt_worker(&self) {
+        if let Some(workers) = &self.workers {
+            workers.adopt();
+        }
+    }
+
+    fn build(settings: &RedisSettings, io: Option<Handle>) -> anyhow::Result<Self> {
         Ok(Self {
-            pool,
+            pool: pool_of(Arc::new(source(settings)?), settings, io)?,
+            workers: None,
             prefix: settings.key_prefix.clone(),
             min_replicas_ack: settings.min_replicas_ack,
             replica_ack_timeout: settings.replica_ack_timeout,
@@ -329,14 +349,15 @@ impl RedisPool {
 
     /// Checks out a connection, or says Redis is unavailable.
     pub async fn get(&self) -> Result<Connection, InfraError> {
-        self.pool
-            .get()
-            .await
-            .map(|conn| Connection {
-                conn: Some(conn),
-                demoted: false,
-            })
-            .map_err(error::from_pool)
+        match self.workers.as_ref().and_then(|workers| workers.current()) {
+            Some(own) => own.get().await,
+            None => self.pool.get().await,
+        }
+        .map(|conn| Connection {
+            conn: Some(conn),
+            demoted: false,
+        })
+        .map_err(error::from_pool)
     }
 
     /// Answers once [`RedisSettings::min_replicas_ack`] replicas have every
@@ -389,16 +410,46 @@ impl RedisPool {
         &self.prefix
     }
 
-    /// Connections open, idle or in use.
+    /// Connections open, idle or in use, of the shared pool.
     pub fn open_connections(&self) -> usize {
         self.pool.status().size
     }
 
-    /// Connections in use and the pool's size, for metrics.
+    /// Connections in use and the pools' size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
         let status = self.pool.status();
-        (status.size.saturating_sub(status.available), status.max_size)
+        let (in_use, size) = self.workers.as_ref().map_or((0, 0), |workers| workers.usage());
+        (
+            in_use + status.size.saturating_sub(status.available),
+            size + status.max_size,
+        )
     }
+}
+
+fn pool_of(
+    source: Arc<Source>,
+    settings: &RedisSettings,
+    io: Option<Handle>,
+) -> anyhow::Result<managed::Pool<IoManager>> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(settings.timeout))
+        .set_response_timeout(Some(settings.timeout));
+    let manager = IoManager {
+        source,
+        config,
+        timeout: settings.timeout,
+        io,
+        ping: AtomicUsize::new(0),
+    };
+    Ok(managed::Pool::builder(manager)
+        .max_size(settings.max_size)
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(settings.timeout),
+            create: Some(settings.timeout),
+            recycle: Some(settings.timeout),
+        })
+        .build()?)
 }
 
 /// The client for `settings`: TLS from the URL's scheme with the CA file

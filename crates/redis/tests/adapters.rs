@@ -526,3 +526,67 @@ async fn with_no_retry_grace_an_immediate_replay_is_reuse() {
         "a grace of 0 is strict, even within the same millisecond"
     );
 }
+
+async fn client_id(pool: &RedisPool) -> i64 {
+    let mut conn = pool.get().await.expect("connection");
+    redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut conn)
+        .await
+        .expect("client id")
+}
+
+/// Runs `f` with `pool` on a thread of its own, as an HTTP worker that
+/// adopted it; the thread then ends.
+fn on_worker<T: Send + 'static>(
+    pool: &RedisPool,
+    f: impl AsyncFnOnce(&RedisPool) -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let adopting = pool.clone();
+    let pool = pool.clone();
+    coffee_test_support::on_worker_thread(move || adopting.adopt_worker(), async move || f(&pool).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn each_worker_has_connections_of_its_own_which_end_with_it() {
+    let namespace = RedisNamespace::new();
+    let settings = RedisSettings::local(coffee_test_support::redis_url(), namespace.prefix());
+    let pool = RedisPool::per_worker(&settings, tokio::runtime::Handle::current(), 2).expect("pool");
+
+    let first = on_worker(&pool, async |pool| (client_id(pool).await, client_id(pool).await))
+        .join()
+        .expect("worker");
+    assert_eq!(first.0, first.1, "a worker reuses its idle connection");
+    let second = on_worker(&pool, async |pool| client_id(pool).await)
+        .join()
+        .expect("worker");
+    assert_ne!(second, first.0, "a worker never gets another worker's connection");
+    let outside = client_id(&pool).await;
+    assert!(
+        outside != first.0 && outside != second,
+        "a thread that is no worker uses the shared pool"
+    );
+    assert_eq!(
+        pool.usage(),
+        (0, 2),
+        "only the shared pool is left once the workers ended"
+    );
+
+    let mut open = true;
+    for _ in 0..100 {
+        let mut conn = pool.get().await.expect("connection");
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(&mut conn)
+            .await
+            .expect("client list");
+        open = clients
+            .lines()
+            .any(|line| line.starts_with(&format!("id={} ", first.0)) || line.starts_with(&format!("id={second} ")));
+        if !open {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(!open, "the ended workers' connections were closed with their threads");
+}

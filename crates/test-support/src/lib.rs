@@ -10,6 +10,7 @@
 //!   dependency "down" for one application without touching the shared server.
 //! - [`RoundTripCounter`]: a proxy in front of PostgreSQL that counts the
 //!   round trips a client makes, so a test can pin them.
+//! - [`on_worker_thread`]: code run as on an HTTP worker's thread.
 //!
 //! The servers come from `TEST_DATABASE_URL` (an admin connection, default
 //! `postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable`) and `TEST_REDIS_URL`
@@ -31,6 +32,25 @@ pub use ledger::{GroundTruthRow, HeldBalance};
 pub use proxy::TcpProxy;
 pub use redis::{RedisNamespace, RedisServer};
 pub use round_trips::RoundTripCounter;
+
+/// Runs `f` on a thread of its own, in a current-thread runtime as an HTTP
+/// worker does, after `start` ran there (a pool's `adopt_worker`); the
+/// thread ends with `f`.
+pub fn on_worker_thread<T: Send + 'static>(
+    start: impl FnOnce() + Send + 'static,
+    f: impl AsyncFnOnce() -> T + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a worker's runtime");
+        runtime.block_on(async {
+            start();
+            f().await
+        })
+    })
+}
 
 /// The Redis server tests use.
 pub fn redis_url() -> String {
