@@ -255,11 +255,12 @@ the postmaster those that ended during the run), Redis, and the load generator (
 from `/proc/stat` and `/proc/<pid>/stat` before and after each run; what no process was charged
 with is mostly the kernel's network work. On 2 cores the machine's total per request bounds the
 throughput; the ceiling spends nothing on HTTP, the bearer token or the session. The last column
-is the most the service could reach against the ceiling were its PostgreSQL work as cheap as the
-ceiling's whole transaction and everything else as it was measured: ceiling ms / (service ms -
-its PostgreSQL ms + the ceiling's PostgreSQL ms).
+is what the ratio would be were the service's PostgreSQL CPU exactly the ceiling's, everything else
+as measured: ceiling ms / (service ms - its PostgreSQL ms + the ceiling's PostgreSQL ms). Where it
+is below the ratio itself, the service's database work already costs less than the ceiling's;
+where it is below the target, the rest of the service alone keeps it there.
 
-| endpoint | connections | service: machine ms | API process | PostgreSQL | Redis | `wrk` | cheapest ceiling: machine ms | PostgreSQL | `pgbench` | ceiling ms / service ms | at most, with the ceiling's PostgreSQL cost |
+| endpoint | connections | service: machine ms | API process | PostgreSQL | Redis | `wrk` | cheapest ceiling: machine ms | PostgreSQL | `pgbench` | ceiling ms / service ms | the same with the ceiling's PostgreSQL CPU |
 |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|""")
 def cpu_ms(r, part="machine"):
     if not r or not r.get("cpu") or not r.get("requests") or part not in r["cpu"]:
