@@ -162,7 +162,11 @@ base64, about 30,000; valgrind hides the CPU's SHA extensions, so the native cos
 SQL client, and the tokio runtime's and actix's share of each wake-up. actix's decoder clears a
 3 KB header array (`memset`, in "memcpy and libc") each time a connection's dispatcher is polled,
 and a request's future used to be polled from there at each of its wake-ups; a request that waits
-now moves to a task of its own on its worker, which wakes the dispatcher once, when it is done.""")
+now moves to a task of its own on its worker, which wakes the dispatcher once, when it is done.
+Each worker now also has PostgreSQL and Redis connections of its own, read on its thread
+(`crates/worker-pool`): the writes' "tokio runtime" share lost the I/O runtime's hand-over of
+each answer; most of what that saved is the kernel's (thread wake-ups), which these counts do not
+include (the throughput section's CPU table does).""")
 print(f"\n<!-- instructions: {json.dumps(saved)} -->")
 PY
 bench_write_section "Instructions per request (issue 25)" "$out"
