@@ -38,6 +38,8 @@ pub struct Application {
     shutdown_timeout: std::time::Duration,
     shutdown_drain: std::time::Duration,
     drain: coffee_http::Drain,
+    /// SIGTERM and SIGINT, caught from the moment the instance is built.
+    signals: Option<Signals>,
     /// The runtime the connections outside the HTTP workers do their I/O on
     /// (see [`IoRuntime`]).
     io: IoRuntime,
@@ -182,7 +184,14 @@ impl Application {
             .transpose()?
             .map(|a| a.port());
         // Signals are ours (see `run_until_stopped`): actix would stop
-        // accepting at once, while a balancer still routes here.
+        // accepting at once, while a balancer still routes here. Caught from
+        // before the server starts: an instance may be stopped the moment it
+        // is ready, and a signal with no handler yet would end it undrained.
+        let signals = Signals::new()
+            .inspect_err(|e| {
+                tracing::error!(error = %e, "could not listen for SIGTERM and SIGINT; stop this instance with SIGKILL");
+            })
+            .ok();
         let server = coffee_http::server(
             listener,
             admin,
@@ -212,6 +221,7 @@ impl Application {
             shutdown_timeout: http.shutdown_timeout,
             shutdown_drain: http.shutdown_drain,
             drain,
+            signals,
             io,
         })
     }
@@ -233,7 +243,12 @@ impl Application {
     /// `SHUTDOWN_TIMEOUT_SECS`). A second signal stops it at once.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let handle = self.server.handle();
-        let signals = tokio::spawn(stop_on_signals(handle, self.drain.clone(), self.shutdown_drain));
+        let signals = tokio::spawn(stop_on_signals(
+            self.signals,
+            handle,
+            self.drain.clone(),
+            self.shutdown_drain,
+        ));
         let result = self.server.await;
         signals.abort();
         for task in self.background {
@@ -262,14 +277,13 @@ impl Application {
 /// The shutdown sequence the signals drive (see
 /// [`Application::run_until_stopped`]).
 async fn stop_on_signals(
+    signals: Option<Signals>,
     server: actix_web::dev::ServerHandle,
     drain: coffee_http::Drain,
     drain_for: std::time::Duration,
 ) {
-    let Ok(mut signals) = Signals::new() else {
-        tracing::error!("could not listen for SIGTERM and SIGINT; stop this instance with SIGKILL");
-        return;
-    };
+    // Without handlers (logged by `Application::build`), only SIGKILL stops it.
+    let Some(mut signals) = signals else { return };
     let signal = signals.next().await;
     drain.start();
     tracing::info!(signal, drain_secs = drain_for.as_secs(), "draining before shutdown");
