@@ -133,7 +133,8 @@ async fn check_settings_against_servers(pg: &PgPool, redis: &RedisPool) -> anyho
     database.and(cache)
 }
 
-/// actix-server's number of workers when `HTTP_WORKERS` is not set.
+/// The number of HTTP workers when `HTTP_WORKERS` is not set: actix-server's
+/// own default.
 fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
 }
@@ -197,7 +198,8 @@ impl Application {
             admin,
             state,
             &coffee_http::ServeSettings {
-                workers: http.workers,
+                // The count the pools were shared out for.
+                workers: Some(workers),
                 shutdown_timeout: http.shutdown_timeout,
                 request_timeout: http.request_timeout,
                 keep_alive: http.keep_alive,

@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
-use coffee_worker_pool::WorkerPools;
+use coffee_worker_pool::Pools;
 
 use crate::connect::{ConnectError, Connection, PgTarget};
 use crate::error;
@@ -75,9 +75,8 @@ impl PgPoolSettings {
 /// A cloneable handle on the pool.
 #[derive(Clone)]
 pub struct PgPool {
-    inner: Pool<PgManager>,
-    /// The HTTP workers' own pools ([`PgPool::per_worker`]).
-    workers: Option<Arc<WorkerPools<PgManager>>>,
+    /// The shared pool, and the HTTP workers' own ([`PgPool::per_worker`]).
+    pools: Pools<PgManager>,
     /// How long a request's writes, `COMMIT` included, may take.
     commit_deadline: Duration,
     /// Where connection tasks run, and where a discarded connection's cancel
@@ -87,7 +86,9 @@ pub struct PgPool {
 
 impl std::fmt::Debug for PgPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgPool").field("status", &self.inner.status()).finish()
+        f.debug_struct("PgPool")
+            .field("status", &self.pools.shared().status())
+            .finish()
     }
 }
 
@@ -109,14 +110,14 @@ impl PgPool {
     /// ([`PgPool::adopt_worker`]) gets a pool of its own of
     /// `max_size / workers` connections (at least one) whose I/O runs on its
     /// thread; everything else (the main runtime's tasks) shares a pool of
-    /// [`OUTSIDE_WORKERS`] on `io`.
+    /// [`coffee_worker_pool::OUTSIDE_WORKERS`] on `io`.
     pub fn per_worker(settings: &PgPoolSettings, io: Handle, workers: usize) -> anyhow::Result<Self> {
         let shared = PgPoolSettings {
-            max_size: OUTSIDE_WORKERS,
+            max_size: coffee_worker_pool::OUTSIDE_WORKERS,
             ..settings.clone()
         };
         let mut pool = Self::build(&shared, Some(io))?;
-        let manager = pool.inner.manager();
+        let manager = pool.pools.shared().manager();
         let (target, setup, learned) = (
             Arc::clone(&manager.target),
             manager.setup.clone(),
@@ -126,7 +127,7 @@ impl PgPool {
             max_size: coffee_worker_pool::share(settings.max_size, workers),
             ..settings.clone()
         };
-        pool.workers = Some(WorkerPools::new(move || {
+        pool.pools = Pools::per_worker(pool.pools.shared().clone(), move || {
             let manager = PgManager {
                 target: Arc::clone(&target),
                 setup: setup.clone(),
@@ -138,16 +139,14 @@ impl PgPool {
             pool_of(manager, &own)
                 .inspect_err(|e| tracing::error!(error = %e, "building a worker's PostgreSQL pool"))
                 .ok()
-        }));
+        });
         Ok(pool)
     }
 
     /// Gives the calling HTTP worker its own pool ([`PgPool::per_worker`];
     /// nothing otherwise). Called on the worker's thread, in its runtime.
     pub fn adopt_worker(&self) {
-        if let Some(workers) = &self.workers {
-            workers.adopt();
-        }
+        self.pools.adopt();
     }
 
     fn build(settings: &PgPoolSettings, io: Option<Handle>) -> anyhow::Result<Self> {
@@ -159,8 +158,7 @@ impl PgPool {
             learned: Arc::new(tokio::sync::OnceCell::new()),
         };
         Ok(Self {
-            inner: pool_of(manager, settings)?,
-            workers: None,
+            pools: Pools::shared_only(pool_of(manager, settings)?),
             io,
             commit_deadline: settings.statement_timeout,
         })
@@ -177,17 +175,13 @@ impl PgPool {
     /// never work (a certificate not accepted, a server refusing the
     /// connection) from a server that is only unreachable for now.
     pub async fn first_connection(&self) -> Result<(), ConnectError> {
-        let manager = self.inner.manager();
+        let manager = self.pools.shared().manager();
         manager.target.connect(manager.connect_timeout).await.map(drop)
     }
 
     /// Checks out a connection, or says the database is unavailable.
     pub async fn get(&self) -> Result<PgConnection, InfraError> {
-        match self.workers.as_ref().and_then(|workers| workers.current()) {
-            Some(own) => own.get().await,
-            None => self.inner.get().await,
-        }
-        .map_err(error::from_pool)
+        self.pools.get().await.map_err(error::from_pool)
     }
 
     /// Takes `conn` out of the pool for good and closes it at once, then asks
@@ -200,7 +194,7 @@ impl PgPool {
         let conn = Object::take(conn);
         let cancel = conn.cancel_token();
         // Over the same TLS settings as the connection.
-        let target = Arc::clone(&self.inner.manager().target);
+        let target = Arc::clone(&self.pools.shared().manager().target);
         let close_then_cancel = async move {
             // Dropping the connection ends its I/O task, which closes the socket.
             drop(conn);
@@ -217,18 +211,9 @@ impl PgPool {
 
     /// Connections in use and the pool's size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
-        let status = self.inner.status();
-        let (in_use, size) = self.workers.as_ref().map_or((0, 0), |workers| workers.usage());
-        (
-            in_use + status.size.saturating_sub(status.available),
-            size + status.max_size,
-        )
+        self.pools.usage()
     }
 }
-
-/// The connections of a [`PgPool::per_worker`] pool that serve what runs
-/// outside the HTTP workers (the ranking's hourly reads, start-up checks).
-pub const OUTSIDE_WORKERS: usize = 2;
 
 fn pool_of(manager: PgManager, settings: &PgPoolSettings) -> anyhow::Result<Pool<PgManager>> {
     Ok(Pool::builder(manager)

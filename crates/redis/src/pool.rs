@@ -29,7 +29,7 @@ use redis::{
 use tokio::runtime::Handle;
 
 use coffee_ports::InfraError;
-use coffee_worker_pool::WorkerPools;
+use coffee_worker_pool::Pools;
 
 use crate::error;
 
@@ -271,9 +271,8 @@ impl ConnectionLike for Connection {
 /// A cloneable handle on the pool plus the key prefix.
 #[derive(Clone)]
 pub struct RedisPool {
-    pool: managed::Pool<IoManager>,
-    /// The HTTP workers' own pools ([`RedisPool::per_worker`]).
-    workers: Option<Arc<WorkerPools<IoManager>>>,
+    /// The shared pool, and the HTTP workers' own ([`RedisPool::per_worker`]).
+    pools: Pools<IoManager>,
     prefix: String,
     min_replicas_ack: u32,
     replica_ack_timeout: Duration,
@@ -283,7 +282,7 @@ impl std::fmt::Debug for RedisPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisPool")
             .field("prefix", &self.prefix)
-            .field("status", &self.pool.status())
+            .field("status", &self.pools.shared().status())
             .finish()
     }
 }
@@ -306,41 +305,38 @@ impl RedisPool {
     /// ([`RedisPool::adopt_worker`]) gets a pool of its own of
     /// `max_size / workers` connections (at least one) whose I/O runs on its
     /// thread, as the PostgreSQL adapter's does; everything
-    /// else shares a pool of 2 on `io`.
+    /// else shares a pool of [`coffee_worker_pool::OUTSIDE_WORKERS`] on `io`.
     pub fn per_worker(settings: &RedisSettings, io: Handle, workers: usize) -> anyhow::Result<Self> {
         let mut pool = Self::build(
             &RedisSettings {
-                max_size: 2,
+                max_size: coffee_worker_pool::OUTSIDE_WORKERS,
                 ..settings.clone()
             },
             Some(io),
         )?;
-        let source = Arc::clone(&pool.pool.manager().source);
+        let source = Arc::clone(&pool.pools.shared().manager().source);
         let own = RedisSettings {
             max_size: coffee_worker_pool::share(settings.max_size, workers),
             ..settings.clone()
         };
-        pool.workers = Some(WorkerPools::new(move || {
+        pool.pools = Pools::per_worker(pool.pools.shared().clone(), move || {
             // The adopting worker's runtime.
             pool_of(Arc::clone(&source), &own, None)
                 .inspect_err(|e| tracing::error!(error = %e, "building a worker's Redis pool"))
                 .ok()
-        }));
+        });
         Ok(pool)
     }
 
     /// Gives the calling HTTP worker its own pool ([`RedisPool::per_worker`];
     /// nothing otherwise). Called on the worker's thread, in its runtime.
     pub fn adopt_worker(&self) {
-        if let Some(workers) = &self.workers {
-            workers.adopt();
-        }
+        self.pools.adopt();
     }
 
     fn build(settings: &RedisSettings, io: Option<Handle>) -> anyhow::Result<Self> {
         Ok(Self {
-            pool: pool_of(Arc::new(source(settings)?), settings, io)?,
-            workers: None,
+            pools: Pools::shared_only(pool_of(Arc::new(source(settings)?), settings, io)?),
             prefix: settings.key_prefix.clone(),
             min_replicas_ack: settings.min_replicas_ack,
             replica_ack_timeout: settings.replica_ack_timeout,
@@ -349,15 +345,14 @@ impl RedisPool {
 
     /// Checks out a connection, or says Redis is unavailable.
     pub async fn get(&self) -> Result<Connection, InfraError> {
-        match self.workers.as_ref().and_then(|workers| workers.current()) {
-            Some(own) => own.get().await,
-            None => self.pool.get().await,
-        }
-        .map(|conn| Connection {
-            conn: Some(conn),
-            demoted: false,
-        })
-        .map_err(error::from_pool)
+        self.pools
+            .get()
+            .await
+            .map(|conn| Connection {
+                conn: Some(conn),
+                demoted: false,
+            })
+            .map_err(error::from_pool)
     }
 
     /// Answers once [`RedisSettings::min_replicas_ack`] replicas have every
@@ -394,7 +389,7 @@ impl RedisPool {
     /// server's certificate not accepted, credentials refused) from a
     /// server that is only unreachable for now.
     pub async fn first_connection(&self) -> Result<(), FirstConnection> {
-        match self.pool.get().await {
+        match self.pools.shared().get().await {
             Ok(_) => Ok(()),
             Err(managed::PoolError::Backend(e)) => Err(classify(&e)),
             Err(e) => Err(FirstConnection::Unreachable(e.to_string())),
@@ -412,17 +407,12 @@ impl RedisPool {
 
     /// Connections open, idle or in use, of the shared pool.
     pub fn open_connections(&self) -> usize {
-        self.pool.status().size
+        self.pools.shared().status().size
     }
 
     /// Connections in use and the pools' size, for metrics.
     pub fn usage(&self) -> (usize, usize) {
-        let status = self.pool.status();
-        let (in_use, size) = self.workers.as_ref().map_or((0, 0), |workers| workers.usage());
-        (
-            in_use + status.size.saturating_sub(status.available),
-            size + status.max_size,
-        )
+        self.pools.usage()
     }
 }
 

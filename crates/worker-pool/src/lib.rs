@@ -5,16 +5,15 @@
 //! own (the I/O runtime), and every answer from PostgreSQL or Redis is read
 //! on that runtime's thread and handed over to the worker's: a wake-up of
 //! another thread per round trip, which cost a charge about a tenth of its
-//! CPU (`docs/DECISIONS.md`, "Per-request cost"). A worker that adopts
-//! [`WorkerPools`] gets a pool of its own, whose connections are opened, and
+//! CPU (`docs/DECISIONS.md`, "Per-request cost"). A worker that adopts an
+//! adapter's [`Pools`] ([`Pools::adopt`]) gets a pool of its own, whose connections are opened, and
 //! read, on its own thread: nothing is handed over. A connection is then
 //! only ever used by the worker that opened it, so one worker stopping
 //! (actix stops idle workers first) never takes a connection another
 //! worker's request holds.
 //!
 //! Threads that did not adopt (the main runtime's tasks, other runtimes)
-//! get `None` from [`WorkerPools::current`] and use the adapter's shared
-//! pool. A worker's pool is dropped, and its connections closed, when its
+//! use the shared pool. A worker's pool is dropped, and its connections closed, when its
 //! thread ends.
 
 use std::any::Any;
@@ -23,28 +22,100 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
 use std::thread::ThreadId;
 
-use deadpool::managed::{Manager, Pool};
+use deadpool::managed::{Manager, Object, Pool, PoolError, Status};
+
+/// The connections of a [`Pools::per_worker`] that serve what runs outside
+/// the HTTP workers (the ranking's hourly reads, start-up checks).
+pub const OUTSIDE_WORKERS: usize = 2;
+
+/// An adapter's pool: a shared one, and for each worker that adopted them
+/// ([`Pools::adopt`]), one of its own. Cloning shares them.
+pub struct Pools<M: Manager> {
+    shared: Pool<M>,
+    workers: Option<Arc<WorkerPools<M>>>,
+}
+
+impl<M: Manager + 'static> std::fmt::Debug for Pools<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (in_use, size) = self.usage();
+        f.debug_struct("Pools")
+            .field("in_use", &in_use)
+            .field("size", &size)
+            .field("per_worker", &self.workers.is_some())
+            .finish()
+    }
+}
+
+impl<M: Manager> Clone for Pools<M> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            workers: self.workers.clone(),
+        }
+    }
+}
+
+impl<M: Manager + 'static> Pools<M> {
+    /// One pool for every thread.
+    pub fn shared_only(shared: Pool<M>) -> Self {
+        Self { shared, workers: None }
+    }
+
+    /// `shared` for threads that did not adopt, and a pool `make` builds
+    /// for each worker that does (`None`: it cannot, and the worker uses
+    /// `shared`).
+    pub fn per_worker(shared: Pool<M>, make: impl Fn() -> Option<Pool<M>> + Send + Sync + 'static) -> Self {
+        Self {
+            shared,
+            workers: Some(WorkerPools::new(make)),
+        }
+    }
+
+    /// The pool of threads that did not adopt.
+    pub fn shared(&self) -> &Pool<M> {
+        &self.shared
+    }
+
+    /// Gives the calling worker its own pool ([`Pools::per_worker`];
+    /// nothing otherwise). Called on the worker's thread, in its runtime.
+    pub fn adopt(&self) {
+        if let Some(workers) = &self.workers {
+            workers.adopt();
+        }
+    }
+
+    /// An object of the calling thread's own pool, or of the shared one.
+    pub async fn get(&self) -> Result<Object<M>, PoolError<M::Error>> {
+        match self.workers.as_ref().and_then(|workers| workers.current()) {
+            Some(own) => own.get().await,
+            None => self.shared.get().await,
+        }
+    }
+
+    /// Objects in use, and the pools' sizes, summed over the shared pool
+    /// and the workers'.
+    pub fn usage(&self) -> (usize, usize) {
+        let (in_use, size) = self.workers.as_ref().map_or((0, 0), |workers| workers.usage());
+        let (shared_in_use, shared_size) = usage_of(self.shared.status());
+        (in_use + shared_in_use, size + shared_size)
+    }
+}
+
+/// Objects in use and the size of one pool.
+fn usage_of(status: Status) -> (usize, usize) {
+    (status.size.saturating_sub(status.available), status.max_size)
+}
 
 /// The pools of the threads that adopted them, each made by the same
 /// function (same settings, a share of the instance's connections).
-pub struct WorkerPools<M: Manager> {
+struct WorkerPools<M: Manager> {
     make: Box<dyn Fn() -> Option<Pool<M>> + Send + Sync>,
     pools: RwLock<HashMap<ThreadId, Pool<M>>>,
 }
 
-impl<M: Manager + 'static> std::fmt::Debug for WorkerPools<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (in_use, size) = self.usage();
-        f.debug_struct("WorkerPools")
-            .field("in_use", &in_use)
-            .field("size", &size)
-            .finish_non_exhaustive()
-    }
-}
-
 thread_local! {
     /// What this thread adopted: dropped when it ends, which removes its
-    /// pools from their [`WorkerPools`].
+    /// pools from their `WorkerPools`.
     static ADOPTED: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -106,12 +177,12 @@ impl<M: Manager + 'static> WorkerPools<M> {
     /// Connections in use, and the pools' sizes, summed over the workers.
     pub fn usage(&self) -> (usize, usize) {
         let pools = self.pools.read().unwrap_or_else(PoisonError::into_inner);
-        pools.values().map(Pool::status).fold((0, 0), |(in_use, size), status| {
-            (
-                in_use + status.size.saturating_sub(status.available),
-                size + status.max_size,
-            )
-        })
+        pools
+            .values()
+            .map(|pool| usage_of(pool.status()))
+            .fold((0, 0), |(in_use, size), (more_in_use, more_size)| {
+                (in_use + more_in_use, size + more_size)
+            })
     }
 }
 
