@@ -1,13 +1,18 @@
 //! The idempotency mechanism every idempotent operation shares.
 //!
-//! Inside the operation's own transaction, the claim ([`ClaimKey`]) inserts
-//! the `(user, scope, key)` row first. A concurrent duplicate's insert waits
-//! on the primary key until the first transaction ends: if it committed, the
+//! Inside the operation's own transaction, the statement that locks the
+//! user's balance also claims the `(user, scope, key)` row, right after the
+//! lock ([`lock_then_claim!`]). Every claim of a user's key is made holding
+//! that user's row, so a claim never waits: a concurrent duplicate waits
+//! for the row until the first transaction ends. If it committed, the
 //! duplicate finds the stored outcome and replays it (or sees a different
 //! fingerprint: `KeyReused`); if it rolled back (a failure), the duplicate
-//! proceeds as the first. No lock service, no in-process lock: correctness
-//! comes from the database, across any number of instances. The effect then
-//! runs, and [`StoreOutcome`] writes its outcome before the commit.
+//! proceeds as the first. A wait that runs out is told apart by a probe
+//! ([`ProbeKey`]): a duplicate still in flight is `KeyInUse`, a balance
+//! busy with other requests a `503`. No lock service, no in-process lock:
+//! correctness comes from the database, across any number of instances.
+//! The effect then runs, and the operation's write stores its outcome
+//! before the commit.
 
 use std::time::Duration;
 
@@ -28,15 +33,51 @@ use crate::error;
 use crate::pool::{PgConnection, PgPool};
 use crate::sql::{Begin, Commit, Rollback, TakeTransactionId, statement};
 
+/// The start of an idempotent write's first statement: `WITH` two CTEs.
+/// `balance` is the user's row, locked until the transaction ends: every
+/// change of one balance is serialised here, across all instances. `FOR NO
+/// KEY UPDATE` is the lock an `UPDATE` of the balance takes, and does not
+/// wait for the key-share locks that inserts referencing the user hold.
+/// `claim` inserts the key's record with an empty outcome, a row when the
+/// key is ours; it inserts from the locked row, so PostgreSQL runs it only
+/// once the lock is held (and not at all when there is no such user).
+///
+/// The statement goes on with its reads and `EXISTS (SELECT FROM claim)`.
+/// It reads the instant of the balance change, `clock_timestamp()`, in its
+/// own select list, above `balance`: computed there, it is read after any
+/// wait for the lock, so the clock orders a user's ledger exactly as the
+/// locks serialised it. (Beside `point` in the locking query itself it
+/// would be computed when the row is first scanned, before the wait, and a
+/// holder that commits without changing the row does not make PostgreSQL
+/// compute it again.) Binds: `$user`, `$scope`, `$key`, `$fingerprint`
+/// ([`Claim`]).
+macro_rules! lock_then_claim {
+    () => {
+        "WITH balance AS MATERIALIZED (SELECT point FROM users WHERE id = $user FOR NO KEY UPDATE), \
+         claim AS (INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) \
+                   SELECT $user, $scope, $key, $fingerprint, 'null'::jsonb FROM balance \
+                   ON CONFLICT DO NOTHING RETURNING true) "
+    };
+}
+pub(crate) use lock_then_claim;
+
+/// The key an operation's first statement claims ([`lock_then_claim!`]):
+/// its `scope`, `key` and `fingerprint` binds (the `user` is the
+/// operation's).
+pub(crate) struct Claim {
+    pub scope: String,
+    pub key: String,
+    pub fingerprint: Vec<u8>,
+}
+
 statement! {
-    /// Claims a key: a row comes back when the key is ours. A concurrent
-    /// duplicate's insert waits on the primary key until the first
-    /// transaction ends, at most the session's `lock_timeout` (the
-    /// idempotency wait, [`SessionLockTimeout`]); then it inserts nothing, and the
-    /// outcome the first stored is read by [`StoredOutcome`]. No
-    /// subtransaction: a wait that runs out aborts the transaction, and
-    /// [`crate::error::is_lock_timeout`] tells it by the server's own text.
-    struct ClaimKey {
+    /// Whether a duplicate still in flight holds a key, asked once a lock
+    /// wait has run out: the key inserted in a transaction of its own that
+    /// is rolled back at once, waiting at most [`BriefWait`] for a holder.
+    /// A wait that runs out again means a transaction that has not ended
+    /// holds the key; a row (the key was free) or none (the key's outcome
+    /// is stored) means the wait was for the balance.
+    struct ProbeKey {
         user: uuid::Uuid = diesel::sql_types::Uuid,
         scope: String = Text,
         key: String = Text,
@@ -47,11 +88,16 @@ statement! {
 }
 
 statement! {
-    /// How long the claim may wait for a duplicate in flight: the session's
+    /// The probe's wait: a millisecond, for its transaction only.
+    struct BriefWait {} returns Text = "SELECT set_config('lock_timeout', '1ms', true)";
+}
+
+statement! {
+    /// How long a request may wait for a duplicate in flight: the session's
     /// `lock_timeout`, set once per connection (before `BEGIN`, so that it
     /// stays), and again only when a store with another wait uses it. Every
-    /// lock wait of the session is bounded by it; one that runs out
-    /// anywhere but in the claim is a `503` like a statement timeout.
+    /// lock wait of the session is bounded by it; one that runs out on a
+    /// balance busy with other requests is a `503` like a statement timeout.
     struct SessionLockTimeout { wait: String = Text } returns Text = "SELECT set_config('lock_timeout', $wait, false)";
 }
 
@@ -112,8 +158,9 @@ pub(crate) enum Written<'c, O> {
     Changed(O, BoxFuture<'c, QueryResult<usize>>),
 }
 
-/// An operation made idempotent by [`run`], in two round trips: what it
-/// reads (sent with `BEGIN` and the claim), then what it writes with the
+/// An operation made idempotent by [`run`], in two round trips: one
+/// statement that locks the user's balance, claims the key and reads what
+/// the operation needs (sent with `BEGIN`), then what it writes with the
 /// stored outcome (sent with `COMMIT`). Between the two the adapter applies
 /// the domain's rules to what it read, holding the locks its reads took.
 pub(crate) trait IdempotentWrite: Send + Sync {
@@ -122,8 +169,12 @@ pub(crate) trait IdempotentWrite: Send + Sync {
     /// What the operation came to; stored and replayed.
     type Outcome: Serialize + DeserializeOwned + Send + Sync;
 
-    /// The reads, sent right after the claim in the same round trip.
-    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Reads>>;
+    /// The reads, in one statement that starts with [`lock_then_claim!`]
+    /// (binds from `claim`), and whether the key is now this request's:
+    /// `EXISTS (SELECT FROM claim)`, or true when there is no such user
+    /// (nothing to claim for; [`IdempotentWrite::write`] decides what that
+    /// comes to).
+    fn read<'c>(&self, conn: &'c AsyncPgConnection, claim: Claim) -> BoxFuture<'c, QueryResult<(Self::Reads, bool)>>;
 
     /// Decides the outcome from the reads and returns the statement that
     /// makes it so and stores it in `record` (none for an outcome that
@@ -273,13 +324,6 @@ async fn transact<W: IdempotentWrite>(
     operation: &W,
 ) -> (Result<Idempotent<W::Outcome>, IdempotencyError>, bool, bool) {
     let mut q = conn;
-    let (user, scope, key) = record_of(context);
-    let claim = ClaimKey {
-        user,
-        scope,
-        key,
-        fingerprint: context.fingerprint.as_bytes().to_vec(),
-    };
     // Sent together, in this order: one round trip.
     let set_wait = set_wait.map(|ms| SessionLockTimeout { wait: ms.to_string() }.get_result::<String>(&mut q));
     let set_wait = async move {
@@ -289,12 +333,11 @@ async fn transact<W: IdempotentWrite>(
         }
     };
     let begin = Begin {}.execute(&mut q);
-    let claimed = claim.load::<bool>(&mut q);
-    let reads = operation.read(conn);
-    let (wait_set, began, claimed, reads) = futures_util::future::join4(set_wait, begin, claimed, reads).await;
+    let reads = operation.read(conn, claim_of(context));
+    let (wait_set, began, reads) = futures_util::future::join3(set_wait, begin, reads).await;
     let (wait_set, decided) = match wait_set {
-        Ok(wait_set) => (wait_set, decide(conn, operation, context, began, claimed, reads)),
-        Err(e) => (false, Err(IdempotencyError::from(error::from_diesel(e)))),
+        Ok(wait_set) => (wait_set, decide(conn, operation, context, began, reads)),
+        Err(e) => (false, Decided::Failed(IdempotencyError::from(error::from_diesel(e)))),
     };
     let (result, ended) = end(conn, context, commit_deadline, decided).await;
     (result, ended, wait_set)
@@ -309,40 +352,50 @@ fn record_of(context: &IdempotencyContext) -> (uuid::Uuid, String, String) {
     )
 }
 
-/// What the first round trip came to: the write of a fresh claim, `None`
-/// for a key found taken, or why neither.
-type Decided<'c, O> = Result<Option<Written<'c, O>>, IdempotencyError>;
+/// What an operation's first statement claims for `context`.
+fn claim_of(context: &IdempotencyContext) -> Claim {
+    let (_, scope, key) = record_of(context);
+    Claim {
+        scope,
+        key,
+        fingerprint: context.fingerprint.as_bytes().to_vec(),
+    }
+}
+
+/// What the first round trip came to.
+enum Decided<'c, O> {
+    /// The key is this request's: the operation's write.
+    Fresh(Written<'c, O>),
+    /// The key's outcome is stored: it is read and replayed.
+    Taken,
+    /// The wait for the user's row ran out: a duplicate in flight holds it,
+    /// or other requests keep the balance busy ([`ProbeKey`] tells which).
+    WaitRanOut(diesel::result::Error),
+    /// Neither: the request fails with this.
+    Failed(IdempotencyError),
+}
 
 fn decide<'c, W: IdempotentWrite>(
     conn: &'c AsyncPgConnection,
     operation: &W,
     context: &IdempotencyContext,
     began: QueryResult<usize>,
-    claimed: QueryResult<Vec<bool>>,
-    reads: QueryResult<W::Reads>,
+    reads: QueryResult<(W::Reads, bool)>,
 ) -> Decided<'c, W::Outcome> {
-    match (began, claimed) {
-        // A duplicate still holds the key after the wait.
-        (Ok(_), Err(e)) if error::is_lock_timeout(&e) => Err(IdempotencyConflict::KeyInUse.into()),
-        (Err(e), _) | (_, Err(e)) => Err(IdempotencyError::from(error::from_diesel(e))),
-        (Ok(_), Ok(fresh)) => {
-            // A read that failed (a lock wait that ran out on a busy
-            // balance, say) aborted the transaction: whether the key was
-            // fresh or taken (its record can no longer be read in it), that
-            // failure is the answer.
-            let reads = reads.map_err(error::from_diesel)?;
-            if fresh.is_empty() {
-                Ok(None)
-            } else {
-                Ok(Some(operation.write(conn, reads, Record { context })?))
-            }
-        }
+    match (began, reads) {
+        (Ok(_), Err(e)) if error::is_lock_timeout(&e) => Decided::WaitRanOut(e),
+        (Err(e), _) | (_, Err(e)) => Decided::Failed(IdempotencyError::from(error::from_diesel(e))),
+        (Ok(_), Ok((reads, true))) => match operation.write(conn, reads, Record { context }) {
+            Ok(written) => Decided::Fresh(written),
+            Err(e) => Decided::Failed(e.into()),
+        },
+        (Ok(_), Ok((_, false))) => Decided::Taken,
     }
 }
 
 /// The second round trip: the write with the stored outcome, and `COMMIT`; or
-/// the stored record of a taken key and `COMMIT`; or `ROLLBACK`. Also says
-/// whether the transaction ended.
+/// the stored record of a taken key and `COMMIT`; or `ROLLBACK` (and the
+/// probe, when a wait ran out). Also says whether the transaction ended.
 async fn end<O: Serialize + DeserializeOwned>(
     conn: &AsyncPgConnection,
     context: &IdempotencyContext,
@@ -351,7 +404,7 @@ async fn end<O: Serialize + DeserializeOwned>(
 ) -> (Result<Idempotent<O>, IdempotencyError>, bool) {
     let mut q = conn;
     match decided {
-        Ok(Some(written)) => {
+        Decided::Fresh(written) => {
             let (outcome, write) = match written {
                 Written::Changed(outcome, write) => (outcome, write),
                 Written::Unchanged(outcome) => match (Record { context }).storing(&outcome) {
@@ -374,7 +427,7 @@ async fn end<O: Serialize + DeserializeOwned>(
         // a stored outcome is answered only once the standby has everything
         // up to it, even when the first answer was a `503` because that wait
         // was cancelled ([`run`]).
-        Ok(None) => {
+        Decided::Taken => {
             let (user, scope, key) = record_of(context);
             let ended = try_join3(
                 StoredOutcome { user, scope, key }
@@ -389,8 +442,49 @@ async fn end<O: Serialize + DeserializeOwned>(
                 Err(_) => (Err(error::commit_wait_exceeded(commit_deadline).into()), false),
             }
         }
-        Err(e) => (Err(e), Rollback {}.execute(&mut q).await.is_ok()),
+        Decided::WaitRanOut(waited) => probe(conn, context, waited).await,
+        Decided::Failed(e) => (Err(e), Rollback {}.execute(&mut q).await.is_ok()),
     }
+}
+
+/// After a wait for the user's row ran out: rolls back, and asks whether a
+/// duplicate in flight holds the key ([`ProbeKey`], in a transaction of its
+/// own, rolled back too; one round trip). If one does the answer is
+/// `KeyInUse`, as when the first request is still running; otherwise the
+/// balance was busy with other requests, and the wait is a `503`. Only this
+/// path costs the probe; a duplicate whose first request ends within the
+/// wait replays its outcome as usual.
+async fn probe<O>(
+    conn: &AsyncPgConnection,
+    context: &IdempotencyContext,
+    waited: diesel::result::Error,
+) -> (Result<Idempotent<O>, IdempotencyError>, bool) {
+    let mut q = conn;
+    let Claim {
+        scope,
+        key,
+        fingerprint,
+    } = claim_of(context);
+    let user = context.user_id.as_uuid();
+    let (_, _, _, probed, ended) = futures_util::future::join5(
+        Rollback {}.execute(&mut q),
+        Begin {}.execute(&mut q),
+        BriefWait {}.get_result::<String>(&mut q),
+        ProbeKey {
+            user,
+            scope,
+            key,
+            fingerprint,
+        }
+        .load::<bool>(&mut q),
+        Rollback {}.execute(&mut q),
+    )
+    .await;
+    let result = match probed {
+        Err(e) if error::is_lock_timeout(&e) => Err(IdempotencyConflict::KeyInUse.into()),
+        _ => Err(IdempotencyError::from(error::from_diesel(waited))),
+    };
+    (result, ended.is_ok())
 }
 
 /// [`IdempotencyRecords`] on PostgreSQL.

@@ -13,7 +13,7 @@ use coffee_domain::{
 use coffee_ports::{DecideOrder, IdempotencyError, InfraError, OrderReads, OrderStore};
 use diesel::QueryResult;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Integer, Jsonb, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Bool, Bytea, Integer, Jsonb, SmallInt, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Settle as _;
-use crate::idempotency::{self, IdempotentWrite, Record, StoreOutcome, Written};
+use crate::idempotency::{self, Claim, IdempotentWrite, Record, StoreOutcome, Written, lock_then_claim};
 use crate::menus::MenuRow;
 use crate::page::{newest_first, page_of};
 use crate::pool::{PgConnection, PgPool};
@@ -33,11 +33,11 @@ use crate::sql::statement;
 pub const STATISTICS_SHARDS: u16 = 16;
 
 /// Statements an order's transaction runs at most, in two round trips:
-/// the session's `lock_timeout` when it changes, `BEGIN`, the claim, and the
-/// menus with the locked balance and the clock; then the writes with the
-/// stored outcome, and `COMMIT`. Each is bounded by the pool's statement
-/// timeout.
-pub const ORDER_STATEMENTS: u32 = 6;
+/// the session's `lock_timeout` when it changes, `BEGIN`, and one statement
+/// that locks the balance, claims the key and reads the menus and the
+/// clock; then the writes with the stored outcome, and `COMMIT`. Each is
+/// bounded by the pool's statement timeout.
+pub const ORDER_STATEMENTS: u32 = 5;
 
 /// The longest an order's transaction can stay open, measured from a request
 /// asking for a connection: waiting for one, waiting for a duplicate with the
@@ -99,23 +99,30 @@ fn points(value: i64) -> Result<Points, InfraError> {
 }
 
 statement! {
-    /// What an order reads before it decides, in one row: the user's
-    /// balance, locking the row until the transaction ends (`NULL` when
-    /// there is no such user), the instant of the balance change (the
-    /// database's clock read once the lock is held, or `at` when seeding
-    /// history) and the menu rows the order names, as three arrays in one
-    /// order. As in [`crate::sql::LockBalance`], the clock is read above the
-    /// locking subquery, so after any wait for the lock.
+    /// What an order reads before it decides, in one row of one statement
+    /// that first locks the user's row and claims the key
+    /// ([`lock_then_claim!`]): the user's balance (`NULL` when there is no
+    /// such user), the instant of the balance change (the database's clock,
+    /// read above the locked row, so after any wait for the lock; or `at`
+    /// when seeding history), the menu rows the order names, as three arrays
+    /// in one order, and whether the key is this request's.
     struct ReadOrder {
         ids: Vec<Uuid> = Array<SqlUuid>,
         user: Uuid = SqlUuid,
         at: Option<OffsetDateTime> = diesel::sql_types::Nullable<Timestamptz>,
-    } returns (diesel::sql_types::Nullable<BigInt>, Timestamptz, Array<SqlUuid>, Array<Text>, Array<BigInt>)
-        = "SELECT b.point, coalesce($at, clock_timestamp()), m.ids, m.names, m.prices \
-           FROM (SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(name), '{}') AS names, \
-                        coalesce(array_agg(price), '{}') AS prices \
-                 FROM menus WHERE id = ANY($ids)) m \
-           LEFT JOIN (SELECT point FROM users WHERE id = $user FOR NO KEY UPDATE) b ON true";
+        scope: String = Text,
+        key: String = Text,
+        fingerprint: Vec<u8> = Bytea,
+    } returns (diesel::sql_types::Nullable<BigInt>, Timestamptz, Array<SqlUuid>, Array<Text>, Array<BigInt>, Bool)
+        = concat!(
+            lock_then_claim!(),
+            "SELECT balance.point, coalesce($at, clock_timestamp()), m.ids, m.names, m.prices, \
+                    EXISTS (SELECT FROM claim) \
+             FROM (SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(array_agg(name), '{}') AS names, \
+                          coalesce(array_agg(price), '{}') AS prices \
+                   FROM menus WHERE id = ANY($ids)) m \
+             LEFT JOIN balance ON true"
+        );
 }
 
 statement! {
@@ -190,14 +197,24 @@ impl IdempotentWrite for OrderWrite {
     type Reads = OrderReadRow;
     type Outcome = PlaceOrderOutcome;
 
-    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<OrderReadRow>> {
+    fn read<'c>(&self, conn: &'c AsyncPgConnection, claim: Claim) -> BoxFuture<'c, QueryResult<(OrderReadRow, bool)>> {
         let mut q = conn;
         ReadOrder {
             ids: self.request.menu_ids().iter().map(MenuId::as_uuid).collect(),
             user: self.user.as_uuid(),
             at: self.at,
+            scope: claim.scope,
+            key: claim.key,
+            fingerprint: claim.fingerprint,
         }
-        .get_result(&mut q)
+        .get_result::<(Option<i64>, OffsetDateTime, Vec<Uuid>, Vec<String>, Vec<i64>, bool)>(&mut q)
+        .map(|row| {
+            row.map(|(balance, at, ids, names, prices, claimed)| {
+                // No such user: nothing was claimed, and `decide` says so.
+                let fresh = claimed || balance.is_none();
+                ((balance, at, ids, names, prices), fresh)
+            })
+        })
         .boxed()
     }
 

@@ -10,7 +10,7 @@ use coffee_domain::{
 use coffee_ports::{IdempotencyError, InfraError, PointStore};
 use diesel::QueryResult;
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Bytea, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
@@ -18,11 +18,11 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::Settle as _;
-use crate::idempotency::{self, IdempotentWrite, Record, Written};
+use crate::idempotency::{self, Claim, IdempotentWrite, Record, Written, lock_then_claim};
 use crate::page::{newest_first, page_of};
 use crate::pool::PgPool;
 use crate::schema::{point_transactions, users};
-use crate::sql::{LockBalance, statement};
+use crate::sql::statement;
 
 /// [`PointStore`] on PostgreSQL.
 #[derive(Debug, Clone)]
@@ -41,6 +41,24 @@ impl PgPointStore {
 
 fn points(value: i64) -> Result<Points, InfraError> {
     Points::new(value).map_err(|e| InfraError::Unexpected(anyhow::anyhow!("stored points are invalid: {e}")))
+}
+
+statement! {
+    /// What a charge reads before it decides, in one statement that first
+    /// locks the user's row and claims the key ([`lock_then_claim!`]): the
+    /// balance, the instant of the balance change (the database's clock,
+    /// read above the locked row, so after any wait for the lock) and
+    /// whether the key is this request's. No row when there is no such user.
+    struct ReadCharge {
+        user: Uuid = SqlUuid,
+        scope: String = Text,
+        key: String = Text,
+        fingerprint: Vec<u8> = Bytea,
+    } returns (BigInt, Timestamptz, Bool)
+        = concat!(
+            lock_then_claim!(),
+            "SELECT balance.point, clock_timestamp(), EXISTS (SELECT FROM claim) FROM balance"
+        );
 }
 
 statement! {
@@ -63,11 +81,11 @@ statement! {
          UPDATE idempotency_keys SET outcome = $outcome WHERE user_id = $user AND scope = $scope AND key = $key";
 }
 
-/// One charge, as an idempotent write: the balance is locked and read in
-/// the first round trip with the database's clock once it is locked, the
-/// domain applies the balance limit, and the new balance, its ledger row
-/// (stamped with that clock) and the stored outcome are written in the
-/// second.
+/// One charge, as an idempotent write: the balance is locked and read, and
+/// the key claimed, in the first round trip with the database's clock once
+/// the balance is locked; the domain applies the balance limit, and the new
+/// balance, its ledger row (stamped with that clock) and the stored outcome
+/// are written in the second.
 struct ChargeWrite {
     user: UserId,
     amount: ChargeAmount,
@@ -79,14 +97,22 @@ impl IdempotentWrite for ChargeWrite {
     type Reads = Option<(i64, OffsetDateTime)>;
     type Outcome = ChargeOutcome;
 
-    fn read<'c>(&self, conn: &'c AsyncPgConnection) -> BoxFuture<'c, QueryResult<Self::Reads>> {
+    fn read<'c>(&self, conn: &'c AsyncPgConnection, claim: Claim) -> BoxFuture<'c, QueryResult<(Self::Reads, bool)>> {
         let mut q = conn;
-        LockBalance {
+        ReadCharge {
             user: self.user.as_uuid(),
-            at: None,
+            scope: claim.scope,
+            key: claim.key,
+            fingerprint: claim.fingerprint,
         }
-        .load(&mut q)
-        .map(|rows| rows.map(|rows| rows.into_iter().next()))
+        .load::<(i64, OffsetDateTime, bool)>(&mut q)
+        .map(|rows| {
+            rows.map(|rows| match rows.into_iter().next() {
+                Some((balance, at, claimed)) => (Some((balance, at)), claimed),
+                // No such user: nothing was claimed, and the write says so.
+                None => (None, true),
+            })
+        })
         .boxed()
     }
 

@@ -276,29 +276,6 @@ statement! {
     pub(crate) struct Rollback {} = "ROLLBACK";
 }
 
-statement! {
-    /// The user's balance, locking the row until the transaction ends, and
-    /// the instant of the balance change: the database's wall clock read
-    /// once the lock is held (or `at` when seeding history). Every change of
-    /// one balance is serialised here, across all instances, and the clock
-    /// orders a user's ledger exactly as the locks serialised it.
-    ///
-    /// The clock is read outside the locking subquery: a `clock_timestamp()`
-    /// beside `point` in the locking query itself is computed when the row
-    /// is scanned, before a wait for the lock, and a wait on a holder that
-    /// commits without changing the row does not recompute it. `NO KEY`
-    /// (the lock an `UPDATE` of the balance takes) so it does not wait for
-    /// the key-share locks that inserts referencing the user hold, such as
-    /// another request's idempotency claim: that would be a deadlock. No
-    /// row when there is no such user.
-    pub(crate) struct LockBalance {
-        user: uuid::Uuid = diesel::sql_types::Uuid,
-        at: Option<time::OffsetDateTime> = Nullable<Timestamptz>,
-    } returns (BigInt, Timestamptz)
-        = "SELECT b.point, coalesce($at, clock_timestamp()) \
-           FROM (SELECT point FROM users WHERE id = $user FOR NO KEY UPDATE) b";
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -47,6 +47,6 @@ async fn a_statement_with_a_renamed_column_fails_to_prepare() {
         .batch_execute("ALTER TABLE users RENAME COLUMN point TO points")
         .await
         .expect("renamed");
-    let lock = hand_written().find(|s| s.origin == "LockBalance").expect("registered");
+    let lock = hand_written().find(|s| s.origin == "ReadCharge").expect("registered");
     assert!(client.prepare(&lock.positional().expect("splits")).await.is_err());
 }

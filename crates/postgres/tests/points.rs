@@ -164,17 +164,17 @@ async fn a_key_reused_with_another_request_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn a_key_held_by_an_unfinished_request_is_in_use() {
+/// A charge whose key a transaction that has not ended holds (opened by
+/// `holds`, which must claim the key `held`) is `KeyInUse` once the wait
+/// runs out, changes nothing, and goes through once that transaction rolls
+/// back.
+async fn in_use_while(holds: &str) {
     let db = TestDatabase::create().await;
     let store = store(&db, Duration::from_millis(300));
     let user = db.insert_user(0).await;
     let mut holder = db.connect().await;
     holder
-        .batch_execute(&format!(
-            "BEGIN; INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) \
-             VALUES ('{user}', 'points.charge', 'held', decode(repeat('00', 32), 'hex'), 'null')"
-        ))
+        .batch_execute(&holds.replace("{user}", &user.to_string()))
         .await
         .expect("held");
 
@@ -184,9 +184,63 @@ async fn a_key_held_by_an_unfinished_request_is_in_use() {
         matches!(err, IdempotencyError::Conflict(IdempotencyConflict::KeyInUse)),
         "{err:?}"
     );
+    assert_eq!(db.balance_of(user).await, 0);
     holder.batch_execute("ROLLBACK").await.expect("released");
     assert!(matches!(
         charge(&store, user, "held", 100).await.expect("now free"),
+        Idempotent::Fresh(ChargeOutcome::Charged(_))
+    ));
+    assert_eq!(db.balance_of(user).await, 100);
+    db.assert_ledger_consistent().await;
+}
+
+/// The key's record inserted, nothing else locked: the claim itself waits.
+#[tokio::test]
+async fn a_key_held_by_an_unfinished_request_is_in_use() {
+    in_use_while(
+        "BEGIN; INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) \
+         VALUES ('{user}', 'points.charge', 'held', decode(repeat('00', 32), 'hex'), 'null')",
+    )
+    .await;
+}
+
+/// Held as the service's own requests hold it (the user's row locked
+/// first, then the key claimed): the duplicate waits for the row, and when
+/// the wait runs out the probe finds the key held, so the answer is
+/// `KeyInUse`, not a busy balance.
+#[tokio::test]
+async fn a_duplicate_of_a_request_in_flight_is_in_use_after_the_wait() {
+    in_use_while(
+        "BEGIN; SELECT 1 FROM users WHERE id = '{user}' FOR NO KEY UPDATE; \
+         INSERT INTO idempotency_keys (user_id, scope, key, fingerprint, outcome) \
+         VALUES ('{user}', 'points.charge', 'held', decode(repeat('00', 32), 'hex'), 'null')",
+    )
+    .await;
+}
+
+/// A fresh key whose balance stays busy past the wait is a `503`: the probe
+/// finds the key free, so the wait was the balance's, and claims nothing
+/// (its insert is rolled back).
+#[tokio::test]
+async fn a_fresh_key_whose_balance_stays_busy_is_unavailable_and_claims_nothing() {
+    let db = TestDatabase::create().await;
+    let store = store(&db, Duration::from_millis(200));
+    let user = db.insert_user(0).await;
+    let holder = db.hold_balance(user).await;
+
+    let err = charge(&store, user, "busy", 100).await.expect_err("busy balance");
+
+    assert!(
+        matches!(&err, IdempotencyError::Infra(e) if e.is_unavailable()),
+        "{err:?}"
+    );
+    holder.release().await;
+    let records = db
+        .count("SELECT count(*) AS n FROM idempotency_keys WHERE key = 'busy'")
+        .await;
+    assert_eq!(records, 0, "the probe's insert was rolled back");
+    assert!(matches!(
+        charge(&store, user, "busy", 100).await.expect("now free"),
         Idempotent::Fresh(ChargeOutcome::Charged(_))
     ));
     db.assert_ledger_consistent().await;

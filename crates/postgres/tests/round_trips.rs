@@ -24,6 +24,12 @@ const LATTE: u128 = 0x0192f0a0_0000_7000_8000_000000000002;
 const ORDER_ROUND_TRIPS: u64 = 2;
 /// The most a charge may take, likewise.
 const CHARGE_ROUND_TRIPS: u64 = 2;
+/// The most statements either may send on a connection that already has
+/// the idempotency wait: `BEGIN`, the balance locked with the key claimed
+/// and the reads, in one; then the writes with the stored outcome, and
+/// `COMMIT`. Each is a bind, an execution and a flushed answer for the
+/// server, and a response for the client to read.
+const STATEMENTS: u64 = 4;
 
 /// A pool of one connection through the counter: every request reuses it,
 /// with its statements prepared by the warm-up.
@@ -60,11 +66,11 @@ async fn set_balance(db: &TestDatabase, user: Uuid, point: i64) {
         .expect("balance set");
 }
 
-/// Round trips `operation` makes.
-async fn trips<T>(counter: &RoundTripCounter, operation: impl std::future::Future<Output = T>) -> (u64, T) {
-    let before = counter.trips();
+/// Round trips and statements `operation` makes.
+async fn trips<T>(counter: &RoundTripCounter, operation: impl std::future::Future<Output = T>) -> ((u64, u64), T) {
+    let before = (counter.trips(), counter.statements());
     let answer = operation.await;
-    (counter.trips() - before, answer)
+    ((counter.trips() - before.0, counter.statements() - before.1), answer)
 }
 
 #[tokio::test]
@@ -88,12 +94,15 @@ async fn an_order_takes_two_round_trips_paid_short_or_replayed() {
     place("warm-up short").await.expect("refused");
     set_balance(&db, user, 1_000_000).await;
 
-    let (placed, outcome) = trips(&counter, place("paid")).await;
-    let (replayed, replay) = trips(&counter, place("paid")).await;
+    let ((placed, placed_statements), outcome) = trips(&counter, place("paid")).await;
+    let ((replayed, replayed_statements), replay) = trips(&counter, place("paid")).await;
     set_balance(&db, user, 10).await;
-    let (short, refused) = trips(&counter, place("short")).await;
+    let ((short, short_statements), refused) = trips(&counter, place("short")).await;
 
-    eprintln!("round trips per order: paid {placed}, replayed {replayed}, refused {short}");
+    eprintln!(
+        "round trips (statements) per order: paid {placed} ({placed_statements}), \
+         replayed {replayed} ({replayed_statements}), refused {short} ({short_statements})"
+    );
     assert!(matches!(
         outcome.expect("answered").into_inner(),
         PlaceOrderOutcome::Placed(_)
@@ -110,6 +119,14 @@ async fn an_order_takes_two_round_trips_paid_short_or_replayed() {
     );
     assert!(short <= ORDER_ROUND_TRIPS, "a refused order took {short} round trips");
     assert!(placed >= 1, "the counter sees the order's traffic");
+    assert!(
+        placed_statements <= STATEMENTS,
+        "a paid order sent {placed_statements} statements"
+    );
+    assert!(
+        short_statements <= STATEMENTS,
+        "a refused order sent {short_statements} statements"
+    );
 }
 
 #[tokio::test]
@@ -130,11 +147,14 @@ async fn a_charge_takes_two_round_trips_credited_or_over_the_limit() {
     charge("warm-up").await.expect("replayed");
     charge("warm-up over").await.expect("refused");
 
-    let (over, refused) = trips(&counter, charge("over the limit")).await;
+    let ((over, over_statements), refused) = trips(&counter, charge("over the limit")).await;
     set_balance(&db, user, 0).await;
-    let (credited, outcome) = trips(&counter, charge("credited")).await;
+    let ((credited, credited_statements), outcome) = trips(&counter, charge("credited")).await;
 
-    eprintln!("round trips per charge: credited {credited}, over the limit {over}");
+    eprintln!(
+        "round trips (statements) per charge: credited {credited} ({credited_statements}), \
+         over the limit {over} ({over_statements})"
+    );
     assert!(matches!(
         refused.expect("answered").into_inner(),
         ChargeOutcome::BalanceLimitExceeded { .. }
@@ -146,6 +166,14 @@ async fn a_charge_takes_two_round_trips_credited_or_over_the_limit() {
     assert!(credited <= CHARGE_ROUND_TRIPS, "a charge took {credited} round trips");
     assert!(over <= CHARGE_ROUND_TRIPS, "a refused charge took {over} round trips");
     assert!(credited >= 1, "the counter sees the charge's traffic");
+    assert!(
+        credited_statements <= STATEMENTS,
+        "a charge sent {credited_statements} statements"
+    );
+    assert!(
+        over_statements <= STATEMENTS,
+        "a refused charge sent {over_statements} statements"
+    );
 }
 
 /// An order's and a charge's transactions, read back from the WAL

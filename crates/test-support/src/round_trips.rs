@@ -2,7 +2,9 @@
 //! client, with no request of its own left unanswered, sends again. Pipelined
 //! statements (sent before the answers to earlier ones) count once, so the
 //! figure is what a request pays in network latency, whatever the number of
-//! statements.
+//! statements. It also counts the statements themselves (the requests each
+//! `Sync` or `Query` ends): each costs the server a bind, an execution and a
+//! flush of its answer, and the client a response to read.
 //!
 //! It reads the frontend/backend protocol only as far as message framing: a
 //! request ends with `Sync` or a simple `Query` (or the startup message), and
@@ -27,6 +29,7 @@ pub struct RoundTripCounter {
 #[derive(Debug, Default)]
 struct Counts {
     trips: u64,
+    statements: u64,
 }
 
 /// One connection's framing state.
@@ -85,6 +88,11 @@ impl RoundTripCounter {
     /// Round trips so far, over every connection.
     pub fn trips(&self) -> u64 {
         lock(&self.state).trips
+    }
+
+    /// Requests so far (statements, and the startup), over every connection.
+    pub fn statements(&self) -> u64 {
+        lock(&self.state).statements
     }
 }
 
@@ -191,6 +199,7 @@ fn message(talk: &mut Conversation, counts: &mut Counts, ends: bool) {
     if ends {
         talk.open = false;
         talk.outstanding += 1;
+        counts.statements += 1;
     }
 }
 
