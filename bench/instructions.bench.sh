@@ -154,7 +154,7 @@ and later still copied each head and built a substring searcher twice per read; 
 matched parameterised paths with regex-lite (most of a charge's "actix" before); every
 `GET /menus` cloned the cached list, and after the cache's first re-read compared the ten menus
 field by field. An order sent 13 statements and a charge 8, each a response to parse and a
-wake-up of the request's task; both now send 5. What `GET /menus` still pays beyond the bare
+wake-up of the request's task; both now send 4. What `GET /menus` still pays beyond the bare
 handler is what the bare handler does not do: the request id and its header, the metrics and
 the latency clock, the span, the header timer, the error-handler wrappers and the longer route
 table, and the cache's clock read. For the writes the rest is the bearer token (HMAC-SHA-256 and

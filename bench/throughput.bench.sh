@@ -214,9 +214,10 @@ The database's own ceiling for each write endpoint, two ways, each making the wr
 makes today for one request:
 
 - **statement by statement**: `bench/pgbench/orders.sql` and `bench/pgbench/charge.sql`, each
-  statement the service sends in a round trip of its own (`BEGIN`, the claim `INSERT ...
-  ON CONFLICT DO NOTHING RETURNING`, one statement that locks the balance and reads the clock
-  (for an order also its menus), one statement for the writes and the stored outcome (for an
+  statement the service sends in a round trip of its own (`BEGIN`, one statement that locks the
+  balance, then claims the key (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, a CTE reading the
+  locked row) and reads the clock (for an order also its menus), one statement for the writes
+  and the stored outcome (for an
   order the payment, the order, its item, the `DEDUCT` row, the statistics shard and the outbox
   event; for a charge the credit and the `ADD` row), `COMMIT`). The service pipelines them into
   two round trips, so it can pass this ceiling;
@@ -338,8 +339,9 @@ has what each request costs the API process, before and after, by layer. `GET /m
 its middleware cost (one hand-written layer instead of two generic ones, no extension insert, the
 router on the regex crate, the header timer without a step per byte or a copy of each head). The
 write paths lost the claim's subtransaction and went from 13 statements per order (8 per charge)
-to 5 (5): `BEGIN`, the claim, and one statement that locks the balance and reads the clock (for an
-order also its menus); then one statement for every write and the stored outcome, and `COMMIT`.
+to 4 (4): `BEGIN`, and one statement that locks the balance, claims the key once the lock is held
+and reads the clock (for an order also its menus); then one statement for every write and the
+stored outcome, and `COMMIT`.
 Each HTTP worker has connections of its own, opened and read on its thread, so no PostgreSQL or
 Redis answer crosses from another thread (`crates/worker-pool`). Every run starts with the outbox
 drained, so none pays for the relay's deliveries of the run before it. What stays between the
