@@ -10,7 +10,16 @@
 //! while it reads join the next round, which answers from the list the first
 //! one just stored instead of reading again (it is fresh, and a list up to
 //! `ttl` old is what this cache promises).
+//!
+//! Each thread keeps a copy of its own of the stored list ([`LOCAL`]), taken
+//! once per read: a request served from it writes no memory another thread
+//! uses. With one list for all, every request took the lock's reader count
+//! and the list's reference count, each a write to a cache line the other
+//! HTTP workers' requests write too, which costs a transfer between cores
+//! each time.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -27,11 +36,23 @@ pub struct CachedMenus {
     inner: Arc<dyn MenuRepository>,
     ttl: Duration,
     cached: Arc<RwLock<Option<CachedList>>>,
-    refresh: Arc<Coalesced<Arc<[Menu]>>>,
+    refresh: Arc<Coalesced<CachedList>>,
+    /// Which cache a thread's copy ([`LOCAL`]) belongs to: clones share it.
+    id: usize,
 }
 
 /// The list and when its read began.
 type CachedList = (Instant, Arc<[Menu]>);
+
+thread_local! {
+    /// This thread's copy of the last list it took from a cache: the
+    /// cache's id, when the list's read began, and a list of its own (not
+    /// a clone of the shared `Arc`, whose count every thread would write).
+    static LOCAL: RefCell<Option<(usize, CachedList)>> = const { RefCell::new(None) };
+}
+
+/// Ids of caches, one per [`CachedMenus::new`].
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
 impl CachedMenus {
     pub fn new(inner: Arc<dyn MenuRepository>, ttl: Duration) -> Self {
@@ -40,17 +61,34 @@ impl CachedMenus {
             ttl,
             cached: Arc::default(),
             refresh: Arc::new(Coalesced::new()),
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
         }
+    }
+
+    /// This thread's copy, if it is of this cache and younger than `ttl`.
+    fn local(&self) -> Option<Arc<[Menu]>> {
+        LOCAL.with_borrow(|local| match local {
+            Some((id, (read_at, menus))) if *id == self.id && read_at.elapsed() < self.ttl => Some(Arc::clone(menus)),
+            _ => None,
+        })
+    }
+
+    /// Keeps a copy of `list` (read at `read_at`) as this thread's, and
+    /// returns it.
+    fn keep_local(&self, (read_at, shared): CachedList) -> Arc<[Menu]> {
+        let menus: Arc<[Menu]> = shared.iter().cloned().collect();
+        LOCAL.set(Some((self.id, (read_at, Arc::clone(&menus)))));
+        menus
     }
 }
 
-/// The cached list if it is younger than `ttl`.
-fn fresh(cached: &RwLock<Option<CachedList>>, ttl: Duration) -> Option<Arc<[Menu]>> {
+/// The cached list and its read's instant, if it is younger than `ttl`.
+fn fresh(cached: &RwLock<Option<CachedList>>, ttl: Duration) -> Option<CachedList> {
     let cached = cached.read().unwrap_or_else(PoisonError::into_inner);
     cached
         .as_ref()
         .filter(|(read_at, _)| read_at.elapsed() < ttl)
-        .map(|(_, menus)| Arc::clone(menus))
+        .map(|(read_at, menus)| (*read_at, Arc::clone(menus)))
 }
 
 #[async_trait]
@@ -59,24 +97,28 @@ impl MenuRepository for CachedMenus {
         if self.ttl.is_zero() {
             return self.inner.list().await;
         }
-        if let Some(menus) = fresh(&self.cached, self.ttl) {
+        if let Some(menus) = self.local() {
             return Ok(menus);
         }
+        if let Some(list) = fresh(&self.cached, self.ttl) {
+            return Ok(self.keep_local(list));
+        }
         let (inner, cached, ttl) = (Arc::clone(&self.inner), Arc::clone(&self.cached), self.ttl);
-        let menus = self
+        let list = self
             .refresh
             .get(move || async move {
                 // A round that waited for the previous one finds its list.
-                if let Some(menus) = fresh(&cached, ttl) {
-                    return Ok(menus);
+                if let Some(list) = fresh(&cached, ttl) {
+                    return Ok(list);
                 }
                 let read_at = Instant::now();
                 let menus = inner.list().await?;
                 *cached.write().unwrap_or_else(PoisonError::into_inner) = Some((read_at, Arc::clone(&menus)));
-                Ok(menus)
+                Ok((read_at, menus))
             })
             .await?;
-        Ok(Arc::clone(&*menus))
+        let (read_at, menus) = &*list;
+        Ok(self.keep_local((*read_at, Arc::clone(menus))))
     }
 }
 
@@ -123,6 +165,34 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(cache.list().await.expect("listed").len(), 2, "re-read after the ttl");
         assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    /// Each thread serves a copy of its own: the same list, but no memory
+    /// that another thread's requests write (its reference count).
+    #[test]
+    fn each_thread_serves_a_copy_of_its_own() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let cache = CachedMenus::new(Arc::new(growing(&reads, Duration::ZERO)), Duration::from_secs(60));
+        let on_a_thread = |cache: CachedMenus| {
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+                runtime.block_on(async {
+                    let first = cache.list().await.expect("listed");
+                    let again = cache.list().await.expect("listed");
+                    assert!(Arc::ptr_eq(&first, &again), "a thread reuses its copy");
+                    first
+                })
+            })
+            .join()
+            .expect("joined")
+        };
+
+        let one = on_a_thread(cache.clone());
+        let other = on_a_thread(cache.clone());
+
+        assert_eq!(one, other, "the same list");
+        assert!(!Arc::ptr_eq(&one, &other), "each thread has a copy of its own");
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "read once for both");
     }
 
     #[tokio::test]
