@@ -200,25 +200,27 @@ pub fn build_app_with(
         drain: state.drain.clone(),
     };
     App::new()
-        .app_data(state)
-        // Per worker: this function runs once in each worker.
-        .app_data(web::Data::new(menus::MenusJson::default()))
+        // A `Data` of this worker's own: its reference count, which every
+        // request's extractor takes and gives back, is then written by this
+        // worker's thread only, not moved between cores on each request.
+        .app_data(web::Data::new(AppState::clone(&state)))
         .app_data(route_templates())
         .app_data(web::PathConfig::default().error_handler(extract::path_error))
         .app_data(web::QueryConfig::default().error_handler(extract::query_error))
         .configure(|cfg| routes(cfg, listener))
         .default_service(web::to(not_found))
-        .wrap(ErrorHandlers::new().default_handler(problem_fallback))
-        // Outside the problem fallback, so every answer (problems too)
-        // carries the CORS headers a browser needs to read it; and inside a
-        // second fallback, so CORS's own refusals are problems as well.
-        .wrap(Condition::new(
-            cors,
-            crate::cors::middleware(&options.cors_allowed_origins),
-        ))
+        // The lifecycle turns actix's bare error responses into problems.
+        // With CORS on, a fallback inside the CORS layer does it first, so
+        // that every answer (problems too) carries the CORS headers a
+        // browser needs to read it; the lifecycle then makes CORS's own
+        // refusals problems as well.
         .wrap(Condition::new(
             cors,
             ErrorHandlers::new().default_handler(problem_fallback),
+        ))
+        .wrap(Condition::new(
+            cors,
+            crate::cors::middleware(&options.cors_allowed_origins),
         ))
         .wrap(lifecycle)
 }

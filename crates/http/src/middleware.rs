@@ -3,6 +3,7 @@
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -101,7 +102,8 @@ fn route_of(request: &actix_web::HttpRequest) -> &'static str {
 /// Outermost middleware, one layer for everything every request needs: the
 /// request id (echoed on every response, error or not), the root span with
 /// the client's address and the one `request completed` line, the request
-/// metrics, the refusal of declared oversize bodies, and closing
+/// metrics, the refusal of declared oversize bodies, problem+json for the
+/// bare error responses actix produces itself ([`as_problem`]), and closing
 /// connections while draining (`drain`). One hand-written layer, not a
 /// chain of generic ones: nothing is boxed, and nothing goes into the
 /// request's extensions. (The `HttpRequest` must not be cloned here:
@@ -126,16 +128,19 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(RequestLifecycleService {
             service,
-            drain: self.drain.clone(),
+            drain: Rc::new(self.drain.clone()),
         }))
     }
 }
 
-/// [`RequestLifecycle`] around the application.
+/// [`RequestLifecycle`] around the application. Its requests share the
+/// worker's handle on the drain flag by an `Rc`: the flag's own `Arc` is
+/// shared by every worker, and taking it for each request would write its
+/// count from both cores.
 #[derive(Debug)]
 pub struct RequestLifecycleService<S> {
     service: S,
-    drain: Drain,
+    drain: Rc<Drain>,
 }
 
 impl<S, B> Service<ServiceRequest> for RequestLifecycleService<S>
@@ -170,7 +175,7 @@ where
             span,
             id,
             started,
-            drain: self.drain.clone(),
+            drain: Rc::clone(&self.drain),
         }
     }
 }
@@ -213,7 +218,7 @@ pub struct RequestLifecycleFuture<F: Future> {
     span: Span,
     id: HeaderValue,
     started: Instant,
-    drain: Drain,
+    drain: Rc<Drain>,
 }
 
 impl<F: Future> std::fmt::Debug for RequestLifecycleFuture<F> {
@@ -248,7 +253,7 @@ where
                 },
                 Serving::Inline(serving) => {
                     if let Poll::Ready(outcome) = serving.as_mut().poll(cx) {
-                        break outcome.map(ServiceResponse::map_into_left_body);
+                        break outcome.map(as_problem);
                     }
                     let Serving::Inline(serving) = std::mem::replace(&mut this.serving, Serving::Refused(None)) else {
                         unreachable!("matched as inline just above")
@@ -260,7 +265,7 @@ where
                 }
                 Serving::Detached(task) => match Pin::new(&mut task.0).poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(outcome)) => break outcome.map(ServiceResponse::map_into_left_body),
+                    Poll::Ready(Ok(outcome)) => break outcome.map(as_problem),
                     Poll::Ready(Err(failed)) => break Err(detached_failed(&failed)),
                 },
             }
@@ -322,19 +327,29 @@ fn log_completed(status: StatusCode, latency_ms: f64) {
     }
 }
 
-/// Turns the bare error responses actix produces itself (unknown route, wrong
-/// method with its `Allow` header, ...) into problem+json. Responses that are
-/// already problems pass through untouched.
+/// [`as_problem`] as an `ErrorHandlers` handler: with CORS on, it runs
+/// inside the CORS layer, so that the problems it makes carry the CORS
+/// headers too ([`RequestLifecycle`] converts what the CORS layer refuses).
 pub fn problem_fallback<B: MessageBody + 'static>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    Ok(ErrorHandlerResponse::Response(as_problem(response)))
+}
+
+/// Turns the bare error responses actix produces itself (unknown route, wrong
+/// method with its `Allow` header, ...) into problem+json. Responses that are
+/// already problems, and every other response, pass through untouched.
+fn as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+    let Some(code) = code_for(response.status()) else {
+        return response.map_into_left_body();
+    };
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
-    let Some(code) = code_for(response.status()).filter(|_| !is_problem) else {
-        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
-    };
+    if is_problem {
+        return response.map_into_left_body();
+    }
     let detail = match code {
         ProblemCode::NotFound => "No resource at this path".to_owned(),
         ProblemCode::MethodNotAllowed => {
@@ -353,9 +368,7 @@ pub fn problem_fallback<B: MessageBody + 'static>(
         problem = problem.with_header(header::ALLOW, allow);
     }
     let (request, _) = response.into_parts();
-    Ok(ErrorHandlerResponse::Response(
-        ServiceResponse::new(request, problem.error_response()).map_into_right_body(),
-    ))
+    ServiceResponse::new(request, problem.error_response()).map_into_right_body()
 }
 
 fn code_for(status: StatusCode) -> Option<ProblemCode> {

@@ -47,24 +47,32 @@ impl From<ListMenusError> for ApiError {
         crate::openapi::ServerProblems,
     )
 )]
-pub async fn list_menus(state: web::Data<AppState>, json: web::Data<MenusJson>) -> Result<HttpResponse, ApiError> {
+pub async fn list_menus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let menus = state.list_menus.execute().await?;
+    let body = WORKER_JSON.with(|json| json.render(menus))?;
     Ok(HttpResponse::Ok()
         .content_type(actix_web::http::header::ContentType::json())
-        .body(json.render(menus)?))
+        .body(body))
+}
+
+thread_local! {
+    /// The [`MenusJson`] of the HTTP worker this thread is: a request runs
+    /// on its worker's thread, so it reaches its worker's without looking
+    /// anything up in the application's data.
+    static WORKER_JSON: MenusJson = MenusJson::default();
 }
 
 /// The last menu list a worker rendered, with its JSON: the list changes
 /// rarely, so most `GET /menus` reuse the bytes instead of serialising again
 /// (serialisation was a tenth of the endpoint's CPU in the benchmark). The
-/// menu cache hands out one shared list until it reads again, so the same
-/// list is recognised by its address before any comparison.
+/// menu cache hands each thread the same list until it reads again, so the
+/// same list is recognised by its address before any comparison.
 #[derive(Debug, Default)]
-pub struct MenusJson(std::sync::Mutex<Option<(Arc<[Menu]>, web::Bytes)>>);
+pub struct MenusJson(std::cell::RefCell<Option<(Arc<[Menu]>, web::Bytes)>>);
 
 impl MenusJson {
     fn render(&self, menus: Arc<[Menu]>) -> Result<web::Bytes, ApiError> {
-        let mut last = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last = self.0.borrow_mut();
         if let Some((rendered, bytes)) = last.as_mut() {
             if Arc::ptr_eq(rendered, &menus) {
                 return Ok(bytes.clone());
@@ -149,7 +157,7 @@ mod tests {
         let again = json.render(Arc::clone(&reread)).expect("rendered");
 
         assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes");
-        let kept = json.0.lock().expect("lock");
+        let kept = json.0.borrow();
         assert!(
             kept.as_ref().is_some_and(|(list, _)| Arc::ptr_eq(list, &reread)),
             "the list read again is the one kept"
