@@ -142,7 +142,11 @@ impl managed::Manager for IoManager {
     type Error = RedisError;
 
     async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
-        let open = Self::open(Arc::clone(&self.source), self.config.clone());
+        // Boxed: opening a connection (TLS, Sentinel) is a future of many
+        // kilobytes, and deadpool's checkout future holds this one in
+        // place, so every checkout, nearly all served by an idle
+        // connection, moved those kilobytes; now only an opening pays.
+        let open = Box::pin(Self::open(Arc::clone(&self.source), self.config.clone()));
         // The Sentinel lookup has no timeout of its own.
         let timeout = self.timeout;
         let bounded = async move {

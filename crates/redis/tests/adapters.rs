@@ -590,3 +590,19 @@ async fn each_worker_has_connections_of_its_own_which_end_with_it() {
     }
     assert!(!open, "the ended workers' connections were closed with their threads");
 }
+
+/// A checkout's future stays small: it is built and moved on every
+/// checkout (each authenticated request's session lookup), and when it held
+/// a connection's opening in place (TLS, Sentinel: about 22 KB) every
+/// request paid for copying that much.
+#[tokio::test]
+async fn a_checkout_future_is_small() {
+    let namespace = RedisNamespace::new();
+    let pool = pool_in(&namespace);
+
+    let checkout = pool.get();
+    let size = std::mem::size_of_val(&checkout);
+    drop(checkout);
+
+    assert!(size <= 4096, "a checkout's future is {size} bytes");
+}
