@@ -37,14 +37,9 @@ pub fn metrics_handle() -> anyhow::Result<metrics_exporter_prometheus::Prometheu
         std::sync::OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .set_buckets_for_metric(
-                    metrics_exporter_prometheus::Matcher::Full(coffee_http::metrics::HTTP_DURATION.to_owned()),
-                    &buckets,
-                )
-                .map_err(|e| e.to_string())?
-                .build_recorder();
+            // The request series are kept by `coffee_http::metrics` itself
+            // (per thread) and rendered after the recorder's.
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder)
                 .map_err(|e| format!("another metrics recorder is installed: {e}"))?;

@@ -2,7 +2,9 @@
 //!
 //! Recording goes through the `metrics` facade (a no-op until a recorder is
 //! installed, as `coffee serve` does); `GET /metrics` (`routes/metrics.rs`)
-//! renders the Prometheus handle held in [`crate::AppState`].
+//! renders the Prometheus handle held in [`crate::AppState`], followed by
+//! the two request series, which this module keeps itself
+//! ([`record_request`], [`render_requests`]).
 //!
 //! Every label value comes from a small set the service decides, never from
 //! the request as sent: the exporter keeps each series for the life of the
@@ -13,9 +15,11 @@
 //! numbers the service itself answered with.
 
 use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use actix_web::http::{Method, StatusCode};
-use metrics::{Counter, Histogram, Label};
 
 pub const HTTP_REQUESTS: &str = "http_requests_total";
 pub const HTTP_DURATION: &str = "http_request_duration_seconds";
@@ -25,6 +29,9 @@ pub const CHARGES: &str = "coffee_charges_total";
 pub const LOGIN_FAILURES: &str = "coffee_login_failures_total";
 pub const LOGINS_THROTTLED: &str = "coffee_logins_throttled_total";
 pub const IDEMPOTENT_REPLAYS: &str = "coffee_idempotent_replays_total";
+
+/// The upper bounds, in seconds, of [`HTTP_DURATION`]'s buckets.
+pub const DURATION_BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
 /// The `route` label of a request that matched no route.
 pub const UNMATCHED: &str = "unmatched";
@@ -75,15 +82,17 @@ impl RouteTemplates {
 }
 
 /// One finished request, labelled by folded method, route template and
-/// status (see the module documentation for why each is bounded).
+/// status (see the module documentation for why each is bounded): one more
+/// in [`HTTP_REQUESTS`], and its latency in [`HTTP_DURATION`].
 ///
-/// The two series of a label set are looked up in the recorder once per
-/// worker thread and kept ([`REQUEST_SERIES`]): a lookup builds the key, hashes
-/// its labels and searches the registry, several times the cost of counting.
-/// The label sets are bounded (see above), so the cache is too; it is a list
-/// searched by the labels' addresses (each label is one of a fixed set of
-/// `'static` strings), which the few sets a worker meets make faster than
-/// hashing.
+/// Each thread counts in series of its own ([`Series`], kept in
+/// [`REQUEST_SERIES`]), which `GET /metrics` adds up: with one series per
+/// label set for the whole process (the recorder's), every request wrote
+/// the same counters from both HTTP workers, and each write moved their
+/// cache line from the other core. The label sets are bounded (see above),
+/// so the series are too; a thread finds its own in a short list compared
+/// by the labels' addresses (each label is one of a fixed set of `'static`
+/// strings), which the few sets a worker meets make faster than hashing.
 pub fn record_request(method: &Method, route: &'static str, status: StatusCode, seconds: f64) {
     let key = RequestLabels {
         method: method_label(method),
@@ -91,25 +100,14 @@ pub fn record_request(method: &Method, route: &'static str, status: StatusCode, 
         status: status.as_u16(),
     };
     REQUEST_SERIES.with_borrow_mut(|series| {
-        let at = match series.iter().position(|(known, _)| known.is(&key)) {
-            Some(at) => at,
-            None => {
-                let labels = [
-                    Label::from_static_parts("method", key.method),
-                    Label::from_static_parts("route", key.route),
-                    Label::new("status", key.status.to_string()),
-                ];
-                let handles = (
-                    metrics::counter!(HTTP_REQUESTS, labels.iter()),
-                    metrics::histogram!(HTTP_DURATION, labels.iter()),
-                );
-                series.push((key, handles));
-                series.len() - 1
-            }
-        };
-        let (_, (count, duration)) = &series[at];
-        count.increment(1);
-        duration.record(seconds);
+        if let Some(known) = series.iter().find(|known| known.labels.is(&key)) {
+            known.record(seconds);
+            return;
+        }
+        let new = Arc::new(Series::new(key));
+        new.record(seconds);
+        lock(&ALL_SERIES).push(Arc::clone(&new));
+        series.push(new);
     });
 }
 
@@ -134,9 +132,132 @@ fn same(a: &'static str, b: &'static str) -> bool {
     std::ptr::eq(a, b) || a == b
 }
 
+/// One label set's requests as one thread counted them. Only that thread
+/// writes it, with plain loads and stores (no read-modify-write is needed
+/// with one writer); `GET /metrics` reads every thread's.
+#[derive(Debug)]
+struct Series {
+    labels: RequestLabels,
+    count: AtomicU64,
+    /// The latencies' sum in seconds, as `f64` bits.
+    sum: AtomicU64,
+    /// Requests in each of [`DURATION_BUCKETS`] (at most its bound and more
+    /// than the one before); the slower ones are `count` less all these.
+    buckets: [AtomicU64; DURATION_BUCKETS.len()],
+}
+
+impl Series {
+    fn new(labels: RequestLabels) -> Self {
+        Self {
+            labels,
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0.0f64.to_bits()),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// One request of `seconds`; only the series' own thread calls it.
+    fn record(&self, seconds: f64) {
+        if let Some(at) = DURATION_BUCKETS.iter().position(|bound| seconds <= *bound) {
+            bump(&self.buckets[at]);
+        }
+        self.sum
+            .store((f64::from_bits(self.sum.load(Relaxed)) + seconds).to_bits(), Relaxed);
+        // Last: a reader that sees this count sees the bucket and the sum.
+        self.count
+            .store(self.count.load(Relaxed) + 1, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// One more in a counter only its own thread writes.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Relaxed) + 1, Relaxed);
+}
+
 thread_local! {
-    /// The series [`record_request`] has used on this thread.
-    static REQUEST_SERIES: RefCell<Vec<(RequestLabels, (Counter, Histogram))>> = const { RefCell::new(Vec::new()) };
+    /// This thread's series ([`record_request`]).
+    static REQUEST_SERIES: RefCell<Vec<Arc<Series>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Every thread's series, for [`render_requests`]; a thread's stay after it
+/// ends, so the totals never go down.
+static ALL_SERIES: Mutex<Vec<Arc<Series>>> = Mutex::new(Vec::new());
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One label set's totals over every thread.
+struct Totals {
+    labels: RequestLabels,
+    count: u64,
+    sum: f64,
+    buckets: [u64; DURATION_BUCKETS.len()],
+}
+
+/// [`HTTP_REQUESTS`] and [`HTTP_DURATION`] in the Prometheus text format
+/// (as the exporter writes its own), every thread's series of a label set
+/// added up; nothing before the first request.
+pub fn render_requests() -> String {
+    let mut totals: Vec<Totals> = Vec::new();
+    for series in lock(&ALL_SERIES).iter() {
+        let count = series.count.load(std::sync::atomic::Ordering::Acquire);
+        let at = match totals.iter().position(|t| t.labels.is(&series.labels)) {
+            Some(at) => at,
+            None => {
+                totals.push(Totals {
+                    labels: series.labels,
+                    count: 0,
+                    sum: 0.0,
+                    buckets: [0; DURATION_BUCKETS.len()],
+                });
+                totals.len() - 1
+            }
+        };
+        let total = &mut totals[at];
+        total.count += count;
+        total.sum += f64::from_bits(series.sum.load(Relaxed));
+        for (sum, bucket) in total.buckets.iter_mut().zip(&series.buckets) {
+            *sum += bucket.load(Relaxed);
+        }
+    }
+    if totals.is_empty() {
+        return String::new();
+    }
+    totals.sort_by(|a, b| {
+        (a.labels.route, a.labels.method, a.labels.status).cmp(&(b.labels.route, b.labels.method, b.labels.status))
+    });
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE {HTTP_REQUESTS} counter");
+    for total in &totals {
+        let _ = writeln!(out, "{HTTP_REQUESTS}{{{}}} {}", labels_of(&total.labels), total.count);
+    }
+    let _ = writeln!(out, "\n# TYPE {HTTP_DURATION} histogram");
+    for total in &totals {
+        let labels = labels_of(&total.labels);
+        let mut below = 0;
+        for (bound, in_bucket) in DURATION_BUCKETS.iter().zip(total.buckets) {
+            below += in_bucket;
+            let _ = writeln!(out, "{HTTP_DURATION}_bucket{{{labels},le=\"{bound}\"}} {below}");
+        }
+        // A count read before its last buckets were: never fewer than them.
+        let count = total.count.max(below);
+        let _ = writeln!(out, "{HTTP_DURATION}_bucket{{{labels},le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{HTTP_DURATION}_sum{{{labels}}} {}", total.sum);
+        let _ = writeln!(out, "{HTTP_DURATION}_count{{{labels}}} {count}");
+    }
+    out.push('\n');
+    out
+}
+
+/// `method="...",route="...",status="..."`: the label values are the
+/// service's own (standard methods, route templates, numbers), with no
+/// character the text format would need escaped.
+fn labels_of(labels: &RequestLabels) -> String {
+    format!(
+        "method=\"{}\",route=\"{}\",status=\"{}\"",
+        labels.method, labels.route, labels.status
+    )
 }
 
 /// A response replayed from an idempotency record.
@@ -166,6 +287,52 @@ mod tests {
             let method = Method::from_bytes(invented.as_bytes()).expect("method");
             assert_eq!(method_label(&method), OTHER_METHOD, "{invented}");
         }
+    }
+
+    /// The requests two threads counted in series of their own come out as
+    /// one series per label set: a counter, and a histogram whose buckets
+    /// are cumulative and whose `+Inf` bucket is the count.
+    #[test]
+    fn each_threads_requests_are_added_up_by_label_set() {
+        const ROUTE: &str = "/test/each-thread";
+        let record = |seconds: f64| {
+            std::thread::spawn(move || {
+                record_request(&Method::GET, ROUTE, StatusCode::OK, seconds);
+                record_request(&Method::GET, ROUTE, StatusCode::OK, seconds);
+            })
+            .join()
+            .expect("joined");
+        };
+        record(0.002);
+        record(7.0);
+        std::thread::spawn(|| record_request(&Method::POST, ROUTE, StatusCode::CREATED, 0.0005))
+            .join()
+            .expect("joined");
+
+        let text = render_requests();
+        let get = "method=\"GET\",route=\"/test/each-thread\",status=\"200\"";
+        let lines: Vec<&str> = text.lines().filter(|line| line.contains(get)).collect();
+        assert!(
+            lines.contains(&format!("{HTTP_REQUESTS}{{{get}}} 4").as_str()),
+            "{text}"
+        );
+        for (le, below) in [("0.001", 0), ("0.0025", 2), ("5", 2), ("+Inf", 4)] {
+            let line = format!("{HTTP_DURATION}_bucket{{{get},le=\"{le}\"}} {below}");
+            assert!(lines.contains(&line.as_str()), "{line} in {text}");
+        }
+        assert!(
+            lines.contains(&format!("{HTTP_DURATION}_count{{{get}}} 4").as_str()),
+            "{text}"
+        );
+        let sum: f64 = lines
+            .iter()
+            .find_map(|line| line.strip_prefix(&format!("{HTTP_DURATION}_sum{{{get}}} ")))
+            .and_then(|value| value.parse().ok())
+            .expect("a sum");
+        assert!((sum - 14.004).abs() < 1e-9, "{text}");
+        let created = "method=\"POST\",route=\"/test/each-thread\",status=\"201\"";
+        assert!(text.contains(&format!("{HTTP_REQUESTS}{{{created}}} 1")), "{text}");
+        assert_eq!(text.matches(&format!("# TYPE {HTTP_REQUESTS} counter")).count(), 1);
     }
 
     #[test]

@@ -13,5 +13,5 @@ use crate::state::AppState;
 pub async fn render(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(state.metrics.render())
+        .body(state.metrics.render() + &crate::metrics::render_requests())
 }
