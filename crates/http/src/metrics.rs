@@ -260,6 +260,28 @@ fn labels_of(labels: &RequestLabels) -> String {
     )
 }
 
+/// Adds `by` to the recorder's counter `name` (one of this module's
+/// constants, unlabelled). Its handle is looked up once per thread and
+/// kept: each `metrics::counter!` call hashes the key and searches the
+/// recorder's registry, taking its lock and the handle's reference count,
+/// all shared by the HTTP workers.
+pub fn count(name: &'static str, by: u64) {
+    COUNTERS.with_borrow_mut(|counters| {
+        if let Some((_, counter)) = counters.iter().find(|(known, _)| same(known, name)) {
+            counter.increment(by);
+            return;
+        }
+        let counter = metrics::counter!(name);
+        counter.increment(by);
+        counters.push((name, counter));
+    });
+}
+
+thread_local! {
+    /// The counters [`count`] has used on this thread.
+    static COUNTERS: RefCell<Vec<(&'static str, metrics::Counter)>> = const { RefCell::new(Vec::new()) };
+}
+
 /// A response replayed from an idempotency record.
 pub fn record_replay(endpoint: &'static str) {
     metrics::counter!(IDEMPOTENT_REPLAYS, "endpoint" => endpoint).increment(1);

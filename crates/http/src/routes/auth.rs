@@ -277,8 +277,8 @@ pub async fn log_in(
         })
         .await
         .inspect_err(|e| match e {
-            LogInError::InvalidCredentials => metrics::counter!(crate::metrics::LOGIN_FAILURES).increment(1),
-            LogInError::TooManyAttempts { .. } => metrics::counter!(crate::metrics::LOGINS_THROTTLED).increment(1),
+            LogInError::InvalidCredentials => crate::metrics::count(crate::metrics::LOGIN_FAILURES, 1),
+            LogInError::TooManyAttempts { .. } => crate::metrics::count(crate::metrics::LOGINS_THROTTLED, 1),
             LogInError::Infra(_) => {}
         })?;
     Ok(HttpResponse::Ok().json(TokenPairResponse::from(pair)))

@@ -158,7 +158,7 @@ pub async fn place(
     match outcome.as_inner() {
         PlaceOrderOutcome::Placed(order) => {
             if !outcome.is_replayed() {
-                metrics::counter!(crate::metrics::ORDERS_PLACED).increment(1);
+                crate::metrics::count(crate::metrics::ORDERS_PLACED, 1);
             }
             let mut response = HttpResponse::Created().json(OrderResponse::from(order.clone()));
             mark_replayed(&outcome, &mut response);

@@ -162,9 +162,11 @@ pub async fn charge(
     match outcome.as_inner() {
         ChargeOutcome::Charged(charge) => {
             if !outcome.is_replayed() {
-                metrics::counter!(crate::metrics::CHARGES).increment(1);
-                metrics::counter!(crate::metrics::POINTS_CHARGED)
-                    .increment(u64::try_from(charge.amount.value()).unwrap_or_default());
+                crate::metrics::count(crate::metrics::CHARGES, 1);
+                crate::metrics::count(
+                    crate::metrics::POINTS_CHARGED,
+                    u64::try_from(charge.amount.value()).unwrap_or_default(),
+                );
             }
             let mut response = HttpResponse::Ok().json(ChargeResponse::from(charge.clone()));
             mark_replayed(&outcome, &mut response);
