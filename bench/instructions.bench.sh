@@ -154,12 +154,18 @@ and later still copied each head and built a substring searcher twice per read; 
 matched parameterised paths with regex-lite (most of a charge's "actix" before); every
 `GET /menus` cloned the cached list, and after the cache's first re-read compared the ten menus
 field by field. An order sent 13 statements and a charge 8, each a response to parse and a
-wake-up of the request's task; both now send 4. What `GET /menus` still pays beyond the bare
-handler is what the bare handler does not do: the request id and its header, the metrics and
-the latency clock, the span, the header timer, the error-handler wrappers and the longer route
-table, and the cache's clock read. For the writes the rest is the bearer token (HMAC-SHA-256 and
-base64, about 30,000; valgrind hides the CPU's SHA extensions, so the native cost is lower), the
-SQL client, and the tokio runtime's and actix's share of each wake-up. actix's decoder clears a
+wake-up of the request's task; both now send 4 (the key is claimed in the statement that locks
+the balance). Every authenticated request decoded its token's header twice (its key is now found
+by the header's bytes), and its Redis checkout moved a 22 KB future (`memcpy`: the opening of a
+connection, now boxed). What `GET /menus` still pays beyond the bare handler is what the bare
+handler does not do: the request id and its header, the metrics and the latency clock, the span,
+the header timer, the error-handler wrapper with CORS on and the longer route table, and the
+cache's clock read. Counts do not show what costs most natively of what was removed besides:
+writes to memory both HTTP workers write (the cache's lock and list, reference counts, the
+recorder's series), each a cache line moved between cores (`docs/DECISIONS.md`). For the writes
+the rest is the bearer token (HMAC-SHA-256 and base64; valgrind hides the CPU's SHA extensions,
+so the native cost is lower), the SQL client, and the tokio runtime's and actix's share of each
+wake-up. actix's decoder clears a
 3 KB header array (`memset`, in "memcpy and libc") each time a connection's dispatcher is polled,
 and a request's future used to be polled from there at each of its wake-ups; a request that waits
 now moves to a task of its own on its worker, which wakes the dispatcher once, when it is done.
