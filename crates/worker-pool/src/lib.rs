@@ -119,10 +119,13 @@ thread_local! {
     static ADOPTED: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Removes a thread's pool when the thread ends.
+/// A thread's pool, kept where the thread finds it without a lock
+/// ([`WorkerPools::current`]); removes it from its `WorkerPools` when the
+/// thread ends.
 struct Adopted<M: Manager> {
     pools: Weak<WorkerPools<M>>,
     thread: ThreadId,
+    pool: Pool<M>,
 }
 
 impl<M: Manager> Drop for Adopted<M> {
@@ -152,26 +155,39 @@ impl<M: Manager + 'static> WorkerPools<M> {
     /// connections are to use; calling it again changes nothing.
     pub fn adopt(self: &Arc<Self>) {
         let thread = std::thread::current().id();
-        {
+        let pool = {
             let mut pools = self.pools.write().unwrap_or_else(PoisonError::into_inner);
             if pools.contains_key(&thread) {
                 return;
             }
             let Some(pool) = (self.make)() else { return };
-            pools.insert(thread, pool);
-        }
+            pools.insert(thread, pool.clone());
+            pool
+        };
         let adopted = Adopted {
             pools: Arc::downgrade(self),
             thread,
+            pool,
         };
         // On a thread that is already ending, the pool goes at once.
         let _ = ADOPTED.try_with(|adopted_here| adopted_here.borrow_mut().push(Box::new(adopted)));
     }
 
-    /// The calling thread's own pool, if it adopted one.
+    /// The calling thread's own pool, if it adopted one. Found in the
+    /// thread's own list, not in `pools`: every checkout asks, and taking
+    /// that lock, even to read, writes its count from every worker's core.
     pub fn current(&self) -> Option<Pool<M>> {
-        let pools = self.pools.read().unwrap_or_else(PoisonError::into_inner);
-        pools.get(&std::thread::current().id()).cloned()
+        ADOPTED
+            .try_with(|adopted| {
+                adopted.borrow().iter().find_map(|entry| {
+                    entry
+                        .downcast_ref::<Adopted<M>>()
+                        .filter(|own| std::ptr::eq(own.pools.as_ptr(), self))
+                        .map(|own| own.pool.clone())
+                })
+            })
+            .ok()
+            .flatten()
     }
 
     /// Connections in use, and the pools' sizes, summed over the workers.
