@@ -127,7 +127,7 @@ impl PgPool {
             max_size: coffee_worker_pool::share(settings.max_size, workers),
             ..settings.clone()
         };
-        pool.pools = Pools::per_worker(pool.pools.shared().clone(), move || {
+        pool.pools = Pools::per_worker(pool.pools.shared().clone(), "PostgreSQL", move || {
             let manager = PgManager {
                 target: Arc::clone(&target),
                 setup: setup.clone(),
@@ -137,8 +137,6 @@ impl PgPool {
                 learned: Arc::clone(&learned),
             };
             pool_of(manager, &own)
-                .inspect_err(|e| tracing::error!(error = %e, "building a worker's PostgreSQL pool"))
-                .ok()
         });
         Ok(pool)
     }

@@ -323,11 +323,9 @@ impl RedisPool {
             max_size: coffee_worker_pool::share(settings.max_size, workers),
             ..settings.clone()
         };
-        pool.pools = Pools::per_worker(pool.pools.shared().clone(), move || {
+        pool.pools = Pools::per_worker(pool.pools.shared().clone(), "Redis", move || {
             // The adopting worker's runtime.
             pool_of(Arc::clone(&source), &own, None)
-                .inspect_err(|e| tracing::error!(error = %e, "building a worker's Redis pool"))
-                .ok()
         });
         Ok(pool)
     }

@@ -62,9 +62,18 @@ impl<M: Manager + 'static> Pools<M> {
     }
 
     /// `shared` for threads that did not adopt, and a pool `make` builds
-    /// for each worker that does (`None`: it cannot, and the worker uses
-    /// `shared`).
-    pub fn per_worker(shared: Pool<M>, make: impl Fn() -> Option<Pool<M>> + Send + Sync + 'static) -> Self {
+    /// for each worker that does. A worker whose pool cannot be built (the
+    /// error is logged, naming `what`) uses `shared`.
+    pub fn per_worker<E: std::fmt::Display>(
+        shared: Pool<M>,
+        what: &'static str,
+        make: impl Fn() -> Result<Pool<M>, E> + Send + Sync + 'static,
+    ) -> Self {
+        let make = move || {
+            make()
+                .inspect_err(|e| tracing::error!(error = %e, pool = what, "building a worker's pool"))
+                .ok()
+        };
         Self {
             shared,
             workers: Some(WorkerPools::new(make)),
