@@ -1,7 +1,7 @@
 //! `PgPool`'s session settings, on a real database.
 
 use coffee_postgres::{PgPool, PgPoolSettings};
-use coffee_test_support::TestDatabase;
+use coffee_test_support::{TestDatabase, on_worker_thread};
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
@@ -52,17 +52,6 @@ async fn backend_pid(pool: &PgPool) -> i32 {
     row.pid
 }
 
-/// Runs `f` with `pool` on a thread of its own, as an HTTP worker that
-/// adopted it; the thread then ends.
-fn on_worker<T: Send + 'static>(
-    pool: &PgPool,
-    f: impl AsyncFnOnce(&PgPool) -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let adopting = pool.clone();
-    let pool = pool.clone();
-    coffee_test_support::on_worker_thread(move || adopting.adopt_worker(), async move || f(&pool).await)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn each_worker_has_connections_of_its_own_which_end_with_it() {
     let db = TestDatabase::create().await;
@@ -78,11 +67,13 @@ async fn each_worker_has_connections_of_its_own_which_end_with_it() {
 
     // A worker reuses its own connection; it is closed when the worker's
     // thread ends, not handed to anyone else.
-    let first = on_worker(&pool, async |pool| (backend_pid(pool).await, backend_pid(pool).await))
-        .join()
-        .expect("worker");
+    let first = on_worker_thread(&pool, PgPool::adopt_worker, async |pool| {
+        (backend_pid(pool).await, backend_pid(pool).await)
+    })
+    .join()
+    .expect("worker");
     assert_eq!(first.0, first.1, "a worker reuses its idle connection");
-    let second = on_worker(&pool, async |pool| backend_pid(pool).await)
+    let second = on_worker_thread(&pool, PgPool::adopt_worker, async |pool| backend_pid(pool).await)
         .join()
         .expect("worker");
     assert_ne!(second, first.0, "a worker never gets another worker's connection");

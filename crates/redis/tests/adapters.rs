@@ -8,7 +8,7 @@ use coffee_ports::{
     AccessCheck, ClientAction, ClientThrottle, LoginAttempt, LoginThrottle, NewSession, Rotation, SessionStore,
 };
 use coffee_redis::{RedisClientThrottle, RedisLoginThrottle, RedisPool, RedisSessionStore, RedisSettings};
-use coffee_test_support::RedisNamespace;
+use coffee_test_support::{RedisNamespace, on_worker_thread};
 use uuid::Uuid;
 
 /// A pool in a fresh namespace; hold the namespace for the test's length.
@@ -536,28 +536,19 @@ async fn client_id(pool: &RedisPool) -> i64 {
         .expect("client id")
 }
 
-/// Runs `f` with `pool` on a thread of its own, as an HTTP worker that
-/// adopted it; the thread then ends.
-fn on_worker<T: Send + 'static>(
-    pool: &RedisPool,
-    f: impl AsyncFnOnce(&RedisPool) -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let adopting = pool.clone();
-    let pool = pool.clone();
-    coffee_test_support::on_worker_thread(move || adopting.adopt_worker(), async move || f(&pool).await)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn each_worker_has_connections_of_its_own_which_end_with_it() {
     let namespace = RedisNamespace::new();
     let settings = RedisSettings::local(coffee_test_support::redis_url(), namespace.prefix());
     let pool = RedisPool::per_worker(&settings, tokio::runtime::Handle::current(), 2).expect("pool");
 
-    let first = on_worker(&pool, async |pool| (client_id(pool).await, client_id(pool).await))
-        .join()
-        .expect("worker");
+    let first = on_worker_thread(&pool, RedisPool::adopt_worker, async |pool| {
+        (client_id(pool).await, client_id(pool).await)
+    })
+    .join()
+    .expect("worker");
     assert_eq!(first.0, first.1, "a worker reuses its idle connection");
-    let second = on_worker(&pool, async |pool| client_id(pool).await)
+    let second = on_worker_thread(&pool, RedisPool::adopt_worker, async |pool| client_id(pool).await)
         .join()
         .expect("worker");
     assert_ne!(second, first.0, "a worker never gets another worker's connection");

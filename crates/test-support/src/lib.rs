@@ -33,21 +33,23 @@ pub use proxy::TcpProxy;
 pub use redis::{RedisNamespace, RedisServer};
 pub use round_trips::RoundTripCounter;
 
-/// Runs `f` on a thread of its own, in a current-thread runtime as an HTTP
-/// worker does, after `start` ran there (a pool's `adopt_worker`); the
-/// thread ends with `f`.
-pub fn on_worker_thread<T: Send + 'static>(
-    start: impl FnOnce() + Send + 'static,
-    f: impl AsyncFnOnce() -> T + Send + 'static,
+/// Runs `f` with `pool` on a thread of its own, in a current-thread runtime
+/// as an HTTP worker does, after `adopt` ran there with it (a pool's
+/// `adopt_worker`); the thread ends with `f`.
+pub fn on_worker_thread<P: Clone + Send + 'static, T: Send + 'static>(
+    pool: &P,
+    adopt: impl FnOnce(&P) + Send + 'static,
+    f: impl AsyncFnOnce(&P) -> T + Send + 'static,
 ) -> std::thread::JoinHandle<T> {
+    let pool = pool.clone();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a worker's runtime");
         runtime.block_on(async {
-            start();
-            f().await
+            adopt(&pool);
+            f(&pool).await
         })
     })
 }
