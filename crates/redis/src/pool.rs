@@ -10,13 +10,17 @@
 //! - the master found through Sentinel, with the lookup bounded by the
 //!   connect timeout, and connections to a master demoted by a failover
 //!   dropped on checkout (`ROLE`) or when answered `READONLY`;
+//! - a connection checked on checkout only when its last check is older than
+//!   [`CHECKED_FOR`] (deadpool-redis sends `PING` on every checkout: a
+//!   second round trip for every request that reads a session), and one
+//!   whose command failed on its connection dropped instead of returned;
 //! - `WAIT` for replicas after the writes a failover must not lose
 //!   ([`RedisPool::replicated`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use deadpool::Runtime;
 use deadpool::managed::{self, Object, RecycleError, Timeouts};
@@ -32,6 +36,16 @@ use coffee_ports::InfraError;
 use coffee_worker_pool::Pools;
 
 use crate::error;
+
+/// How long a connection's last check (`PING`, or `ROLE` through Sentinel)
+/// vouches for it: a checkout within this of it hands the connection out
+/// without a round trip (as HikariCP's `aliveBypassWindowMs`, 500 ms too).
+/// A connection in steady use is checked about twice a second; one that
+/// died since its check fails the one command sent on it and is dropped
+/// ([`Connection`]); through Sentinel, a connection to a master demoted by a
+/// failover that still answers reads is dropped at most this long after
+/// the demotion (its writes are refused `READONLY` at once).
+pub const CHECKED_FOR: Duration = Duration::from_millis(500);
 
 /// How the adapter talks to Redis.
 #[derive(Clone)]
@@ -137,11 +151,17 @@ impl IoManager {
     }
 }
 
+/// A pooled connection and when it was last checked.
+struct Checked {
+    conn: MultiplexedConnection,
+    checked_at: Instant,
+}
+
 impl managed::Manager for IoManager {
-    type Type = MultiplexedConnection;
+    type Type = Checked;
     type Error = RedisError;
 
-    async fn create(&self) -> Result<MultiplexedConnection, RedisError> {
+    async fn create(&self) -> Result<Checked, RedisError> {
         // Boxed: opening a connection (TLS, Sentinel) is a future of many
         // kilobytes, and deadpool's checkout future holds this one in
         // place, so every checkout, nearly all served by an idle
@@ -157,59 +177,68 @@ impl managed::Manager for IoManager {
                 )))
             })
         };
-        match &self.io {
+        let conn = match &self.io {
             None => bounded.await,
             Some(io) => io
                 .spawn(bounded)
                 .await
                 .map_err(|e| RedisError::from(std::io::Error::other(e)))?,
-        }
+        }?;
+        Ok(Checked {
+            conn,
+            checked_at: Instant::now(),
+        })
     }
 
-    /// One round trip, as deadpool-redis's `PING`. Through Sentinel it is a
-    /// `ROLE` instead, so a connection to a master demoted by a failover is
-    /// dropped on its next checkout (its writes would answer `READONLY`, its
+    /// Nothing when the connection was checked within [`CHECKED_FOR`];
+    /// otherwise one round trip, as deadpool-redis's `PING`. Through
+    /// Sentinel it is a `ROLE` instead, so a connection to a master demoted
+    /// by a failover is dropped (its writes would answer `READONLY`, its
     /// reads could be stale) and a new one goes to the new master.
-    async fn recycle(
-        &self,
-        conn: &mut MultiplexedConnection,
-        _: &managed::Metrics,
-    ) -> managed::RecycleResult<RedisError> {
+    async fn recycle(&self, checked: &mut Checked, _: &managed::Metrics) -> managed::RecycleResult<RedisError> {
+        if checked.checked_at.elapsed() < CHECKED_FOR {
+            return Ok(());
+        }
+        let conn = &mut checked.conn;
         if matches!(*self.source, Source::Sentinel(_)) {
             let role: Vec<Value> = redis::cmd("ROLE").query_async(conn).await?;
-            return match role.first() {
-                Some(Value::BulkString(role)) if role.as_slice() == b"master" => Ok(()),
-                _ => Err(RecycleError::message("the server is no longer the master")),
-            };
-        }
-        let number = self.ping.fetch_add(1, Ordering::Relaxed).to_string();
-        let answer: String = redis::cmd("PING").arg(&number).query_async(conn).await?;
-        if answer == number {
-            Ok(())
+            match role.first() {
+                Some(Value::BulkString(role)) if role.as_slice() == b"master" => {}
+                _ => return Err(RecycleError::message("the server is no longer the master")),
+            }
         } else {
-            Err(RecycleError::message("unexpected PING answer"))
+            let number = self.ping.fetch_add(1, Ordering::Relaxed).to_string();
+            let answer: String = redis::cmd("PING").arg(&number).query_async(conn).await?;
+            if answer != number {
+                return Err(RecycleError::message("unexpected PING answer"));
+            }
         }
+        checked.checked_at = Instant::now();
+        Ok(())
     }
 }
 
 /// A pooled Redis connection; commands run on it as on any connection. One
 /// that is answered `READONLY` (its server was demoted to a replica behind a
-/// fixed address) is dropped instead of going back to the pool.
+/// fixed address), or whose command failed on the connection itself (closed,
+/// timed out, unreadable), is dropped instead of going back to the pool: a
+/// checkout soon after its last check does not check it again
+/// ([`CHECKED_FOR`]), so the pool must not get it back.
 pub struct Connection {
     conn: Option<Object<IoManager>>,
-    demoted: bool,
+    unusable: bool,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection").field("demoted", &self.demoted).finish()
+        f.debug_struct("Connection").field("unusable", &self.unusable).finish()
     }
 }
 
 impl Connection {
     fn inner(&mut self) -> &mut MultiplexedConnection {
         match self.conn.as_mut() {
-            Some(conn) => conn,
+            Some(checked) => &mut checked.conn,
             None => unreachable!("the connection is only taken on drop"),
         }
     }
@@ -217,7 +246,7 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if self.demoted
+        if self.unusable
             && let Some(conn) = self.conn.take()
         {
             drop(Object::take(conn));
@@ -234,16 +263,19 @@ fn is_read_only(value: &Value) -> bool {
     }
 }
 
-fn read_only_error(error: &RedisError) -> bool {
-    error::codes(error).iter().any(|code| code == "READONLY")
+/// Whether a failed command leaves its connection unusable: answered
+/// `READONLY`, or failed on the connection (I/O, a timeout, an answer that
+/// could not be parsed) rather than refused by the server.
+fn unusable_after(error: &RedisError) -> bool {
+    error.is_io_error() || error.is_unrecoverable_error() || error::codes(error).iter().any(|code| code == "READONLY")
 }
 
 impl ConnectionLike for Connection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             let answer = self.inner().req_packed_command(cmd).await;
-            if answer.as_ref().map_or_else(read_only_error, is_read_only) {
-                self.demoted = true;
+            if answer.as_ref().map_or_else(unusable_after, is_read_only) {
+                self.unusable = true;
             }
             answer
         })
@@ -259,16 +291,16 @@ impl ConnectionLike for Connection {
             let answers = self.inner().req_packed_commands(cmd, offset, count).await;
             if answers
                 .as_ref()
-                .map_or_else(read_only_error, |values| values.iter().any(is_read_only))
+                .map_or_else(unusable_after, |values| values.iter().any(is_read_only))
             {
-                self.demoted = true;
+                self.unusable = true;
             }
             answers
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.conn.as_ref().map_or(0, |conn| conn.get_db())
+        self.conn.as_ref().map_or(0, |checked| checked.conn.get_db())
     }
 }
 
@@ -352,7 +384,7 @@ impl RedisPool {
             .await
             .map(|conn| Connection {
                 conn: Some(conn),
-                demoted: false,
+                unusable: false,
             })
             .map_err(error::from_pool)
     }
