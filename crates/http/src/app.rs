@@ -101,6 +101,14 @@ pub struct AppOptions {
     pub cors_allowed_origins: Vec<String>,
 }
 
+impl AppOptions {
+    /// Whether the listener answers with CORS headers: origins are allowed,
+    /// and it is not the admin listener.
+    pub fn cors(&self) -> bool {
+        !self.cors_allowed_origins.is_empty() && self.listener != Listener::Admin
+    }
+}
+
 impl Default for AppOptions {
     fn default() -> Self {
         Self {
@@ -181,7 +189,10 @@ pub fn build_app(
     build_app_with(state, AppOptions::default())
 }
 
-/// The application one listener of `coffee serve` serves.
+/// The application one listener serves, with CORS when `options` allow
+/// origins (not on the admin listener). Without CORS, `coffee serve` serves
+/// [`build_app_without_cors`] instead: the same application without the two
+/// layers that would only pass each request through.
 pub fn build_app_with(
     state: web::Data<AppState>,
     options: AppOptions,
@@ -194,21 +205,11 @@ pub fn build_app_with(
         InitError = (),
     >,
 > {
-    let listener = options.listener;
-    let cors = !options.cors_allowed_origins.is_empty() && listener != Listener::Admin;
+    let cors = options.cors();
     let lifecycle = RequestLifecycle {
         drain: state.drain.clone(),
     };
-    App::new()
-        // A `Data` of this worker's own: its reference count, which every
-        // request's extractor takes and gives back, is then written by this
-        // worker's thread only, not moved between cores on each request.
-        .app_data(web::Data::new(AppState::clone(&state)))
-        .app_data(route_templates())
-        .app_data(web::PathConfig::default().error_handler(extract::path_error))
-        .app_data(web::QueryConfig::default().error_handler(extract::query_error))
-        .configure(|cfg| routes(cfg, listener))
-        .default_service(web::to(not_found))
+    routed(AppState::clone(&state), options.listener)
         // The lifecycle turns actix's bare error responses into problems.
         // With CORS on, a fallback inside the CORS layer does it first, so
         // that every answer (problems too) carries the CORS headers a
@@ -223,6 +224,53 @@ pub fn build_app_with(
             crate::cors::middleware(&options.cors_allowed_origins),
         ))
         .wrap(lifecycle)
+}
+
+/// [`build_app_with`] for a listener without CORS: its routes in the
+/// lifecycle layer alone. `Condition` layers cost a request a few hundred
+/// instructions even when off (a future and a body wrapper each), about 2%
+/// of a `GET /menus`.
+pub fn build_app_without_cors(
+    state: web::Data<AppState>,
+    listener: Listener,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let lifecycle = RequestLifecycle {
+        drain: state.drain.clone(),
+    };
+    routed(AppState::clone(&state), listener).wrap(lifecycle)
+}
+
+/// The routes `listener` serves and their shared data, before any layer.
+fn routed(
+    state: AppState,
+    listener: Listener,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<actix_web::body::BoxBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        // A `Data` of this worker's own: its reference count, which every
+        // request's extractor takes and gives back, is then written by this
+        // worker's thread only, not moved between cores on each request.
+        .app_data(web::Data::new(state))
+        .app_data(route_templates())
+        .app_data(web::PathConfig::default().error_handler(extract::path_error))
+        .app_data(web::QueryConfig::default().error_handler(extract::query_error))
+        .configure(|cfg| routes(cfg, listener))
+        .default_service(web::to(not_found))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

@@ -27,7 +27,7 @@ pub mod serve;
 pub mod state;
 pub mod timed_io;
 
-pub use app::{ADMIN_PATHS, AppOptions, Listener, api_document, build_app, build_app_with};
+pub use app::{ADMIN_PATHS, AppOptions, Listener, api_document, build_app, build_app_with, build_app_without_cors};
 pub use client_addr::{ClientAddr, TrustedProxies};
 pub use cors::is_origin as is_cors_origin;
 pub use drain::Drain;

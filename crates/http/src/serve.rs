@@ -14,7 +14,7 @@ use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service,
 use actix_web::dev::AppConfig;
 use actix_web::web;
 
-use crate::app::{AppOptions, Listener, build_app_with};
+use crate::app::{AppOptions, Listener, build_app_with, build_app_without_cors};
 use crate::state::AppState;
 use crate::timed_io::TimedIo;
 
@@ -96,27 +96,38 @@ pub fn server(
         };
         let state = state.clone();
         let on_worker_start = settings.on_worker_start.clone();
-        // actix-server calls this on each worker's thread as the worker starts.
-        builder = builder.listen(name, listener, move || {
-            on_worker_start.run();
-            let shutdown = shutdown.clone();
-            let app = build_app_with(state.clone(), options.clone()).into_factory();
-            let http = HttpService::build()
-                .graceful_shutdown_signal(move || {
+        // actix-server calls the factory on each worker's thread as the
+        // worker starts; one of two, as the listener has CORS or not (the
+        // applications' types differ).
+        macro_rules! listen {
+            ($app:expr) => {
+                builder.listen(name, listener, move || {
+                    on_worker_start.run();
                     let shutdown = shutdown.clone();
-                    async move { shutdown.notified().await }
-                })
-                .keep_alive(keep_alive)
-                .client_request_timeout(request_timeout)
-                .client_disconnect_timeout(Duration::from_secs(1))
-                .local_addr(addr)
-                .h1(map_config(app, |()| AppConfig::default()));
-            fn_service(move |io: actix_web::rt::net::TcpStream| {
-                let peer = io.peer_addr().ok();
-                std::future::ready(Ok((TimedIo::new(io, request_timeout), peer)))
-            })
-            .and_then(http)
-        })?;
+                    let app = $app.into_factory();
+                    let http = HttpService::build()
+                        .graceful_shutdown_signal(move || {
+                            let shutdown = shutdown.clone();
+                            async move { shutdown.notified().await }
+                        })
+                        .keep_alive(keep_alive)
+                        .client_request_timeout(request_timeout)
+                        .client_disconnect_timeout(Duration::from_secs(1))
+                        .local_addr(addr)
+                        .h1(map_config(app, |()| AppConfig::default()));
+                    fn_service(move |io: actix_web::rt::net::TcpStream| {
+                        let peer = io.peer_addr().ok();
+                        std::future::ready(Ok((TimedIo::new(io, request_timeout), peer)))
+                    })
+                    .and_then(http)
+                })?
+            };
+        }
+        builder = if options.cors() {
+            listen!(build_app_with(state.clone(), options.clone()))
+        } else {
+            listen!(build_app_without_cors(state.clone(), options.listener))
+        };
     }
     Ok(builder.run())
 }

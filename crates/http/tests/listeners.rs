@@ -5,7 +5,7 @@ mod common;
 
 use actix_web::http::{Method, StatusCode, header};
 use actix_web::test;
-use coffee_http::{AppOptions, Listener, build_app_with};
+use coffee_http::{AppOptions, Listener, build_app_with, build_app_without_cors};
 use common::Fakes;
 
 const FRONT_END: &str = "https://shop.example.com";
@@ -165,4 +165,53 @@ async fn without_allowed_origins_there_are_no_cors_headers() {
     let response = test::call_service(&app, preflight(FRONT_END)).await;
     assert!(header_of(&response, header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// Status, content type, request id (the client's, or "generated") and
+/// whether CORS headers came, of one request to `app`.
+async fn answer<S, B>(app: &S, request: test::TestRequest) -> (StatusCode, Option<String>, Option<String>, bool)
+where
+    S: actix_web::dev::Service<
+            actix_http::Request,
+            Response = actix_web::dev::ServiceResponse<B>,
+            Error = actix_web::Error,
+        >,
+{
+    let r = test::call_service(app, request.to_request()).await;
+    let header = |name: &str| r.headers().get(name).map(|v| v.to_str().unwrap_or_default().to_owned());
+    let id = header("x-request-id").map(|id| if id == "trace-me" { id } else { "generated".to_owned() });
+    (
+        r.status(),
+        header("content-type"),
+        id,
+        r.headers().contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN),
+    )
+}
+
+/// What `coffee serve` serves without CORS answers as the application with
+/// CORS off does: the same statuses, content types and request ids, for
+/// routed answers, problems of the routes and of actix itself.
+#[actix_web::test]
+async fn without_cors_the_served_application_answers_as_the_one_with_cors_off() {
+    let with = test::init_service(build_app_with(Fakes::new().state(), options(Listener::All, &[]))).await;
+    let without = test::init_service(build_app_without_cors(Fakes::new().state(), Listener::All)).await;
+    let requests = || {
+        [
+            test::TestRequest::get().uri("/health/live"),
+            test::TestRequest::get().uri("/no-such-path"),
+            test::TestRequest::delete().uri("/menus"),
+            test::TestRequest::get()
+                .uri("/health/live")
+                .insert_header(("x-request-id", "trace-me")),
+            test::TestRequest::post()
+                .uri("/auth/login")
+                .insert_header((header::CONTENT_TYPE, "application/json"))
+                .set_payload("{not json"),
+        ]
+    };
+    for (a, b) in requests().into_iter().zip(requests()) {
+        let (a, b) = (answer(&with, a).await, answer(&without, b).await);
+        assert_eq!(a, b);
+        assert!(a.2.is_some(), "every answer has a request id");
+    }
 }
