@@ -13,7 +13,7 @@ use anyhow::{Context as _, bail};
 pub mod balancer;
 pub mod data_tier;
 pub use balancer::{Balancer, ready};
-pub use coffee_test_support::RedisServer;
+pub use coffee_test_support::{RedisServer, free_port};
 pub use data_tier::DataTier;
 
 /// Path of a workspace binary (`coffee`, `mock-collector`).
@@ -40,14 +40,6 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-/// A free loopback port (bound, then released for the child to take).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
 }
 
 /// A child process that is killed when dropped.

@@ -9,14 +9,7 @@ use std::time::Duration;
 
 use coffee_redis::pool::CHECKED_FOR;
 use coffee_redis::{RedisPool, RedisSettings};
-use coffee_test_support::RedisServer;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
+use coffee_test_support::{RedisServer, free_port};
 
 /// `PING`s the server has answered, from `INFO commandstats` (asked on a
 /// connection of its own, outside the pool).

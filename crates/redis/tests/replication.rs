@@ -28,11 +28,9 @@ async fn replica() -> RedisServer {
         .split('/')
         .next()
         .unwrap_or_default();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    RedisServer::replica_of(port, master).await.expect("replica")
+    RedisServer::replica_of(coffee_test_support::free_port(), master)
+        .await
+        .expect("replica")
 }
 
 fn settings(url: String, namespace: &RedisNamespace, min_replicas_ack: u32) -> RedisSettings {
