@@ -174,7 +174,8 @@ async fn docs_redirect() -> actix_web::HttpResponse {
         .finish()
 }
 
-/// The whole application on one listener with no CORS: what tests serve.
+/// The whole application on one listener with no CORS, as `coffee serve`
+/// serves it ([`build_app_without_cors`]): what tests serve.
 pub fn build_app(
     state: web::Data<AppState>,
 ) -> App<
@@ -186,7 +187,7 @@ pub fn build_app(
         InitError = (),
     >,
 > {
-    build_app_with(state, AppOptions::default())
+    build_app_without_cors(state, Listener::All)
 }
 
 /// The application one listener serves, with CORS when `options` allow
