@@ -11,7 +11,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::extract;
 use crate::metrics::RouteTemplates;
-use crate::middleware::{RequestLifecycle, RouteLabel, problem_fallback};
+use crate::middleware::{AsIs, Boxed, RequestLifecycle, RouteLabel, problem_fallback};
 use crate::openapi::ApiDoc;
 use crate::problem::{ApiError, ProblemCode};
 use crate::routes::{auth, health, menus, metrics, orders, points};
@@ -207,9 +207,8 @@ pub fn build_app_with(
     >,
 > {
     let cors = options.cors();
-    let lifecycle = RequestLifecycle {
-        drain: state.drain.clone(),
-    };
+    // `App::wrap` hides whether the CORS layers' futures are `Unpin`.
+    let lifecycle = RequestLifecycle::<Boxed>::new(state.drain.clone());
     routed(AppState::clone(&state), options.listener)
         // The lifecycle turns actix's bare error responses into problems.
         // With CORS on, a fallback inside the CORS layer does it first, so
@@ -243,10 +242,7 @@ pub fn build_app_without_cors(
         InitError = (),
     >,
 > {
-    let lifecycle = RequestLifecycle {
-        drain: state.drain.clone(),
-    };
-    routed(AppState::clone(&state), listener).wrap(lifecycle)
+    routed(AppState::clone(&state), listener).wrap(RequestLifecycle::<AsIs>::new(state.drain.clone()))
 }
 
 /// The routes `listener` serves and their shared data, before any layer.
@@ -260,6 +256,8 @@ fn routed(
         Response = ServiceResponse<actix_web::body::BoxBody>,
         Error = actix_web::Error,
         InitError = (),
+        // The router's futures are boxed: the lifecycle moves them as they are.
+        Service: actix_web::dev::Service<ServiceRequest, Future: Unpin>,
     >,
 > {
     App::new()

@@ -2,12 +2,13 @@
 //! fallback for errors actix produces on its own.
 
 use std::future::{Future, Ready, ready};
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
@@ -107,21 +108,67 @@ fn route_of(request: &actix_web::HttpRequest) -> &'static str {
 /// connections while draining (`drain`). One hand-written layer, not a
 /// chain of generic ones: nothing is boxed, and nothing goes into the
 /// request's extensions. (The `HttpRequest` must not be cloned here:
-/// routing needs to be its only owner.)
+/// routing needs to be its only owner.) `H` is how it holds the
+/// application's future ([`Holding`]).
 #[derive(Debug, Clone, Default)]
-pub struct RequestLifecycle {
-    pub drain: Drain,
+pub struct RequestLifecycle<H = AsIs> {
+    drain: Drain,
+    holding: PhantomData<H>,
 }
 
-impl<S, B> Transform<S, ServiceRequest> for RequestLifecycle
+impl<H> RequestLifecycle<H> {
+    /// The layer, closing connections once `drain` is set.
+    pub fn new(drain: Drain) -> Self {
+        Self {
+            drain,
+            holding: PhantomData,
+        }
+    }
+}
+
+/// How [`RequestLifecycle`] holds the application's future, which must be
+/// free to move to a task after it was polled ([`Detached`]).
+pub trait Holding<F: Future> {
+    type Held: Future<Output = F::Output> + Unpin + 'static;
+    fn hold(future: F) -> Self::Held;
+}
+
+/// The future as it is: its type says it is `Unpin` (actix's router boxes
+/// each route's future), so holding it costs nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsIs;
+
+impl<F: Future + Unpin + 'static> Holding<F> for AsIs {
+    type Held = F;
+
+    fn hold(future: F) -> F {
+        future
+    }
+}
+
+/// The future boxed: behind layers added by `App::wrap`, whose type hides
+/// whether their future is `Unpin` (the CORS layers).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Boxed;
+
+impl<F: Future + 'static> Holding<F> for Boxed {
+    type Held = Pin<Box<F>>;
+
+    fn hold(future: F) -> Self::Held {
+        Box::pin(future)
+    }
+}
+
+impl<S, B, H> Transform<S, ServiceRequest> for RequestLifecycle<H>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     S::Future: 'static,
     B: MessageBody + 'static,
+    H: Holding<S::Future>,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<BoxBody>;
     type Error = Error;
-    type Transform = RequestLifecycleService<S>;
+    type Transform = RequestLifecycleService<S, H>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, Self::InitError>>;
 
@@ -129,6 +176,7 @@ where
         ready(Ok(RequestLifecycleService {
             service,
             drain: Rc::new(self.drain.clone()),
+            holding: PhantomData,
         }))
     }
 }
@@ -138,20 +186,22 @@ where
 /// shared by every worker, and taking it for each request would write its
 /// count from both cores.
 #[derive(Debug)]
-pub struct RequestLifecycleService<S> {
+pub struct RequestLifecycleService<S, H> {
     service: S,
     drain: Rc<Drain>,
+    holding: PhantomData<H>,
 }
 
-impl<S, B> Service<ServiceRequest> for RequestLifecycleService<S>
+impl<S, B, H> Service<ServiceRequest> for RequestLifecycleService<S, H>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     S::Future: 'static,
     B: MessageBody + 'static,
+    H: Holding<S::Future>,
 {
-    type Response = ServiceResponse<EitherBody<B>>;
+    type Response = ServiceResponse<BoxBody>;
     type Error = Error;
-    type Future = RequestLifecycleFuture<S::Future>;
+    type Future = RequestLifecycleFuture<H::Held>;
 
     actix_service::forward_ready!(service);
 
@@ -168,7 +218,7 @@ where
         } else {
             // Handlers' and extractors' errors arrive as responses already
             // (actix converts them where they occur), so they get the id too.
-            Serving::Inline(Box::pin(span.in_scope(|| self.service.call(req))))
+            Serving::Inline(H::hold(span.in_scope(|| self.service.call(req))))
         };
         RequestLifecycleFuture {
             serving,
@@ -184,8 +234,8 @@ where
 enum Serving<F: Future> {
     /// Refused before any route (a declared body too large).
     Refused(Option<ServiceResponse>),
-    /// The application's future, polled in place until it first waits.
-    Inline(Pin<Box<F>>),
+    /// The application's future, polled here until it first waits.
+    Inline(F),
     /// The same future once it waited: a task of its own on this worker
     /// ([`Detached`]).
     Detached(Detached<F::Output>),
@@ -210,9 +260,9 @@ impl<T> Drop for Detached<T> {
     }
 }
 
-/// A request in [`RequestLifecycle`]: the application's future, polled
-/// inside the root span. Nothing in it is pinned in place (the application's
-/// future is boxed so that it can move to a task), so it is `Unpin`.
+/// A request in [`RequestLifecycle`]: the application's future as held
+/// ([`Holding`]), polled inside the root span. Nothing in it is pinned in
+/// place, so it is `Unpin`.
 pub struct RequestLifecycleFuture<F: Future> {
     serving: Serving<F>,
     span: Span,
@@ -237,10 +287,10 @@ impl<F: Future> std::fmt::Debug for RequestLifecycleFuture<F> {
 
 impl<F, B> Future for RequestLifecycleFuture<F>
 where
-    F: Future<Output = Result<ServiceResponse<B>, Error>> + 'static,
+    F: Future<Output = Result<ServiceResponse<B>, Error>> + Unpin + 'static,
     B: MessageBody + 'static,
 {
-    type Output = Result<ServiceResponse<EitherBody<B>>, Error>;
+    type Output = Result<ServiceResponse<BoxBody>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -248,12 +298,12 @@ where
         let outcome = loop {
             match &mut this.serving {
                 Serving::Refused(refused) => match refused.take() {
-                    Some(refused) => break Ok(refused.map_into_right_body()),
+                    Some(refused) => break Ok(refused),
                     None => unreachable!("a request future polled after it completed"),
                 },
                 Serving::Inline(serving) => {
-                    if let Poll::Ready(outcome) = serving.as_mut().poll(cx) {
-                        break outcome.map(as_problem);
+                    if let Poll::Ready(outcome) = Pin::new(serving).poll(cx) {
+                        break outcome.map(problem_or_boxed);
                     }
                     let Serving::Inline(serving) = std::mem::replace(&mut this.serving, Serving::Refused(None)) else {
                         unreachable!("matched as inline just above")
@@ -265,14 +315,16 @@ where
                 }
                 Serving::Detached(task) => match Pin::new(&mut task.0).poll(cx) {
                     Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(outcome)) => break outcome.map(as_problem),
+                    Poll::Ready(Ok(outcome)) => break outcome.map(problem_or_boxed),
                     Poll::Ready(Err(failed)) => break Err(detached_failed(&failed)),
                 },
             }
         };
         let response = match outcome {
             Ok(mut response) => {
-                answered(&mut response, this.id.clone(), this.started, this.drain.is_draining());
+                // The id moves into the response: this future is done.
+                let id = std::mem::replace(&mut this.id, HeaderValue::from_static(""));
+                answered(&mut response, id, this.started, this.drain.is_draining());
                 response
             }
             Err(error) => {
@@ -333,22 +385,44 @@ fn log_completed(status: StatusCode, latency_ms: f64) {
 pub fn problem_fallback<B: MessageBody + 'static>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    Ok(ErrorHandlerResponse::Response(as_problem(response)))
+    Ok(ErrorHandlerResponse::Response(match as_problem(response) {
+        Answer::AsIs(response) => response.map_into_left_body(),
+        Answer::Problem(problem) => problem.map_into_right_body(),
+    }))
+}
+
+/// [`as_problem`] for [`RequestLifecycle`]'s answer, in one body type. The
+/// application's body is already a `BoxBody` (without CORS layers), which
+/// boxes into itself: nothing is wrapped for the response's body to pass
+/// through on every poll.
+fn problem_or_boxed<B: MessageBody + 'static>(response: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
+    match as_problem(response) {
+        Answer::AsIs(response) => response.map_into_boxed_body(),
+        Answer::Problem(problem) => problem,
+    }
+}
+
+/// A response as [`as_problem`] leaves it.
+enum Answer<B> {
+    /// Untouched.
+    AsIs(ServiceResponse<B>),
+    /// A problem+json in place of actix's bare error response.
+    Problem(ServiceResponse),
 }
 
 /// Turns the bare error responses actix produces itself (unknown route, wrong
 /// method with its `Allow` header, ...) into problem+json. Responses that are
 /// already problems, and every other response, pass through untouched.
-fn as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
+fn as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>) -> Answer<B> {
     let Some(code) = code_for(response.status()) else {
-        return response.map_into_left_body();
+        return Answer::AsIs(response);
     };
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if is_problem {
-        return response.map_into_left_body();
+        return Answer::AsIs(response);
     }
     let detail = match code {
         ProblemCode::NotFound => "No resource at this path".to_owned(),
@@ -368,7 +442,7 @@ fn as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>) -> Service
         problem = problem.with_header(header::ALLOW, allow);
     }
     let (request, _) = response.into_parts();
-    ServiceResponse::new(request, problem.error_response()).map_into_right_body()
+    Answer::Problem(ServiceResponse::new(request, problem.error_response()))
 }
 
 fn code_for(status: StatusCode) -> Option<ProblemCode> {
@@ -450,7 +524,7 @@ mod tests {
             Rc::clone(&handler.received),
             Rc::clone(&handler.dropped),
         );
-        init_service(App::new().wrap(RequestLifecycle::default()).route(
+        init_service(App::new().wrap(RequestLifecycle::<AsIs>::default()).route(
             "/",
             web::get().to(move || {
                 let answers = answers.borrow_mut().take();
