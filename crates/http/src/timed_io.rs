@@ -89,16 +89,17 @@ impl<T> TimedIo<T> {
                     self.arm();
                 }
                 Framing::Head => {
-                    let end = head_end(&self.tail, bytes);
-                    if let Some(end) = end.filter(|_| self.head.is_empty()) {
+                    if self.head.is_empty()
+                        && let Some((end, framing)) = whole_head(bytes)
+                    {
                         // The whole head in this read, as nearly every head
                         // is: its headers are read where they are, not kept.
-                        let (head, rest) = bytes.split_at(end);
                         self.armed = false;
-                        self.framing = framing_after(&head[..head.len().min(MAX_HEAD)]);
-                        bytes = rest;
+                        self.framing = framing;
+                        bytes = &bytes[end..];
                         continue;
                     }
+                    let end = head_end(&self.tail, bytes);
                     let (head, rest) = bytes.split_at(end.unwrap_or(bytes.len()));
                     let room = MAX_HEAD.saturating_sub(self.head.len());
                     self.head.extend_from_slice(&head[..head.len().min(room)]);
@@ -149,42 +150,93 @@ impl<T> TimedIo<T> {
     }
 }
 
+/// A head that starts at `bytes[0]` and ends in them: where it ends (just
+/// past its blank line) and what follows it, read off its lines in one pass
+/// (the same answer as [`head_end`] then [`framing_after`]). `None` when it
+/// does not end in `bytes`.
+fn whole_head(bytes: &[u8]) -> Option<(usize, Framing)> {
+    let mut lines = memchr::memchr_iter(b'\n', bytes);
+    // Header lines, after the request line.
+    let mut start = lines.next()? + 1;
+    let mut body = Body::Length(0);
+    for end in lines {
+        let line = &bytes[start..end];
+        // The blank line, when the line before it ended with CR LF as well.
+        if line == b"\r" && start >= 2 && bytes[start - 2] == b'\r' {
+            let end = end + 1;
+            if end > MAX_HEAD {
+                return Some((end, framing_after(&bytes[..MAX_HEAD])));
+            }
+            return Some((end, body.framing()));
+        }
+        start = end + 1;
+        if let Body::Length(_) = body {
+            body = body.after(line);
+        }
+    }
+    None
+}
+
 /// What follows a complete head (`head`, or its first [`MAX_HEAD`]
 /// bytes): its body, by its headers.
 fn framing_after(head: &[u8]) -> Framing {
-    let mut length = 0u64;
-    // Header lines, after the request line; only two names matter, so
-    // a line is looked into only when its first letter could start one.
+    let mut body = Body::Length(0);
+    // Header lines, after the request line.
     let mut start = match memchr::memchr(b'\n', head) {
         Some(end) => end + 1,
         None => return Framing::Between,
     };
     while start < head.len() {
         let end = memchr::memchr(b'\n', &head[start..]).map_or(head.len(), |at| start + at);
-        let line = &head[start..end];
+        body = body.after(&head[start..end]);
+        if body == Body::Opaque {
+            break;
+        }
         start = end + 1;
+    }
+    body.framing()
+}
+
+/// A head's body as its header lines so far tell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// Of this many bytes (the last `Content-Length`, 0 without one).
+    Length(u64),
+    /// Chunked, or of a length that does not parse (actix-http refuses
+    /// such a request): nothing to time.
+    Opaque,
+}
+
+impl Body {
+    /// After one more header `line` (its line break excluded). Only two
+    /// names matter, so a line is looked into only when its first letter
+    /// could start one.
+    fn after(self, line: &[u8]) -> Self {
         if !matches!(line.first(), Some(b'c' | b'C' | b't' | b'T')) {
-            continue;
+            return self;
         }
         let Some(colon) = memchr::memchr(b':', line) else {
-            continue;
+            return self;
         };
         let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            return Framing::Opaque;
+            return Self::Opaque;
         }
         if name.eq_ignore_ascii_case(b"content-length") {
-            match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
-                Some(n) => length = n,
-                // actix-http refuses such a request; nothing to time.
-                None => return Framing::Opaque,
-            }
+            return match std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()) {
+                Some(n) => Self::Length(n),
+                None => Self::Opaque,
+            };
         }
+        self
     }
-    if length == 0 {
-        Framing::Between
-    } else {
-        Framing::Body(length)
+
+    fn framing(self) -> Framing {
+        match self {
+            Self::Length(0) => Framing::Between,
+            Self::Length(n) => Framing::Body(n),
+            Self::Opaque => Framing::Opaque,
+        }
     }
 }
 
@@ -367,6 +419,41 @@ mod tests {
         assert_eq!((io.framing, io.armed), (Framing::Head, true));
         io.observe(b"\n");
         assert_eq!((io.framing, io.armed), (Framing::Between, false));
+    }
+
+    /// The one-pass reading of a head that arrives whole gives what
+    /// finding its end and then reading its lines gives, for every prefix of
+    /// heads with odd line breaks, repeated or broken lengths, and chunking.
+    #[test]
+    fn a_head_read_in_one_pass_is_framed_as_one_read_line_by_line() {
+        let heads: [&[u8]; 9] = [
+            b"GET /menus HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nContent-Length: 5\r\ncontent-length:  7 \r\n\r\nhello",
+            b"POST /a HTTP/1.1\r\nContent-Length: x\r\nContent-Length: 5\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            b"GET / HTTP/1.1\n\r\nHost: x\n\r\n\r\n",
+            b"GET / HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nCookie: a\r\nT\r\ncontent-length\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: x\r\r\n\r\n",
+            b"PUT / HTTP/1.1\r\ncontent-LENGTH: 18446744073709551615\r\n\r\n",
+        ];
+        for head in heads {
+            for len in 1..=head.len() {
+                let bytes = &head[..len];
+                let by_lines = head_end(&[0; 4], bytes).map(|end| (end, framing_after(&bytes[..end.min(MAX_HEAD)])));
+                assert_eq!(whole_head(bytes), by_lines, "{:?}", String::from_utf8_lossy(bytes));
+            }
+        }
+        let mut long = b"GET / HTTP/1.1\r\n".to_vec();
+        while long.len() < MAX_HEAD + 100 {
+            long.extend_from_slice(b"X-Filler: 0123456789\r\n");
+        }
+        long.extend_from_slice(b"Content-Length: 3\r\n\r\n");
+        assert_eq!(
+            whole_head(&long),
+            Some((long.len(), Framing::Between)),
+            "headers past MAX_HEAD are not read"
+        );
     }
 
     #[tokio::test(start_paused = true)]
