@@ -93,6 +93,13 @@ fn fresh(cached: &RwLock<Option<CachedList>>, ttl: Duration) -> Option<CachedLis
 
 #[async_trait]
 impl MenuRepository for CachedMenus {
+    fn in_memory(&self) -> Option<Arc<[Menu]>> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        self.local()
+    }
+
     async fn list(&self) -> Result<Arc<[Menu]>, InfraError> {
         if self.ttl.is_zero() {
             return self.inner.list().await;
@@ -165,6 +172,26 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert_eq!(cache.list().await.expect("listed").len(), 2, "re-read after the ttl");
         assert_eq!(reads.load(Ordering::SeqCst), 2);
+    }
+
+    /// Held in memory: what this thread read, while it is fresh; nothing
+    /// before a read, after the ttl, or without a ttl.
+    #[tokio::test]
+    async fn the_list_is_in_memory_from_a_read_until_its_ttl() {
+        let reads = Arc::new(AtomicUsize::new(0));
+        let cache = CachedMenus::new(Arc::new(growing(&reads, Duration::ZERO)), Duration::from_millis(300));
+        assert!(cache.in_memory().is_none(), "nothing read yet");
+
+        let read = cache.list().await.expect("listed");
+        let held = cache.in_memory().expect("held after a read");
+        assert!(Arc::ptr_eq(&read, &held));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(cache.in_memory().is_none(), "stale after the ttl");
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "asking what is held reads nothing");
+
+        let uncached = CachedMenus::new(Arc::new(growing(&reads, Duration::ZERO)), Duration::ZERO);
+        uncached.list().await.expect("listed");
+        assert!(uncached.in_memory().is_none(), "no ttl: nothing is held");
     }
 
     /// Each thread serves a copy of its own: the same list, but no memory

@@ -25,6 +25,9 @@ impl ListMenus {
 
     #[tracing::instrument(name = "list_menus", skip(self))]
     pub async fn execute(&self) -> Result<Arc<[Menu]>, ListMenusError> {
+        if let Some(menus) = self.menus.in_memory() {
+            return Ok(menus);
+        }
         Ok(self.menus.list().await?)
     }
 }
@@ -47,6 +50,7 @@ mod tests {
     async fn lists_the_menus_in_the_order_the_repository_gives() {
         let expected = vec![menu("Americano", 4_000), menu("Latte", 4_500)];
         let mut repo = MockMenuRepository::new();
+        repo.expect_in_memory().return_const(None);
         let returned = expected.clone();
         repo.expect_list().times(1).return_once(move || Ok(returned.into()));
 
@@ -58,11 +62,24 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_store_is_reported_as_unavailable() {
         let mut repo = MockMenuRepository::new();
+        repo.expect_in_memory().return_const(None);
         repo.expect_list()
             .return_once(|| Err(InfraError::unavailable("database", anyhow::anyhow!("refused"))));
 
         let err = ListMenus::new(Arc::new(repo)).execute().await.expect_err("must fail");
 
         assert!(matches!(err, ListMenusError::Infra(ref e) if e.is_unavailable()));
+    }
+
+    #[tokio::test]
+    async fn a_list_held_in_memory_is_served_without_a_read() {
+        let held: Arc<[Menu]> = vec![menu("Mocha", 5_000)].into();
+        let mut repo = MockMenuRepository::new();
+        repo.expect_in_memory().return_const(Some(Arc::clone(&held)));
+        repo.expect_list().never();
+
+        let menus = ListMenus::new(Arc::new(repo)).execute().await.expect("listed");
+
+        assert!(Arc::ptr_eq(&menus, &held));
     }
 }

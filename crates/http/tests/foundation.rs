@@ -49,6 +49,7 @@ async fn problem_of(response: actix_web::dev::ServiceResponse<impl actix_web::bo
 #[actix_web::test]
 async fn menus_are_listed_with_id_name_and_price() {
     let mut repo = MockMenuRepository::new();
+    repo.expect_in_memory().return_const(None);
     repo.expect_list()
         .return_once(|| Ok(vec![menu(1, "Americano", 4000), menu(2, "Latte", 4500)].into()));
     let app = test::init_service(build_app(state(repo, true))).await;
@@ -69,6 +70,7 @@ async fn menus_are_listed_with_id_name_and_price() {
 #[actix_web::test]
 async fn menus_answer_503_when_the_database_is_down() {
     let mut repo = MockMenuRepository::new();
+    repo.expect_in_memory().return_const(None);
     repo.expect_list()
         .return_once(|| Err(InfraError::unavailable("database", anyhow::anyhow!("refused"))));
     let app = test::init_service(build_app(state(repo, true))).await;
@@ -82,6 +84,7 @@ async fn menus_answer_503_when_the_database_is_down() {
 #[actix_web::test]
 async fn an_unexpected_failure_is_an_opaque_500() {
     let mut repo = MockMenuRepository::new();
+    repo.expect_in_memory().return_const(None);
     repo.expect_list().return_once(|| {
         Err(InfraError::Unexpected(anyhow::anyhow!(
             "relation \"menus\" does not exist"

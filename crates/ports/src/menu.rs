@@ -20,4 +20,12 @@ pub trait MenuRepository: Send + Sync + std::fmt::Debug {
     ///
     /// Shared and read-only: a cache hands every caller the same list.
     async fn list(&self) -> Result<Arc<[Menu]>, InfraError>;
+
+    /// The list at once, when this repository holds a fresh one in memory
+    /// (a cache's hit): callers try it before [`list`](Self::list), whose
+    /// future is allocated for every call. `None` (the default): the list
+    /// must be read.
+    fn in_memory(&self) -> Option<Arc<[Menu]>> {
+        None
+    }
 }
