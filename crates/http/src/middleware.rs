@@ -106,7 +106,8 @@ fn route_of(request: &actix_web::HttpRequest) -> &'static str {
 /// metrics, the refusal of declared oversize bodies, problem+json for the
 /// bare error responses actix produces itself ([`as_problem`]), and closing
 /// connections while draining (`drain`). One hand-written layer, not a
-/// chain of generic ones: nothing is boxed, and nothing goes into the
+/// chain of generic ones: nothing is boxed (but the application's future
+/// behind the CORS layers, see [`Boxed`]), and nothing goes into the
 /// request's extensions. (The `HttpRequest` must not be cloned here:
 /// routing needs to be its only owner.) `H` is how it holds the
 /// application's future ([`Holding`]).
@@ -127,7 +128,7 @@ impl<H> RequestLifecycle<H> {
 }
 
 /// How [`RequestLifecycle`] holds the application's future, which must be
-/// free to move to a task after it was polled ([`Detached`]).
+/// free to move to a task of its own after it was polled, once it waits.
 pub trait Holding<F: Future> {
     type Held: Future<Output = F::Output> + Unpin + 'static;
     fn hold(future: F) -> Self::Held;
@@ -386,7 +387,7 @@ pub fn problem_fallback<B: MessageBody + 'static>(
     response: ServiceResponse<B>,
 ) -> actix_web::Result<ErrorHandlerResponse<B>> {
     Ok(ErrorHandlerResponse::Response(match as_problem(response) {
-        Answer::AsIs(response) => response.map_into_left_body(),
+        Answer::Untouched(response) => response.map_into_left_body(),
         Answer::Problem(problem) => problem.map_into_right_body(),
     }))
 }
@@ -397,15 +398,15 @@ pub fn problem_fallback<B: MessageBody + 'static>(
 /// through on every poll.
 fn problem_or_boxed<B: MessageBody + 'static>(response: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
     match as_problem(response) {
-        Answer::AsIs(response) => response.map_into_boxed_body(),
+        Answer::Untouched(response) => response.map_into_boxed_body(),
         Answer::Problem(problem) => problem,
     }
 }
 
 /// A response as [`as_problem`] leaves it.
 enum Answer<B> {
-    /// Untouched.
-    AsIs(ServiceResponse<B>),
+    /// As the application gave it.
+    Untouched(ServiceResponse<B>),
     /// A problem+json in place of actix's bare error response.
     Problem(ServiceResponse),
 }
@@ -415,14 +416,14 @@ enum Answer<B> {
 /// already problems, and every other response, pass through untouched.
 fn as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>) -> Answer<B> {
     let Some(code) = code_for(response.status()) else {
-        return Answer::AsIs(response);
+        return Answer::Untouched(response);
     };
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
     if is_problem {
-        return Answer::AsIs(response);
+        return Answer::Untouched(response);
     }
     let detail = match code {
         ProblemCode::NotFound => "No resource at this path".to_owned(),
