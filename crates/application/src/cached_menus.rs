@@ -93,10 +93,11 @@ fn fresh(cached: &RwLock<Option<CachedList>>, ttl: Duration) -> Option<CachedLis
 
 #[async_trait]
 impl MenuRepository for CachedMenus {
+    /// This thread's fresh copy. Without a ttl nothing is kept ([`list`]
+    /// reads every time), so there is none.
+    ///
+    /// [`list`]: MenuRepository::list
     fn in_memory(&self) -> Option<Arc<[Menu]>> {
-        if self.ttl.is_zero() {
-            return None;
-        }
         self.local()
     }
 
