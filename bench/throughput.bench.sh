@@ -95,35 +95,58 @@ wrk_run() {
   local line m0 a0 p0 r0 l0
   drain_outbox
   m0=$(machine_ticks) a0=$(api_ticks) p0=$(pg_ticks) r0=$(redis_ticks) l0=$(load_ticks)
-  line=$(BENCH_TARGET=$target BENCH_THREADS=$threads wrk -t "$threads" -c "$c" -d "${SECS}s" --timeout 30s \
+  line=$(BENCH_TARGET=$target BENCH_THREADS=$threads wrk -t "$threads" -c "$c" -d "${RUN_SECS:-$SECS}s" --timeout 30s \
     -s bench/wrk/load.lua "$url" | tail -n 1)
   echo "bench: $label c=$c $line"
-  echo "{\"label\":\"$label\",\"connections\":$c,\"result\":$line,\"cpu\":$(cpu_json "$m0" "$a0" "$p0" "$r0" "$l0")}" >> "$work/results"
+  echo "{\"label\":\"$label\",\"connections\":$c,\"round\":${ROUND:-0},\"result\":$line,\"cpu\":$(cpu_json "$m0" "$a0" "$p0" "$r0" "$l0")}" >> "$work/results"
 }
 
 # wrk_warm target url: 3 s of load that is not recorded (connections, caches,
 # allocator and CPU frequency settle), before each series of a server.
 wrk_warm() { BENCH_TARGET=$1 BENCH_THREADS=2 BENCH_RUN="warm-$(date +%s%N)" wrk -t 2 -c 64 -d 3s -s bench/wrk/load.lua "$2" >/dev/null; }
 
-# GET /menus and the minimal handler alternate, five times each per
-# connection count, both servers up the whole time; the median run of each
-# is kept, so neither side pays for what the machine happened to be doing (a
-# single 10 s run at one connection moves by 10% between tries), nor gains
-# from a lucky run (the minimal handler once ran 293,130 req/s at 16
-# connections between runs of 167,780 and 173,826).
+# GET /menus against the minimal handler, as a ratio that the machine's drift
+# cannot move: both servers up the whole time, MENU_ROUNDS rounds of short runs
+# (MENU_SECONDS each) per connection count, each round running GET /menus, the
+# minimal handler and a second copy of the minimal handler (the control), in
+# the order A B C, then C B A in the next round, so a drift within a round
+# weighs on both sides alike. A round's ratio is GET /menus' req/s over the
+# minimal handler's in that round; the figure is the median of the rounds'
+# ratios. The control's ratio (a copy of the minimal handler over the minimal
+# handler, which is 1 but for noise) shows in the same run how far the method
+# can be trusted. Medians of alternating whole runs could not: on 2026-12-07 two
+# copies of the same minimal handler, nine alternating 5 s runs each at one
+# connection, came out 0.92 to 1.00 of each other in four tries, the machine's
+# speed drifting by 10-20% within a minute; ratios of adjacent runs put the
+# same pair at 0.99 to 1.01.
+MENU_ROUNDS=${BENCH_MENU_ROUNDS:-15}
+MENU_SECONDS=${BENCH_MENU_SECONDS:-2}
 BODY_FILE=$work/menus.json BIND_ADDR=127.0.0.1:18200 target/release/menus_baseline &
 baseline=$!
-for _ in $(seq 1 50); do curl -sf http://127.0.0.1:18200/menus >/dev/null && break; sleep 0.1; done
-cmp -s "$work/menus.json" <(curl -sf http://127.0.0.1:18200/menus) || { echo "bench: baseline bytes differ" >&2; exit 1; }
+BODY_FILE=$work/menus.json BIND_ADDR=127.0.0.1:18201 target/release/menus_baseline &
+control=$!
+for port in 18200 18201; do
+  for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/menus" >/dev/null && break; sleep 0.1; done
+  cmp -s "$work/menus.json" <(curl -sf "http://127.0.0.1:$port/menus") || { echo "bench: baseline bytes differ" >&2; exit 1; }
+done
 wrk_warm menus "$base"
 wrk_warm menus http://127.0.0.1:18200
+wrk_warm menus http://127.0.0.1:18201
 for c in $CONNECTIONS; do
-  for _ in 1 2 3 4 5; do
-    wrk_run menus menus "$base" "$c"
-    wrk_run baseline menus http://127.0.0.1:18200 "$c"
+  for round in $(seq 1 "$MENU_ROUNDS"); do
+    order="menus baseline control"
+    (( round % 2 )) || order="control baseline menus"
+    for label in $order; do
+      case $label in
+        menus) url=$base ;;
+        baseline) url=http://127.0.0.1:18200 ;;
+        control) url=http://127.0.0.1:18201 ;;
+      esac
+      ROUND=$round RUN_SECS=$MENU_SECONDS wrk_run "$label" menus "$url" "$c"
+    done
   done
 done
-kill "$baseline"
+kill "$baseline" "$control"
 for c in $CONNECTIONS; do wrk_run login login "$base" "$c"; done
 # pgbench_run script connections: one ceiling, bench/pgbench/<script>.sql, with
 # pgbench's own users (setup.sql), each client taking users of its own like each
@@ -181,30 +204,37 @@ kill "$sampler" 2>/dev/null || true
 
 out=$(mktemp)
 python3 - "$work/results" "$work/rss" "$rss_after" "$rss_peak" "$(bench_machine)" "$in_window" "$SECS" \
-  "$pg_orders" "$pg_charges" > "$out" <<'PY'
-import json, sys, datetime
+  "$pg_orders" "$pg_charges" "$MENU_SECONDS" > "$out" <<'PY'
+import json, statistics, sys, datetime
 results = [json.loads(l) for l in open(sys.argv[1])]
 rss = [int(l) for l in open(sys.argv[2]) if l.strip().isdigit()]
 rss_after, rss_peak, machine, in_window, secs = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], int(sys.argv[6]), sys.argv[7]
-pg_orders, pg_charges = int(sys.argv[8]), int(sys.argv[9])
+pg_orders, pg_charges, menu_secs = int(sys.argv[8]), int(sys.argv[9]), sys.argv[10]
 by = {}
 for r in results:  # repeated rows (each write series runs twice): the best run
     key = (r["label"], r["connections"])
     if key not in by or r["result"]["perSecond"] > by[key]["perSecond"]:
         by[key] = dict(r["result"], cpu=r.get("cpu"))
-for label in ("menus", "baseline"):  # five runs each: the median run
+for label in ("menus", "baseline", "control"):  # a run per round: the median run
     for c in {r["connections"] for r in results if r["label"] == label}:
         runs = sorted((r for r in results if (r["label"], r["connections"]) == (label, c)),
                       key=lambda r: r["result"]["perSecond"])
         middle = runs[len(runs) // 2]
         by[(label, c)] = dict(middle["result"], cpu=middle.get("cpu"))
+def round_ratios(label, c):
+    """label's req/s over the minimal handler's, round by round, sorted."""
+    runs = {(r["label"], r["round"]): r["result"]["perSecond"] for r in results
+            if r["connections"] == c and r["label"] in (label, "baseline")}
+    rounds = sorted({n for (l, n) in runs if l == label and ("baseline", n) in runs})
+    return sorted(runs[(label, n)] / runs[("baseline", n)] for n in rounds)
 conns = sorted({r["connections"] for r in results})
 names = [("menus", "`GET /menus`"), ("popular", f"`GET /menus/popular` ({in_window:,} orders in the window)"),
          ("login", "`POST /auth/login`"), ("charge", "`POST /users/{id}/points/charge`"), ("orders", "`POST /orders`")]
 print(f"""Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {machine}.
 One release `coffee serve` with its default settings (2 HTTP workers = cores, a pool of 16
 PostgreSQL connections) delivering order events to a release `mock-collector`; load from `wrk`
-(`bench/wrk/load.lua`, 1 thread for 1 connection, else 2) on loopback, {secs} s per row, 256
+(`bench/wrk/load.lua`, 1 thread for 1 connection, else 2) on loopback, {secs} s per row ({menu_secs} s for
+`GET /menus`, the median of its rounds' runs), 256
 pre-created users and tokens, a fresh `Idempotency-Key` per money request.
 Command: `bash bench/throughput.bench.sh` (or `make bench` for every benchmark).
 
@@ -289,20 +319,35 @@ for key, title, cheapest in [("orders", "`POST /orders`", "pg_order_cheapest"),
             print(f"| {title} | {c} | {ms(sm)} | {' | '.join(parts)} | {ms(fm)} | {ms(fp)} | {ms(cpu_ms(f, 'load'))} "
                   f"| **{fm / sm:.2f}** | {bound} |")
 print("""
-| connections | `GET /menus` req/s | minimal actix-web req/s | ratio |
-|---:|---:|---:|---:|""")
+`GET /menus` against the minimal actix-web handler serving the same bytes: rounds of short runs of
+`GET /menus`, the minimal handler and a second copy of it (the control), in turn (A B C, then
+C B A); a round's ratio is a server's req/s over the minimal handler's in that round, and the
+figure is the median of the rounds' ratios, with the middle half of them beside it. The control
+is the same program as the minimal handler: its ratio is 1 but for the method's noise in this run.
+The req/s columns are each server's median run.
+
+| connections | rounds | `GET /menus` req/s | minimal handler req/s | `GET /menus` / minimal handler | middle half | control / minimal handler | middle half |
+|---:|---:|---:|---:|---:|---:|---:|---:|""")
+def quartiles(v):
+    return f"{v[len(v) // 4]:.3f}-{v[(3 * len(v)) // 4]:.3f}" if v else "-"
+def median(v):
+    return f"**{statistics.median(v):.3f}**" if v else "-"
 for c in conns:
     m, b = by.get(("menus", c)), by.get(("baseline", c))
-    print(f"| {c} | {fmt(m)} | {fmt(b)} | {ratio(m, b)} |")
+    if not m or not b:
+        continue
+    mr, cr = round_ratios("menus", c), round_ratios("control", c)
+    print(f"| {c} | {len(mr)} | {fmt(m)} | {fmt(b)} | {median(mr)} | {quartiles(mr)} | {median(cr)} | {quartiles(cr)} |")
 print(f"""
 Targets (issue 25): `POST /orders` at least 0.75 of its cheapest ceiling at 16 and at 64
 connections, charges likewise, and `POST /orders` p99 at 64 connections under 110 ms; `GET /menus`
 at least 0.95 of the minimal handler at 1, 16 and 64 connections. Each endpoint and its ceilings (`POST /orders` and its three,
 `POST /users/{{id}}/points/charge` and its three; `GET /menus` and the minimal handler) run
 alternately, twice each, and the best run of each counts (single runs on this shared machine vary by
-10-20%, and its disk's commit latency drifts); `GET /menus` and the minimal handler five times each,
-and the median run of each counts (the minimal handler's runs at 16 connections once spread from
-167,780 to 293,130 req/s, and the best of them alone set the ratio). pgbench runs `-M prepared` (1 thread for 1
+10-20%, and its disk's commit latency drifts); `GET /menus` and the minimal handler in rounds, as
+above (their runs are short and many: the minimal handler's 10 s runs at 16 connections once spread
+from 167,780 to 293,130 req/s, and the ratio of the medians of nine alternating 5 s runs of two
+copies of the same program came out between 0.92 and 1.00 in four tries at one connection). pgbench runs `-M prepared` (1 thread for 1
 connection, else 2) against the same PostgreSQL, with 256 funded users of its own, each client
 taking users of its own as each `wrk` thread does, so no transaction queues on another's balance.
 After the runs `bench/pgbench/check.sql` checked that each of pgbench's {pg_orders:,} orders wrote its
