@@ -117,8 +117,9 @@ wrk_warm() { BENCH_TARGET=$1 BENCH_THREADS=2 BENCH_RUN="warm-$(date +%s%N)" wrk 
 # can be trusted. Medians of alternating whole runs could not: on 2026-12-07 two
 # copies of the same minimal handler, nine alternating 5 s runs each at one
 # connection, came out 0.92 to 1.00 of each other in four tries, the machine's
-# speed drifting by 10-20% within a minute; ratios of adjacent runs put the
-# same pair at 0.99 to 1.01.
+# speed drifting by 10-20% within a minute; ratios of adjacent runs (thirty
+# pairs of 1 s runs, three tries) put the same pair at 0.99 to 1.01. With
+# these rounds (fifteen of 2 s runs) the control came out 0.98-1.02.
 MENU_ROUNDS=${BENCH_MENU_ROUNDS:-15}
 MENU_SECONDS=${BENCH_MENU_SECONDS:-2}
 BODY_FILE=$work/menus.json BIND_ADDR=127.0.0.1:18200 target/release/menus_baseline &
