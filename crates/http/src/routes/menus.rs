@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header::{CONTENT_TYPE, HeaderValue};
 use actix_web::{HttpResponse, web};
 use coffee_application::ListMenusError;
 use coffee_domain::{Menu, PopularMenu};
@@ -50,9 +51,19 @@ impl From<ListMenusError> for ApiError {
 pub async fn list_menus(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let menus = state.list_menus.execute().await?;
     let body = WORKER_JSON.with(|json| json.render(menus))?;
-    Ok(HttpResponse::Ok()
-        .content_type(actix_web::http::header::ContentType::json())
-        .body(body))
+    Ok(json_response(body))
+}
+
+/// `application/json`, as a header value that points at this constant:
+/// `ContentType::json()` (and `HttpResponseBuilder::json`) copy the type's
+/// text into a new allocation for every response.
+const APPLICATION_JSON: &str = "application/json";
+
+/// A `200` carrying `body`, JSON already rendered.
+fn json_response(body: web::Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((CONTENT_TYPE, HeaderValue::from_static(APPLICATION_JSON)))
+        .body(body)
 }
 
 thread_local! {
@@ -147,6 +158,19 @@ mod tests {
             name: MenuName::parse(name).expect("valid name"),
             price: Points::new(price).expect("valid price"),
         }
+    }
+
+    #[test]
+    fn the_content_type_is_not_copied_for_each_response() {
+        let response = json_response(web::Bytes::from_static(b"[]"));
+
+        let content_type = response.headers().get(CONTENT_TYPE).expect("a content type");
+        assert_eq!(content_type, "application/json");
+        assert_eq!(
+            content_type.as_bytes().as_ptr(),
+            APPLICATION_JSON.as_ptr(),
+            "the header points at the constant"
+        );
     }
 
     #[test]
