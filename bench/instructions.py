@@ -28,6 +28,7 @@ import uuid
 # caller counts for the caller.
 LAYERS = [
     ("middleware: request id", ["coffee_http::middleware::request_context", "coffee_http::middleware::request_id",
+                                "coffee_http::request_id",
                                 "coffee_http::client_addr", "coffee_http::middleware::client_request_id"]),
     ("middleware: root span and log line", ["tracing_actix_web", "tracing::", "tracing_core", "tracing_subscriber",
                                              "CoffeeRootSpan", "coffee_bootstrap::telemetry", "coffee_http::middleware::RequestSpan",
@@ -48,7 +49,7 @@ LAYERS = [
                                 "coffee_http::idempotency", "coffee_http::state", "menus_baseline"]),
     ("middleware: request lifecycle (id header, span, glue)", ["coffee_http::middleware::"]),
     ("header timer (TimedIo)", ["coffee_http::timed_io"]),
-    ("ids (uuid)", ["uuid::", "chacha20::"]),
+    ("ids (uuid)", ["uuid::", "chacha20::", "rand::", "rand_core::"]),
     ("actix (HTTP/1, router, server)", ["actix_", "http::", "httparse", "bytes::", "bytestring", "language_tags",
                                         "mime::", "coffee_http::", "url::", "percent_encoding", "regex",
                                         "smallvec", "encoding_rs", "ahash", "hashbrown", "foldhash"]),

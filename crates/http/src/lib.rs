@@ -7,7 +7,8 @@
 //!   actix itself produces (unknown route, wrong method).
 //! - [`extract`]: JSON, path and query extractors that turn bad input into
 //!   `4xx` problems instead of actix's plain-text errors.
-//! - [`middleware`]: request ids, request spans and the one log line per request.
+//! - [`middleware`]: request spans, the one log line per request, and
+//!   [`request_id`]s on every response.
 
 pub mod app;
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod pagination;
 pub mod problem;
+pub mod request_id;
 pub mod routes;
 pub mod serve;
 pub mod state;

@@ -1,4 +1,4 @@
-//! Request ids, request spans, the per-request log line, and the problem+json
+//! The request lifecycle (request ids, spans, the per-request log line) and the problem+json
 //! fallback for errors actix produces on its own.
 
 use std::future::{Future, Ready, ready};
@@ -12,7 +12,7 @@ use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::ConnectionType;
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{Error, ResponseError};
 use tracing::Span;
@@ -21,29 +21,13 @@ use crate::client_addr::client_of;
 use crate::drain::Drain;
 use crate::extract::MAX_BODY_BYTES;
 use crate::problem::{ApiError, PROBLEM_JSON, ProblemCode};
-
-pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use crate::request_id::{self, X_REQUEST_ID};
 
 /// The route template a resource serves, registered as that resource's data
 /// (`app.rs`): read back from the answered request for the metrics' label,
 /// where asking actix for the matched pattern walks the router again.
 #[derive(Debug, Clone, Copy)]
 pub struct RouteLabel(pub &'static str);
-
-/// The client's `x-request-id` when it is a sane token (1 to 128 visible
-/// ASCII characters; anything else could pollute logs), a new UUID
-/// otherwise.
-fn request_id(req: &ServiceRequest) -> HeaderValue {
-    if let Some(value) = req.headers().get(X_REQUEST_ID)
-        && (1..=128).contains(&value.len())
-        && value.as_bytes().iter().all(u8::is_ascii_graphic)
-    {
-        return value.clone();
-    }
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
-    HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
 
 /// Whether the request declares a body larger than any this service takes:
 /// refused before any route reads it.
@@ -208,7 +192,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
-        let id = request_id(&req);
+        let id = request_id::of(&req);
         let span = root_span(&req, &id);
         let serving = if declared_too_large(&req) {
             let problem = ApiError::new(
