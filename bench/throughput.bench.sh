@@ -126,6 +126,8 @@ BODY_FILE=$work/menus.json BIND_ADDR=127.0.0.1:18200 target/release/menus_baseli
 baseline=$!
 BODY_FILE=$work/menus.json BIND_ADDR=127.0.0.1:18201 target/release/menus_baseline &
 control=$!
+# Both stop with the instance, also when a run fails during the rounds.
+trap 'kill "$baseline" "$control" 2>/dev/null; bench_stop' EXIT
 for port in 18200 18201; do
   for _ in $(seq 1 50); do curl -sf "http://127.0.0.1:$port/menus" >/dev/null && break; sleep 0.1; done
   cmp -s "$work/menus.json" <(curl -sf "http://127.0.0.1:$port/menus") || { echo "bench: baseline bytes differ" >&2; exit 1; }
@@ -148,6 +150,7 @@ for c in $CONNECTIONS; do
   done
 done
 kill "$baseline" "$control"
+trap bench_stop EXIT
 for c in $CONNECTIONS; do wrk_run login login "$base" "$c"; done
 # pgbench_run script connections: one ceiling, bench/pgbench/<script>.sql, with
 # pgbench's own users (setup.sql), each client taking users of its own like each
