@@ -98,8 +98,8 @@ wrk_run() {
   local line m0 a0 p0 r0 l0
   drain_outbox
   m0=$(machine_ticks) a0=$(api_ticks) p0=$(pg_ticks) r0=$(redis_ticks) l0=$(load_ticks)
-  line=$(BENCH_TARGET=$target BENCH_THREADS=$threads wrk -t "$threads" -c "$c" -d "${RUN_SECS:-$SECS}s" --timeout 30s \
-    -s bench/wrk/load.lua "$url" | tail -n 1)
+  line=$(BENCH_TARGET=$target BENCH_THREADS=$threads ${WRK_CPU:+taskset -c "$WRK_CPU"} wrk -t "$threads" -c "$c" \
+    -d "${RUN_SECS:-$SECS}s" --timeout 30s -s bench/wrk/load.lua "$url" | tail -n 1)
   echo "bench: $label c=$c $line"
   # Every request of every run must succeed: a run of failures is fast and
   # would pass for the best of a pair.
@@ -141,7 +141,10 @@ done
 wrk_warm menus "$base"
 wrk_warm menus http://127.0.0.1:18200
 wrk_warm menus http://127.0.0.1:18201
-for c in $CONNECTIONS; do
+# menu_rounds connections [suffix]: the rounds at one connection count; the
+# runs' labels end with suffix (the pinned series).
+menu_rounds() {
+  local c=$1 suffix=${2:-} round order label url
   for round in $(seq 1 "$MENU_ROUNDS"); do
     order="menus baseline control"
     (( round % 2 )) || order="control baseline menus"
@@ -151,10 +154,26 @@ for c in $CONNECTIONS; do
         baseline) url=http://127.0.0.1:18200 ;;
         control) url=http://127.0.0.1:18201 ;;
       esac
-      ROUND=$round RUN_SECS=$MENU_SECONDS wrk_run "$label" menus "$url" "$c"
+      ROUND=$round RUN_SECS=$MENU_SECONDS wrk_run "$label$suffix" menus "$url" "$c"
     done
   done
-done
+}
+for c in $CONNECTIONS; do menu_rounds "$c"; done
+# At one connection a request is a round trip between two threads, and
+# where the kernel puts them decides most of its time on this 2-core guest:
+# on one CPU about 17-25 us, on two about 60-90 us (a halted CPU woken by
+# an interrupt). Left to the kernel, a server's thread ends up beside the
+# client's in some runs and not in others, the same program's runs differ
+# by up to 3 times, and the rounds' ratios spread accordingly (see
+# docs/DECISIONS.md, "Where a thread runs"). The pinned series fixes the
+# placement: wrk on CPU 0, every thread of the three servers on CPU 1, the
+# way a client on another machine reaches a server, so what differs is
+# only what each server does per request. Both series are reported.
+if [[ " $CONNECTIONS " == *" 1 "* ]] && [ "$(nproc)" -ge 2 ]; then
+  for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p -c 1 "$pid" >/dev/null; done
+  WRK_CPU=0 menu_rounds 1 -pinned
+  for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p -c "0-$(( $(nproc) - 1 ))" "$pid" >/dev/null; done
+fi
 kill "$baseline" "$control"
 trap bench_stop EXIT
 for c in $CONNECTIONS; do wrk_run login login "$base" "$c"; done
@@ -225,18 +244,18 @@ for r in results:  # repeated rows (each write series runs twice): the best run
     key = (r["label"], r["connections"])
     if key not in by or r["result"]["perSecond"] > by[key]["perSecond"]:
         by[key] = dict(r["result"], cpu=r.get("cpu"))
-for label in ("menus", "baseline", "control"):  # a run per round: the median run
+for label in ("menus", "baseline", "control", "menus-pinned", "baseline-pinned", "control-pinned"):  # a run per round: the median run
     for c in {r["connections"] for r in results if r["label"] == label}:
         runs = sorted((r for r in results if (r["label"], r["connections"]) == (label, c)),
                       key=lambda r: r["result"]["perSecond"])
         middle = runs[len(runs) // 2]
         by[(label, c)] = dict(middle["result"], cpu=middle.get("cpu"))
-def round_ratios(label, c):
-    """label's req/s over the minimal handler's, round by round, sorted."""
+def round_ratios(label, c, base="baseline"):
+    """label's req/s over the minimal handler's (base), round by round, sorted."""
     runs = {(r["label"], r["round"]): r["result"]["perSecond"] for r in results
-            if r["connections"] == c and r["label"] in (label, "baseline")}
-    rounds = sorted({n for (l, n) in runs if l == label and ("baseline", n) in runs})
-    return sorted(runs[(label, n)] / runs[("baseline", n)] for n in rounds)
+            if r["connections"] == c and r["label"] in (label, base)}
+    rounds = sorted({n for (l, n) in runs if l == label and (base, n) in runs})
+    return sorted(runs[(label, n)] / runs[(base, n)] for n in rounds)
 conns = sorted({r["connections"] for r in results})
 names = [("menus", "`GET /menus`"), ("popular", f"`GET /menus/popular` ({in_window:,} orders in the window)"),
          ("login", "`POST /auth/login`"), ("charge", "`POST /users/{id}/points/charge`"), ("orders", "`POST /orders`")]
@@ -335,7 +354,10 @@ print("""
 C B A); a round's ratio is a server's req/s over the minimal handler's in that round, and the
 figure is the median of the rounds' ratios, with the middle half of them beside it. The control
 is the same program as the minimal handler: its ratio is 1 but for the method's noise in this run.
-The req/s columns are each server's median run.
+The req/s columns are each server's median run. "1, pinned": the same rounds at one connection
+with `wrk` on CPU 0 and every thread of the three servers on CPU 1 (`taskset`); left to the
+kernel, a one-connection run's speed depends mostly on whether it puts the server's thread on the
+client's CPU (`docs/DECISIONS.md`, "Where a thread runs").
 
 | connections | rounds | `GET /menus` req/s | minimal handler req/s | `GET /menus` / minimal handler | middle half | control / minimal handler | middle half |
 |---:|---:|---:|---:|---:|---:|---:|---:|""")
@@ -343,12 +365,13 @@ def quartiles(v):
     return f"{v[len(v) // 4]:.3f}-{v[(3 * len(v)) // 4]:.3f}" if v else "-"
 def median(v):
     return f"**{statistics.median(v):.3f}**" if v else "-"
-for c in conns:
-    m, b = by.get(("menus", c)), by.get(("baseline", c))
+for c, suffix, shown in [(c, "", str(c)) for c in conns] + [(1, "-pinned", "1, pinned")]:
+    m, b = by.get(("menus" + suffix, c)), by.get(("baseline" + suffix, c))
     if not m or not b:
         continue
-    mr, cr = round_ratios("menus", c), round_ratios("control", c)
-    print(f"| {c} | {len(mr)} | {fmt(m)} | {fmt(b)} | {median(mr)} | {quartiles(mr)} | {median(cr)} | {quartiles(cr)} |")
+    base = "baseline" + suffix
+    mr, cr = round_ratios("menus" + suffix, c, base), round_ratios("control" + suffix, c, base)
+    print(f"| {shown} | {len(mr)} | {fmt(m)} | {fmt(b)} | {median(mr)} | {quartiles(mr)} | {median(cr)} | {quartiles(cr)} |")
 print(f"""
 Targets (issue 25): `POST /orders` at least 0.75 of its cheapest ceiling at 16 and at 64
 connections, charges likewise, and `POST /orders` p99 at 64 connections under 110 ms; `GET /menus`
