@@ -169,10 +169,12 @@ for c in $CONNECTIONS; do menu_rounds "$c"; done
 # placement: wrk on CPU 0, every thread of the three servers on CPU 1, the
 # way a client on another machine reaches a server, so what differs is
 # only what each server does per request. Both series are reported.
+# Afterwards the servers get back the CPUs they started with (this shell's).
 if [[ " $CONNECTIONS " == *" 1 "* ]] && [ "$(nproc)" -ge 2 ]; then
+  started_on=$(taskset -p $$ | awk '{print $NF}')
   for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p -c 1 "$pid" >/dev/null; done
   WRK_CPU=0 menu_rounds 1 -pinned
-  for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p -c "0-$(( $(nproc) - 1 ))" "$pid" >/dev/null; done
+  for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p "$started_on" "$pid" >/dev/null; done
 fi
 kill "$baseline" "$control"
 trap bench_stop EXIT
