@@ -10,7 +10,9 @@
 #    statement by statement, a round trip each (bench/pgbench/orders.sql,
 #    charge.sql), and in one round trip (order_one_trip.sql, charge_one_trip.sql,
 #    calling functions of bench/pgbench/setup.sql); GET /menus against a minimal
-#    actix-web handler returning the same bytes (menus_baseline). The ceiling
+#    actix-web handler returning the same bytes (menus_baseline), and at one
+#    connection also with a closed-loop client that takes the servers in turn
+#    with the placement of threads fixed (menus_alternate). The ceiling
 #    scripts follow the service's writes: when those change, they change too;
 #  - the instance's resident memory during and after the run.
 # Writes the section "Throughput, ceilings and memory (issue 8)" of bench/RESULTS.md
@@ -26,7 +28,7 @@ bench_need_wrk
 command -v pgbench >/dev/null || { echo "bench: pgbench is missing (Debian package postgresql-client)" >&2; exit 1; }
 
 cargo build --release -q --bin coffee -p coffee-bootstrap --bin mock-collector -p coffee-mock-collector
-cargo build --release -q -p coffee-bench --bin prepare_users --bin menus_baseline
+cargo build --release -q -p coffee-bench --bin prepare_users --bin menus_baseline --bin menus_alternate
 SECS=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-1 16 64}
 ORDERS=${BENCH_ORDERS:-1000000}
@@ -141,10 +143,9 @@ done
 wrk_warm menus "$base"
 wrk_warm menus http://127.0.0.1:18200
 wrk_warm menus http://127.0.0.1:18201
-# menu_rounds connections [suffix]: the rounds at one connection count; the
-# runs' labels end with suffix (the pinned series).
+# menu_rounds connections: the rounds at one connection count.
 menu_rounds() {
-  local c=$1 suffix=${2:-} round order label url
+  local c=$1 round order label url
   for round in $(seq 1 "$MENU_ROUNDS"); do
     order="menus baseline control"
     (( round % 2 )) || order="control baseline menus"
@@ -154,7 +155,7 @@ menu_rounds() {
         baseline) url=http://127.0.0.1:18200 ;;
         control) url=http://127.0.0.1:18201 ;;
       esac
-      ROUND=$round RUN_SECS=$MENU_SECONDS wrk_run "$label$suffix" menus "$url" "$c"
+      ROUND=$round RUN_SECS=$MENU_SECONDS wrk_run "$label" menus "$url" "$c"
     done
   done
 }
@@ -165,15 +166,25 @@ for c in $CONNECTIONS; do menu_rounds "$c"; done
 # an interrupt). Left to the kernel, a server's thread ends up beside the
 # client's in some runs and not in others, the same program's runs differ
 # by up to 3 times, and the rounds' ratios spread accordingly (see
-# docs/DECISIONS.md, "Where a thread runs"). The pinned series fixes the
-# placement: wrk on CPU 0, every thread of the three servers on CPU 1, the
-# way a client on another machine reaches a server, so what differs is
-# only what each server does per request. Both series are reported.
+# docs/DECISIONS.md, "Where a thread runs"). So one connection is also
+# measured with the placement fixed, and interleaved finer than wrk's
+# rounds can: bench/src/bin/menus_alternate.rs, a closed-loop client on
+# CPU 0 keeping one connection to each of the three servers (every thread
+# of theirs on CPU 1, the way a client on another machine reaches a
+# server) and sending them blocks of 50 requests in turn, the order rotated every cycle
+# (A B C, B C A, C A B) for ALT_SECONDS; ALT_RUNS such runs, the figure is their median ratio.
 # Afterwards the servers get back the CPUs they started with (this shell's).
+ALT_RUNS=${BENCH_ALT_RUNS:-5}
+ALT_SECONDS=${BENCH_ALT_SECONDS:-20}
 if [[ " $CONNECTIONS " == *" 1 "* ]] && [ "$(nproc)" -ge 2 ]; then
   started_on=$(taskset -p $$ | awk '{print $NF}')
   for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p -c 1 "$pid" >/dev/null; done
-  WRK_CPU=0 menu_rounds 1 -pinned
+  for run in $(seq 1 "$ALT_RUNS"); do
+    line=$(TARGETS="baseline=127.0.0.1:18200,control=127.0.0.1:18201,menus=127.0.0.1:$BENCH_PORT" \
+      RUN_SECONDS=$ALT_SECONDS BLOCK=50 taskset -c 0 target/release/menus_alternate)
+    echo "bench: alternating, pinned, run $run: $line"
+    echo "{\"label\":\"alternate\",\"connections\":1,\"round\":$run,\"result\":$line}" >> "$work/results"
+  done
   for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p "$started_on" "$pid" >/dev/null; done
 fi
 kill "$baseline" "$control"
@@ -243,10 +254,12 @@ rss_after, rss_peak, machine, in_window, secs = int(sys.argv[3]), int(sys.argv[4
 pg_orders, pg_charges, menu_secs = int(sys.argv[8]), int(sys.argv[9]), sys.argv[10]
 by = {}
 for r in results:  # repeated rows (each write series runs twice): the best run
+    if r["label"] == "alternate":  # the alternating client's runs: a table of their own
+        continue
     key = (r["label"], r["connections"])
     if key not in by or r["result"]["perSecond"] > by[key]["perSecond"]:
         by[key] = dict(r["result"], cpu=r.get("cpu"))
-for label in ("menus", "baseline", "control", "menus-pinned", "baseline-pinned", "control-pinned"):  # a run per round: the median run
+for label in ("menus", "baseline", "control"):  # a run per round: the median run
     for c in {r["connections"] for r in results if r["label"] == label}:
         runs = sorted((r for r in results if (r["label"], r["connections"]) == (label, c)),
                       key=lambda r: r["result"]["perSecond"])
@@ -356,10 +369,7 @@ print("""
 C B A); a round's ratio is a server's req/s over the minimal handler's in that round, and the
 figure is the median of the rounds' ratios, with the middle half of them beside it. The control
 is the same program as the minimal handler: its ratio is 1 but for the method's noise in this run.
-The req/s columns are each server's median run. "1, pinned": the same rounds at one connection
-with `wrk` on CPU 0 and every thread of the three servers on CPU 1 (`taskset`); left to the
-kernel, a one-connection run's speed depends mostly on whether it puts the server's thread on the
-client's CPU (`docs/DECISIONS.md`, "Where a thread runs").
+The req/s columns are each server's median run.
 
 | connections | rounds | `GET /menus` req/s | minimal handler req/s | `GET /menus` / minimal handler | middle half | control / minimal handler | middle half |
 |---:|---:|---:|---:|---:|---:|---:|---:|""")
@@ -367,17 +377,42 @@ def quartiles(v):
     return f"{v[len(v) // 4]:.3f}-{v[(3 * len(v)) // 4]:.3f}" if v else "-"
 def median(v):
     return f"**{statistics.median(v):.3f}**" if v else "-"
-for c, suffix, shown in [(c, "", str(c)) for c in conns] + [(1, "-pinned", "1, pinned")]:
-    m, b = by.get(("menus" + suffix, c)), by.get(("baseline" + suffix, c))
+for c in conns:
+    m, b = by.get(("menus", c)), by.get(("baseline", c))
     if not m or not b:
         continue
-    base = "baseline" + suffix
-    mr, cr = round_ratios("menus" + suffix, c, base), round_ratios("control" + suffix, c, base)
-    print(f"| {shown} | {len(mr)} | {fmt(m)} | {fmt(b)} | {median(mr)} | {quartiles(mr)} | {median(cr)} | {quartiles(cr)} |")
+    mr, cr = round_ratios("menus", c), round_ratios("control", c)
+    print(f"| {c} | {len(mr)} | {fmt(m)} | {fmt(b)} | {median(mr)} | {quartiles(mr)} | {median(cr)} | {quartiles(cr)} |")
+alternating = [r["result"] for r in results if r["label"] == "alternate"]
+if alternating:
+    block, alt_secs = alternating[0]["block"], alternating[0]["seconds"]
+    print(f"""
+One connection, placement fixed and servers interleaved finely (`bench/src/bin/menus_alternate.rs`):
+one client thread on CPU 0 keeps a connection to each of the three servers, whose threads all run
+on CPU 1 (`taskset`), the way a client on another machine reaches a server, and sends each
+{block} `GET /menus` in turn, the order rotated every cycle (A B C, B C A, C A B), each request when the last answer is in, for
+{alt_secs:.0f} s a run. A run's ratio is a server's requests per second of waiting over the minimal
+handler's; "slices" gives the lowest and highest ratio of the run's ten consecutive slices. Left to
+the kernel, a one-connection run's speed depends mostly on whether it puts the server's thread on
+the client's CPU (`docs/DECISIONS.md`, "Where a thread runs"), which the rounds above cannot fix.
+
+| run | minimal handler req/s | p50 us | `GET /menus` req/s | p50 us | `GET /menus` / minimal handler | slices | control / minimal handler | slices |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|""")
+    def slices(v):
+        return f"{min(v):.3f}-{max(v):.3f}" if v else "-"
+    for n, r in enumerate(alternating, 1):
+        b, m, k = r["baseline"], r["menus"], r["control"]
+        print(f"| {n} | {b['perSecond']:.0f} | {b['p50Us']:.1f} | {m['perSecond']:.0f} | {m['p50Us']:.1f} "
+              f"| {m['ratio']:.3f} | {slices(m['segmentRatios'])} | {k['ratio']:.3f} | {slices(k['segmentRatios'])} |")
+    mr = [r["menus"]["ratio"] for r in alternating]
+    cr = [r["control"]["ratio"] for r in alternating]
+    print(f"| **median** | | | | | **{statistics.median(mr):.3f}** | | **{statistics.median(cr):.3f}** | |")
 print(f"""
 Targets (issue 25): `POST /orders` at least 0.75 of its cheapest ceiling at 16 and at 64
 connections, charges likewise, and `POST /orders` p99 at 64 connections under 110 ms; `GET /menus`
-at least 0.95 of the minimal handler at 1, 16 and 64 connections. Each endpoint and its ceilings (`POST /orders` and its three,
+at least 0.95 of the minimal handler at 1, 16 and 64 connections (at one connection the
+alternating client's median: the rounds' one-connection ratios mostly say where the kernel put
+the threads). Each endpoint and its ceilings (`POST /orders` and its three,
 `POST /users/{{id}}/points/charge` and its three; `GET /menus` and the minimal handler) run
 alternately, twice each, and the best run of each counts (single runs on this shared machine vary by
 10-20%, and its disk's commit latency drifts); `GET /menus` and the minimal handler in rounds, as
