@@ -195,11 +195,7 @@ where
         let id = request_id::of(&req);
         let span = root_span(&req, &id);
         let serving = if declared_too_large(&req) {
-            let problem = ApiError::new(
-                ProblemCode::PayloadTooLarge,
-                format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
-            );
-            Serving::Refused(Some(req.into_response(problem.error_response())))
+            Serving::Refused(Some(too_large(req)))
         } else {
             // Handlers' and extractors' errors arrive as responses already
             // (actix converts them where they occur), so they get the id too.
@@ -213,6 +209,22 @@ where
             drain: Rc::clone(&self.drain),
         }
     }
+}
+
+/// The `413` of a request that declares too large a body. Here and below,
+/// what a request rarely needs is a function of its own, kept out of the
+/// hot path (`#[cold]`), so the code every request runs stays in fewer
+/// cache lines and pages: at one connection a request's time is mostly
+/// fetching code and data back into caches the kernel's work between two
+/// requests has evicted (`docs/DECISIONS.md`, "Per-request cost").
+#[cold]
+#[inline(never)]
+fn too_large(req: ServiceRequest) -> ServiceResponse {
+    let problem = ApiError::new(
+        ProblemCode::PayloadTooLarge,
+        format!("The request body is larger than {MAX_BODY_BYTES} bytes"),
+    );
+    req.into_response(problem.error_response())
 }
 
 /// Where a request's answer comes from.
@@ -270,6 +282,22 @@ impl<F: Future> std::fmt::Debug for RequestLifecycleFuture<F> {
     }
 }
 
+impl<F: Future + 'static> Serving<F> {
+    /// Moves the application's future, which has just waited, to a task
+    /// of its own ([`Detached`]), in the request's `span`.
+    #[cold]
+    #[inline(never)]
+    fn detach(&mut self, span: &Span) {
+        let Serving::Inline(serving) = std::mem::replace(self, Serving::Refused(None)) else {
+            unreachable!("only an inline future is detached")
+        };
+        *self = Serving::Detached(Detached(actix_web::rt::spawn(tracing::Instrument::instrument(
+            serving,
+            span.clone(),
+        ))));
+    }
+}
+
 impl<F, B> Future for RequestLifecycleFuture<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>> + Unpin + 'static,
@@ -290,11 +318,7 @@ where
                     if let Poll::Ready(outcome) = Pin::new(serving).poll(cx) {
                         break outcome.map(problem_or_boxed);
                     }
-                    let Serving::Inline(serving) = std::mem::replace(&mut this.serving, Serving::Refused(None)) else {
-                        unreachable!("matched as inline just above")
-                    };
-                    let task = actix_web::rt::spawn(tracing::Instrument::instrument(serving, this.span.clone()));
-                    this.serving = Serving::Detached(Detached(task));
+                    this.serving.detach(&this.span);
                     // Round again: polling the task's handle registers
                     // this request's waker for the task's end.
                 }
@@ -342,10 +366,7 @@ fn answered<B>(response: &mut ServiceResponse<B>, id: HeaderValue, started: Inst
     // body that stalled (`408`), what is left of it would be read as the
     // next request: that connection is closed too.
     if draining || response.status() == StatusCode::REQUEST_TIMEOUT {
-        response
-            .response_mut()
-            .head_mut()
-            .set_connection_type(ConnectionType::Close);
+        close_after(response);
     }
     let seconds = started.elapsed().as_secs_f64();
     let request = response.request();
@@ -353,14 +374,33 @@ fn answered<B>(response: &mut ServiceResponse<B>, id: HeaderValue, started: Inst
     log_completed(response.status(), seconds * 1000.0);
 }
 
+/// Closes the connection once `response` is written.
+#[cold]
+#[inline(never)]
+fn close_after<B>(response: &mut ServiceResponse<B>) {
+    response
+        .response_mut()
+        .head_mut()
+        .set_connection_type(ConnectionType::Close);
+}
+
 /// The one `request completed` line, at a level by its status.
 fn log_completed(status: StatusCode, latency_ms: f64) {
-    if status == StatusCode::INTERNAL_SERVER_ERROR {
-        tracing::error!(status = status.as_u16(), latency_ms, "request completed");
-    } else if status.is_server_error() {
-        tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
+    if status.is_server_error() {
+        log_failed(status, latency_ms);
     } else {
         tracing::info!(status = status.as_u16(), latency_ms, "request completed");
+    }
+}
+
+/// [`log_completed`] for a `5xx`.
+#[cold]
+#[inline(never)]
+fn log_failed(status: StatusCode, latency_ms: f64) {
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        tracing::error!(status = status.as_u16(), latency_ms, "request completed");
+    } else {
+        tracing::warn!(status = status.as_u16(), latency_ms, "request completed");
     }
 }
 
@@ -399,9 +439,16 @@ enum Answer<B> {
 /// method with its `Allow` header, ...) into problem+json. Responses that are
 /// already problems, and every other response, pass through untouched.
 fn as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>) -> Answer<B> {
-    let Some(code) = code_for(response.status()) else {
-        return Answer::Untouched(response);
-    };
+    match code_for(response.status()) {
+        None => Answer::Untouched(response),
+        Some(code) => error_as_problem(response, code),
+    }
+}
+
+/// [`as_problem`] for an error status (`code`).
+#[cold]
+#[inline(never)]
+fn error_as_problem<B: MessageBody + 'static>(response: ServiceResponse<B>, code: ProblemCode) -> Answer<B> {
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)

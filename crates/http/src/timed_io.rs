@@ -99,16 +99,7 @@ impl<T> TimedIo<T> {
                         bytes = &bytes[end..];
                         continue;
                     }
-                    let end = head_end(&self.tail, bytes);
-                    let (head, rest) = bytes.split_at(end.unwrap_or(bytes.len()));
-                    let room = MAX_HEAD.saturating_sub(self.head.len());
-                    self.head.extend_from_slice(&head[..head.len().min(room)]);
-                    self.tail = last_four(self.tail, head);
-                    bytes = rest;
-                    if end.is_some() {
-                        self.armed = false;
-                        self.framing = framing_after(&self.head);
-                    }
+                    bytes = self.head_in_parts(bytes);
                 }
                 Framing::Body(remaining) => {
                     let take = usize::try_from(remaining).unwrap_or(usize::MAX).min(bytes.len());
@@ -125,6 +116,24 @@ impl<T> TimedIo<T> {
         }
     }
 
+    /// Takes `bytes` as more of a head that did not arrive in one read
+    /// (rare: this is off the path nearly every request takes); returns
+    /// what follows the head's end in them.
+    #[cold]
+    #[inline(never)]
+    fn head_in_parts<'b>(&mut self, bytes: &'b [u8]) -> &'b [u8] {
+        let end = head_end(&self.tail, bytes);
+        let (head, rest) = bytes.split_at(end.unwrap_or(bytes.len()));
+        let room = MAX_HEAD.saturating_sub(self.head.len());
+        self.head.extend_from_slice(&head[..head.len().min(room)]);
+        self.tail = last_four(self.tail, head);
+        if end.is_some() {
+            self.armed = false;
+            self.framing = framing_after(&self.head);
+        }
+        rest
+    }
+
     /// Starts timing a head. The timer itself is only set when a read ends
     /// inside the head ([`TimedIo::start_timer`]): a head that arrives in
     /// one read, as nearly all do, never touches it.
@@ -136,6 +145,8 @@ impl<T> TimedIo<T> {
     /// Sets the connection's one timer (made once, moved for each head
     /// after) to the timeout from now, and registers for its wake-up.
     /// Whether it has already run out.
+    #[cold]
+    #[inline(never)]
     fn start_timer(&mut self, cx: &mut Context<'_>) -> bool {
         let at = tokio::time::Instant::now() + self.timeout;
         let deadline = match self.deadline.as_mut() {
@@ -269,21 +280,25 @@ fn last_four(tail: [u8; 4], bytes: &[u8]) -> [u8; 4] {
     out
 }
 
+/// The error that fails the read of a head that took too long.
+#[cold]
+#[inline(never)]
+fn timed_out() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        "the request headers did not arrive within HTTP_REQUEST_TIMEOUT_MS",
+    )
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        let timed_out = || {
-            Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the request headers did not arrive within HTTP_REQUEST_TIMEOUT_MS",
-            )))
-        };
         if this.armed
             && this.timer_set
             && let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
-            return timed_out();
+            return Poll::Ready(Err(timed_out()));
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.io).poll_read(cx, buf);
@@ -291,7 +306,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TimedIo<T> {
             this.observe(&buf.filled()[before..]);
             // The read ended inside a head: from now on it is timed.
             if this.armed && !this.timer_set && this.start_timer(cx) {
-                return timed_out();
+                return Poll::Ready(Err(timed_out()));
             }
         }
         read
