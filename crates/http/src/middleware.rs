@@ -212,11 +212,12 @@ where
 }
 
 /// The `413` of a request that declares too large a body. Here and below,
-/// what a request rarely needs is a function of its own, kept out of the
-/// hot path (`#[cold]`), so the code every request runs stays in fewer
-/// cache lines and pages: at one connection a request's time is mostly
-/// fetching code and data back into caches the kernel's work between two
-/// requests has evicted (`docs/DECISIONS.md`, "Per-request cost").
+/// what a request answered in its first poll (`GET /menus`) never needs
+/// is a function of its own, kept off the hot path (`#[cold]`), so the
+/// code such a request runs stays in fewer cache lines and pages: at one
+/// connection its time is mostly fetching code and data back into caches
+/// the kernel's work between two requests has evicted (`docs/DECISIONS.md`,
+/// "One connection to a hundredth").
 #[cold]
 #[inline(never)]
 fn too_large(req: ServiceRequest) -> ServiceResponse {
@@ -284,7 +285,9 @@ impl<F: Future> std::fmt::Debug for RequestLifecycleFuture<F> {
 
 impl<F: Future + 'static> Serving<F> {
     /// Moves the application's future, which has just waited, to a task
-    /// of its own ([`Detached`]), in the request's `span`.
+    /// of its own ([`Detached`]), in the request's `span`. Once per write
+    /// (each waits for the database), whose time is that wait's, not this
+    /// call's: cold for the requests that never wait.
     #[cold]
     #[inline(never)]
     fn detach(&mut self, span: &Span) {
