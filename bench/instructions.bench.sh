@@ -69,7 +69,7 @@ counted() {
     done
     local dump
     dump=$(ls -t "$work"/cg-"$name".out.* | head -n 1)
-    python3 bench/instructions.py layers "$dump" \
+    python3 bench/instructions.py layers "$dump" "$n" \
       | python3 -c 'import json,sys; d=json.load(sys.stdin); d["requests"]=int(sys.argv[1]); print(json.dumps(d))' "$n" \
       > "$work/$name-$kind.json"
     mv "$dump" "$work/done-$(basename "$dump")"
@@ -77,7 +77,7 @@ counted() {
   done
 }
 
-valgrind --tool=callgrind --callgrind-out-file="$work/cg-service.out.%p" target/release/coffee serve \
+valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/cg-service.out.%p" target/release/coffee serve \
   2> "$work/service.valgrind.log" &
 BENCH_SERVER=$!
 counted service "$BENCH_SERVER" "$BENCH_PORT" menus orders charge
@@ -85,7 +85,7 @@ kill "$BENCH_SERVER"
 wait "$BENCH_SERVER" 2>/dev/null || true
 
 BODY_FILE=$work/menus.json BIND_ADDR=127.0.0.1:18400 HTTP_WORKERS=2 \
-  valgrind --tool=callgrind --callgrind-out-file="$work/cg-bare.out.%p" target/release/menus_baseline \
+  valgrind --tool=callgrind --dump-instr=yes --callgrind-out-file="$work/cg-bare.out.%p" target/release/menus_baseline \
   2> "$work/bare.valgrind.log" &
 bare=$!
 counted bare "$bare" 18400 menus
@@ -107,7 +107,7 @@ if m:
     saved = json.loads(m.group(1))
 # Each run's costliest functions ("top") stay in its work file, not in RESULTS.md.
 saved[label] = {"measured": f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
-                "runs": {f"{n}/{k}": {f: v[f] for f in ("total", "layers", "requests")} for (n, k), v in runs.items()}}
+                "runs": {f"{n}/{k}": {f: v[f] for f in ("total", "layers", "requests", "footprint") if f in v} for (n, k), v in runs.items()}}
 print(f"""Measured {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on {machine}.
 Command: `bash bench/instructions.bench.sh` (`INSTR_LABEL=<column>` names this run's column).
 User-space instructions of the API process per request (`valgrind --tool=callgrind`), over
@@ -118,6 +118,10 @@ counts. The bare handler is `bench/src/bin/menus_baseline.rs` serving the same b
 each function's own instructions, grouped by the crate or module its name belongs to
 (`LAYERS` in `bench/instructions.py`); allocation and copying are layers of their own, and code
 inlined into a caller counts for the caller. Kernel, PostgreSQL and Redis work is not counted.
+The last two rows are the code a request runs (`--dump-instr=yes`): the distinct 64-byte lines
+and 4 KiB pages of code that ran at least once per two requests, which a request whose caches
+the kernel's work has cooled fetches again (32 KiB of first-level code cache per core here; see
+`docs/DECISIONS.md`, "One connection to a hundredth").
 """)
 labels = list(saved)
 def per(run, key=None):
@@ -140,6 +144,9 @@ for title, key in [("`GET /menus`", "menus"), ("`POST /orders`", "orders"), ("`P
             continue
         print(f"| {layer} | " + " | ".join(f"{per(r, layer):,.0f}" for _, r in cols) + " |")
     print("| **total** | " + " | ".join(f"**{per(r):,.0f}**" for _, r in cols) + " |")
+    for field, title in [("lines", "code run per request: 64-byte lines"), ("pages", "code run per request: 4 KiB pages")]:
+        if any("footprint" in r for _, r in cols):
+            print(f"| {title} | " + " | ".join(f"{r['footprint'][field]:,}" if "footprint" in r else "-" for _, r in cols) + " |")
     if key == "menus":
         bare = saved[labels[-1]]["runs"]["bare/menus"]
         print("\nService / bare handler, instructions per request: " + ", ".join(

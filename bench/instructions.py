@@ -8,11 +8,15 @@ Two sub-commands:
       TOKEN are the caller's id and access token, MENU the menu each order
       orders (one of it).
 
-  layers FILE
-      Reads a callgrind dump (FILE), sums each function's own instructions
-      (exclusive Ir) into the layer its name belongs to (LAYERS below, first
-      match wins) and prints one JSON object: {"total": Ir, "layers": {layer:
-      Ir, ...}, "top": [[function, Ir], ...]} (the 40 costliest functions).
+  layers FILE REQUESTS
+      Reads a callgrind dump (FILE) of REQUESTS requests, sums each function's
+      own instructions (exclusive Ir) into the layer its name belongs to
+      (LAYERS below, first match wins) and prints one JSON object: {"total":
+      Ir, "layers": {layer: Ir, ...}, "top": [[function, Ir], ...]} (the 40
+      costliest functions), and when the dump has instruction addresses
+      (`--dump-instr=yes`) "footprint": {"lines": n, "pages": n}, the distinct
+      64-byte lines and 4 KiB pages of code run at least once per two
+      requests: what a request has to fetch into the caches and the TLB.
 """
 
 import http.client
@@ -77,12 +81,18 @@ def layer_of(name):
 def self_costs(path):
     """Each function's own instructions (exclusive Ir) in a callgrind dump,
     read from the file itself: a cost line belongs to the current `fn=`,
-    except the line after `calls=`, which is the inclusive cost of a call."""
+    except the line after `calls=`, which is the inclusive cost of a call.
+    Also each code address's instructions, when the dump has addresses
+    (`positions: instr ...`; relative ones, `+n` and `-n`, are from the
+    address before, `*` is the same)."""
     names = {}
     costs = {}
+    by_address = {}
     current = None
     after_calls = False
     total = None
+    positions = ["line"]
+    address = 0
 
     def name_of(spec):
         # "(id) name" defines a compressed name, "(id)" refers to one.
@@ -104,20 +114,42 @@ def self_costs(path):
                 name_of(line[4:])
             elif line.startswith("calls="):
                 after_calls = True
+            elif line.startswith("positions:"):
+                positions = line.split()[1:]
             elif line.startswith(("summary:", "totals:")):
                 total = int(line.split()[1])
             elif line[:1].isdigit() or line[:1] in "+-*":
+                parts = line.split()
+                if positions[0] == "instr":
+                    at = parts[0]
+                    if at.startswith(("+", "-")):
+                        address += int(at, 0)
+                    elif at != "*":
+                        address = int(at, 0)
                 if after_calls:
                     after_calls = False
                     continue
-                parts = line.split()
-                if current is not None and len(parts) > 1:
-                    costs[current] = costs.get(current, 0) + int(parts[1])
-    return total, costs
+                at = len(positions)
+                if current is not None and len(parts) > at:
+                    ir = int(parts[at])
+                    costs[current] = costs.get(current, 0) + ir
+                    if positions[0] == "instr":
+                        by_address[address] = by_address.get(address, 0) + ir
+    return total, costs, by_address
 
 
-def layers(path):
-    total, costs = self_costs(path)
+def footprint(by_address, requests):
+    """The distinct 64-byte lines and 4 KiB pages of code that ran at least
+    once per two requests (a line's instructions, over requests / 2)."""
+    per_line = {}
+    for address, ir in by_address.items():
+        per_line[address >> 6] = per_line.get(address >> 6, 0) + ir
+    hot = [line for line, ir in per_line.items() if ir >= requests / 2]
+    return {"lines": len(hot), "pages": len({line >> 6 for line in hot})}
+
+
+def layers(path, requests):
+    total, costs, by_address = self_costs(path)
     if total is None:
         raise SystemExit(f"no summary line in {path}")
     sums = {layer: 0 for layer, _ in LAYERS}
@@ -125,7 +157,10 @@ def layers(path):
     for name, ir in costs.items():
         sums[layer_of(name)] += ir
     top = sorted(costs.items(), key=lambda kv: -kv[1])[:40]
-    print(json.dumps({"total": total, "layers": sums, "top": top}))
+    out = {"total": total, "layers": sums, "top": top}
+    if by_address:
+        out["footprint"] = footprint(by_address, int(requests))
+    print(json.dumps(out))
 
 
 def drive(host, port, kind, count, user=None, token=None, menu=None):
