@@ -171,8 +171,9 @@ for c in $CONNECTIONS; do menu_rounds "$c"; done
 # rounds can: bench/src/bin/menus_alternate.rs, a closed-loop client on
 # CPU 0 keeping one connection to each of the three servers (every thread
 # of theirs on CPU 1, the way a client on another machine reaches a
-# server) and sending them blocks of 50 requests in turn, the order rotated every cycle
-# (A B C, B C A, C A B) for ALT_SECONDS; ALT_RUNS such runs, the figure is their median ratio.
+# server) and sending them blocks of 50 requests in turn, the order rotated
+# every cycle (A B C, B C A, C A B), for ALT_SECONDS; ALT_RUNS such runs,
+# the figure is their median ratio.
 # Afterwards the servers get back the CPUs they started with (this shell's).
 ALT_RUNS=${BENCH_ALT_RUNS:-5}
 ALT_SECONDS=${BENCH_ALT_SECONDS:-20}
