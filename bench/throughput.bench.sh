@@ -100,8 +100,8 @@ wrk_run() {
   local line m0 a0 p0 r0 l0
   drain_outbox
   m0=$(machine_ticks) a0=$(api_ticks) p0=$(pg_ticks) r0=$(redis_ticks) l0=$(load_ticks)
-  line=$(BENCH_TARGET=$target BENCH_THREADS=$threads ${WRK_CPU:+taskset -c "$WRK_CPU"} wrk -t "$threads" -c "$c" \
-    -d "${RUN_SECS:-$SECS}s" --timeout 30s -s bench/wrk/load.lua "$url" | tail -n 1)
+  line=$(BENCH_TARGET=$target BENCH_THREADS=$threads wrk -t "$threads" -c "$c" -d "${RUN_SECS:-$SECS}s" --timeout 30s \
+    -s bench/wrk/load.lua "$url" | tail -n 1)
   echo "bench: $label c=$c $line"
   # Every request of every run must succeed: a run of failures is fast and
   # would pass for the best of a pair.
@@ -143,9 +143,7 @@ done
 wrk_warm menus "$base"
 wrk_warm menus http://127.0.0.1:18200
 wrk_warm menus http://127.0.0.1:18201
-# menu_rounds connections: the rounds at one connection count.
-menu_rounds() {
-  local c=$1 round order label url
+for c in $CONNECTIONS; do
   for round in $(seq 1 "$MENU_ROUNDS"); do
     order="menus baseline control"
     (( round % 2 )) || order="control baseline menus"
@@ -158,8 +156,7 @@ menu_rounds() {
       ROUND=$round RUN_SECS=$MENU_SECONDS wrk_run "$label" menus "$url" "$c"
     done
   done
-}
-for c in $CONNECTIONS; do menu_rounds "$c"; done
+done
 # At one connection a request is a round trip between two threads, and
 # where the kernel puts them decides most of its time on this 2-core guest:
 # on one CPU about 17-25 us, on two about 60-90 us (a halted CPU woken by
@@ -266,12 +263,12 @@ for label in ("menus", "baseline", "control"):  # a run per round: the median ru
                       key=lambda r: r["result"]["perSecond"])
         middle = runs[len(runs) // 2]
         by[(label, c)] = dict(middle["result"], cpu=middle.get("cpu"))
-def round_ratios(label, c, base="baseline"):
-    """label's req/s over the minimal handler's (base), round by round, sorted."""
+def round_ratios(label, c):
+    """label's req/s over the minimal handler's, round by round, sorted."""
     runs = {(r["label"], r["round"]): r["result"]["perSecond"] for r in results
-            if r["connections"] == c and r["label"] in (label, base)}
-    rounds = sorted({n for (l, n) in runs if l == label and (base, n) in runs})
-    return sorted(runs[(label, n)] / runs[(base, n)] for n in rounds)
+            if r["connections"] == c and r["label"] in (label, "baseline")}
+    rounds = sorted({n for (l, n) in runs if l == label and ("baseline", n) in runs})
+    return sorted(runs[(label, n)] / runs[("baseline", n)] for n in rounds)
 conns = sorted({r["connections"] for r in results})
 names = [("menus", "`GET /menus`"), ("popular", f"`GET /menus/popular` ({in_window:,} orders in the window)"),
          ("login", "`POST /auth/login`"), ("charge", "`POST /users/{id}/points/charge`"), ("orders", "`POST /orders`")]
@@ -391,8 +388,8 @@ if alternating:
 One connection, placement fixed and servers interleaved finely (`bench/src/bin/menus_alternate.rs`):
 one client thread on CPU 0 keeps a connection to each of the three servers, whose threads all run
 on CPU 1 (`taskset`), the way a client on another machine reaches a server, and sends each
-{block} `GET /menus` in turn, the order rotated every cycle (A B C, B C A, C A B), each request when the last answer is in, for
-{alt_secs:.0f} s a run. A run's ratio is a server's requests per second of waiting over the minimal
+{block} `GET /menus` in turn, the order rotated every cycle (A B C, B C A, C A B), each request
+when the last answer is in, for {alt_secs:.0f} s a run. A run's ratio is a server's requests per second of waiting over the minimal
 handler's; "slices" gives the lowest and highest ratio of the run's ten consecutive slices. Left to
 the kernel, a one-connection run's speed depends mostly on whether it puts the server's thread on
 the client's CPU (`docs/DECISIONS.md`, "Where a thread runs"), which the rounds above cannot fix.
