@@ -6,12 +6,14 @@
 //! It measures what a one-connection `wrk` run measures (requests per second
 //! over one keep-alive connection, one request at a time), but the servers
 //! are interleaved every few milliseconds instead of every few seconds, so a
-//! drift of the machine's speed weighs on all of them alike, and a ratio of
-//! two servers repeats to about a percent where ratios of 2 s runs spread by
-//! a fifth (see docs/DECISIONS.md, "Where a thread runs").
+//! drift of the machine's speed weighs on all of them alike, and a 20 s run's
+//! ratio of two servers repeats to about half a percent where ratios of 2 s
+//! runs spread by a fifth (see docs/DECISIONS.md, "One connection to a
+//! hundredth").
 //!
-//! `TARGETS` is `label=host:port,...`; every target must answer `PATH` with
-//! `200` and the same body. Prints one JSON object: per target its requests,
+//! `TARGETS` is `label=host:port,...`; every target must answer
+//! `PATH_TO_GET` (`/menus`) with `200`, the first time with the same body as
+//! the first target, and then with as many bytes. Prints one JSON object: per target its requests,
 //! seconds spent waiting on it, requests per second and latency percentiles,
 //! and for every target after the first its ratio to the first (requests per
 //! second over the first's) for the whole run and for each of `SEGMENTS`
@@ -32,7 +34,8 @@ struct Target {
     label: String,
     stream: TcpStream,
     request: Vec<u8>,
-    /// Bytes read past the answer (none in a closed loop, but kept honest).
+    /// The answer being read (head and body); bytes past its end are an
+    /// error, as a closed loop never has any.
     buffer: Vec<u8>,
 }
 
@@ -149,7 +152,11 @@ fn main() -> anyhow::Result<()> {
                     let sent = Instant::now();
                     let body = target.get()?;
                     let took = sent.elapsed();
-                    ensure!(body.len() == expected.len(), "{}: a different body", target.label);
+                    ensure!(
+                        body.len() == expected.len(),
+                        "{}: a body of another length",
+                        target.label
+                    );
                     tally.requests += 1;
                     tally.waited += took;
                     latencies[i].push(took);
