@@ -69,9 +69,7 @@ counted() {
     done
     local dump
     dump=$(ls -t "$work"/cg-"$name".out.* | head -n 1)
-    python3 bench/instructions.py layers "$dump" "$n" \
-      | python3 -c 'import json,sys; d=json.load(sys.stdin); d["requests"]=int(sys.argv[1]); print(json.dumps(d))' "$n" \
-      > "$work/$name-$kind.json"
+    python3 bench/instructions.py layers "$dump" "$n" > "$work/$name-$kind.json"
     mv "$dump" "$work/done-$(basename "$dump")"
     echo "bench: $name $kind: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(round(d["total"] / d["requests"]), "instructions per request")' "$work/$name-$kind.json")"
   done

@@ -12,8 +12,8 @@ Two sub-commands:
       Reads a callgrind dump (FILE) of REQUESTS requests, sums each function's
       own instructions (exclusive Ir) into the layer its name belongs to
       (LAYERS below, first match wins) and prints one JSON object: {"total":
-      Ir, "layers": {layer: Ir, ...}, "top": [[function, Ir], ...]} (the 40
-      costliest functions), and when the dump has instruction addresses
+      Ir, "requests": REQUESTS, "layers": {layer: Ir, ...}, "top": [[function,
+      Ir], ...]} (the 40 costliest functions), and when the dump has instruction addresses
       (`--dump-instr=yes`) "footprint": {"lines": n, "pages": n}, the distinct
       64-byte lines and 4 KiB pages of code run at least once per two
       requests: what a request has to fetch into the caches and the TLB.
@@ -157,9 +157,10 @@ def layers(path, requests):
     for name, ir in costs.items():
         sums[layer_of(name)] += ir
     top = sorted(costs.items(), key=lambda kv: -kv[1])[:40]
-    out = {"total": total, "layers": sums, "top": top}
+    requests = int(requests)
+    out = {"total": total, "requests": requests, "layers": sums, "top": top}
     if by_address:
-        out["footprint"] = footprint(by_address, int(requests))
+        out["footprint"] = footprint(by_address, requests)
     print(json.dumps(out))
 
 
