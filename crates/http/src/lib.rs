@@ -16,6 +16,7 @@ pub mod client_addr;
 mod cors;
 pub mod drain;
 pub mod extract;
+pub mod graceful_stop;
 pub mod idempotency;
 pub mod json_time;
 pub mod metrics;
@@ -28,6 +29,8 @@ pub mod routes;
 pub mod serve;
 pub mod state;
 pub mod timed_io;
+#[cfg(test)]
+mod wakes;
 
 pub use app::{ADMIN_PATHS, AppOptions, Listener, api_document, build_app, build_app_with, build_app_without_cors};
 pub use client_addr::{ClientAddr, TrustedProxies};

@@ -500,8 +500,7 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
     use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Wake, Waker};
+    use std::task::Waker;
 
     use actix_web::dev::Service as _;
     use actix_web::test::{TestRequest, init_service};
@@ -509,16 +508,7 @@ mod tests {
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
     use super::*;
-
-    /// Counts the wake-ups of the connection a request is answered on.
-    #[derive(Default)]
-    struct Wakes(AtomicUsize);
-
-    impl Wake for Wakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::wakes::Wakes;
 
     /// Sets its flag when dropped: the handler's future is gone.
     struct Dropped(Rc<RefCell<bool>>);
@@ -604,7 +594,7 @@ mod tests {
         assert!(response.headers().contains_key(X_REQUEST_ID));
         assert_eq!(*handler.received.borrow(), ANSWERS);
         assert_eq!(
-            wakes.0.load(Ordering::SeqCst),
+            wakes.count(),
             1,
             "the connection is woken by the finished request only, not by each of its {ANSWERS} answers"
         );

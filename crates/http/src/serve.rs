@@ -1,8 +1,9 @@
 //! The HTTP server: actix-web's `HttpServer` set-up, written out so that
 //! every connection is a [`TimedIo`] (which `HttpServer` has no hook for).
 //! Otherwise the same: actix-server's workers and graceful stop (which also
-//! tells every connection, so idle keep-alive ones close at once),
-//! actix-http's HTTP/1.1 with the application of [`build_app`].
+//! tells every connection, through its worker's [`WorkerStop`], so idle
+//! keep-alive ones close at once), actix-http's HTTP/1.1 with the
+//! application of [`build_app`].
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use actix_web::dev::AppConfig;
 use actix_web::web;
 
 use crate::app::{AppOptions, Listener, build_app_with, build_app_without_cors};
+use crate::graceful_stop::WorkerStop;
 use crate::state::AppState;
 use crate::timed_io::TimedIo;
 
@@ -103,13 +105,12 @@ pub fn server(
             ($app:expr) => {
                 builder.listen(name, listener, move || {
                     on_worker_start.run();
-                    let shutdown = shutdown.clone();
+                    // The graceful stop as this worker's connections poll
+                    // it, at every request (`graceful_stop.rs`).
+                    let stop = WorkerStop::follow(shutdown.clone());
                     let app = $app.into_factory();
                     let http = HttpService::build()
-                        .graceful_shutdown_signal(move || {
-                            let shutdown = shutdown.clone();
-                            async move { shutdown.notified().await }
-                        })
+                        .graceful_shutdown_signal(move || stop.started())
                         .keep_alive(keep_alive)
                         .client_request_timeout(request_timeout)
                         .client_disconnect_timeout(Duration::from_secs(1))
