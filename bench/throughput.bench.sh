@@ -166,24 +166,37 @@ done
 # docs/DECISIONS.md, "Where a thread runs"). So one connection is also
 # measured with the placement fixed, and interleaved finer than wrk's
 # rounds can: bench/src/bin/menus_alternate.rs, a closed-loop client on
-# CPU 0 keeping one connection to each of the three servers (every thread
-# of theirs on CPU 1, the way a client on another machine reaches a
-# server) and sending them blocks of 50 requests in turn, the order rotated
-# every cycle (A B C, B C A, C A B), for ALT_SECONDS; ALT_RUNS such runs,
-# the figure is their median ratio.
+# CPU 0 keeping one connection to each of four servers (every thread of
+# theirs on CPU 1, the way a client on another machine reaches a server)
+# and sending them blocks of 50 requests in turn, the order rotated every
+# cycle, for ALT_SECONDS; ALT_RUNS such runs.
+# Two processes of one program differ by up to 1.5% in such a run (where
+# each one's memory landed; docs/DECISIONS.md, "The stop signal every
+# request polled"), so the service also runs twice here: the instance and
+# a second one started for these runs on the same database (`second`), and
+# a run's figure is the two instances' requests per second over the two
+# minimal handlers' (the baseline and the control); the figure is the
+# median of the runs'. Each instance's own ratio is reported beside it.
 # Afterwards the servers get back the CPUs they started with (this shell's).
 ALT_RUNS=${BENCH_ALT_RUNS:-5}
 ALT_SECONDS=${BENCH_ALT_SECONDS:-20}
 if [[ " $CONNECTIONS " == *" 1 "* ]] && [ "$(nproc)" -ge 2 ]; then
+  BIND_ADDR=127.0.0.1:18102 target/release/coffee serve &
+  second=$!
+  trap 'kill "$baseline" "$control" "$second" 2>/dev/null; bench_stop' EXIT
+  bench_wait_ready 18102
+  cmp -s "$work/menus.json" <(curl -sf http://127.0.0.1:18102/menus) || { echo "bench: the second instance's menu differs" >&2; exit 1; }
   started_on=$(taskset -p $$ | awk '{print $NF}')
-  for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p -c 1 "$pid" >/dev/null; done
+  for pid in "$BENCH_SERVER" "$second" "$baseline" "$control"; do taskset -a -p -c 1 "$pid" >/dev/null; done
   for run in $(seq 1 "$ALT_RUNS"); do
-    line=$(TARGETS="baseline=127.0.0.1:18200,control=127.0.0.1:18201,menus=127.0.0.1:$BENCH_PORT" \
+    line=$(TARGETS="baseline=127.0.0.1:18200,control=127.0.0.1:18201,menus=127.0.0.1:$BENCH_PORT,second=127.0.0.1:18102" \
       RUN_SECONDS=$ALT_SECONDS BLOCK=50 taskset -c 0 target/release/menus_alternate)
     echo "bench: alternating, pinned, run $run: $line"
     echo "{\"label\":\"alternate\",\"connections\":1,\"round\":$run,\"result\":$line}" >> "$work/results"
   done
   for pid in "$BENCH_SERVER" "$baseline" "$control"; do taskset -a -p "$started_on" "$pid" >/dev/null; done
+  kill "$second"
+  wait "$second" 2>/dev/null || true
 fi
 kill "$baseline" "$control"
 trap bench_stop EXIT
@@ -386,25 +399,30 @@ if alternating:
     block, alt_secs = alternating[0]["block"], alternating[0]["seconds"]
     print(f"""
 One connection, placement fixed and servers interleaved finely (`bench/src/bin/menus_alternate.rs`):
-one client thread on CPU 0 keeps a connection to each of the three servers, whose threads all run
-on CPU 1 (`taskset`), the way a client on another machine reaches a server, and sends each
-{block} `GET /menus` in turn, the order rotated every cycle (A B C, B C A, C A B), each request
-when the last answer is in, for {alt_secs:.0f} s a run. A run's ratio is a server's requests per second of waiting over the minimal
-handler's; "slices" gives the lowest and highest ratio of the run's ten consecutive slices. Left to
-the kernel, a one-connection run's speed depends mostly on whether it puts the server's thread on
-the client's CPU (`docs/DECISIONS.md`, "Where a thread runs"), which the rounds above cannot fix.
+one client thread on CPU 0 keeps a connection to each of four servers, whose threads all run on
+CPU 1 (`taskset`), the way a client on another machine reaches a server, and sends each
+{block} `GET /menus` in turn, the order rotated every cycle (A B C D, B C D A, ...), each request
+when the last answer is in, for {alt_secs:.0f} s a run. The servers are two processes of each
+program: the instance and a second instance on the same database, the minimal handler and its
+control, because two processes of one program differ by up to 1.5% in a run (where each one's
+memory landed). A run's figure is the two instances' requests per second of waiting over the two
+minimal handlers'; beside it each instance's and the control's ratio to the minimal handler. Left
+to the kernel, a one-connection run's speed depends mostly on whether it puts the server's thread
+on the client's CPU (`docs/DECISIONS.md`, "Where a thread runs"), which the rounds above cannot fix.
 
-| run | minimal handler req/s | p50 us | `GET /menus` req/s | p50 us | `GET /menus` / minimal handler | slices | control / minimal handler | slices |
+| run | minimal handlers req/s | p50 us | `GET /menus` req/s | p50 us | `GET /menus` / minimal handler | instance | second instance | control |
 |---:|---:|---:|---:|---:|---:|---:|---:|---:|""")
-    def slices(v):
-        return f"{min(v):.3f}-{max(v):.3f}" if v else "-"
+    pooled = []
     for n, r in enumerate(alternating, 1):
-        b, m, k = r["baseline"], r["menus"], r["control"]
-        print(f"| {n} | {b['perSecond']:.0f} | {b['p50Us']:.1f} | {m['perSecond']:.0f} | {m['p50Us']:.1f} "
-              f"| {m['ratio']:.3f} | {slices(m['segmentRatios'])} | {k['ratio']:.3f} | {slices(k['segmentRatios'])} |")
-    mr = [r["menus"]["ratio"] for r in alternating]
-    cr = [r["control"]["ratio"] for r in alternating]
-    print(f"| **median** | | | | | **{statistics.median(mr):.3f}** | | **{statistics.median(cr):.3f}** | |")
+        b, k, m, s2 = r["baseline"], r["control"], r["menus"], r["second"]
+        floor, service = b["perSecond"] + k["perSecond"], m["perSecond"] + s2["perSecond"]
+        pooled.append(service / floor)
+        print(f"| {n} | {floor / 2:.0f} | {(b['p50Us'] + k['p50Us']) / 2:.1f} | {service / 2:.0f} "
+              f"| {(m['p50Us'] + s2['p50Us']) / 2:.1f} | {pooled[-1]:.3f} | {m['ratio']:.3f} | {s2['ratio']:.3f} "
+              f"| {k['ratio']:.3f} |")
+    med = lambda key: statistics.median(r[key]["ratio"] for r in alternating)
+    print(f"| **median** | | | | | **{statistics.median(pooled):.3f}** | {med('menus'):.3f} | {med('second'):.3f} "
+          f"| **{med('control'):.3f}** |")
 print(f"""
 Targets (issue 25): `POST /orders` at least 0.75 of its cheapest ceiling at 16 and at 64
 connections, charges likewise, and `POST /orders` p99 at 64 connections under 110 ms; `GET /menus`
