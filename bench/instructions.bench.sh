@@ -167,7 +167,8 @@ handler does not do: the request id and its header, the metrics and the latency 
 the header timer, the error-handler wrapper with CORS on and the longer route table, and the
 cache's clock read. The graceful stop each connection's dispatcher polls at every request is a
 flag of its worker's (`crates/http/src/graceful_stop.rs`); actix-server's own signal took a lock
-both workers share at each of those polls. Counts do not show what costs most natively of what was removed besides:
+both workers share at each of those polls. Counts do not show what costs most natively of what
+was removed besides:
 writes to memory both HTTP workers write (the cache's lock and list, reference counts, the
 recorder's series), each a cache line moved between cores (`docs/DECISIONS.md`). For the writes
 the rest is the bearer token (HMAC-SHA-256 and base64; valgrind hides the CPU's SHA extensions,

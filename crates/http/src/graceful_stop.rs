@@ -158,10 +158,12 @@ mod tests {
         assert!(poll(&mut started, &Arc::new(Wakes::default())).is_pending());
         drop(started);
         assert!(stop.0.waiting.borrow().is_empty());
-        // And one dropped after the stop woke it finds its entry gone.
+        // One dropped after the stop woke it finds its entry gone, and
+        // must not panic over it (`Slab::remove` would).
         let mut woken = stop.started();
         assert!(poll(&mut woken, &Arc::new(Wakes::default())).is_pending());
         stop.start();
+        assert!(stop.0.waiting.borrow().is_empty());
         drop(woken);
     }
 }
