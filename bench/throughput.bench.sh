@@ -420,9 +420,9 @@ on the client's CPU (`docs/DECISIONS.md`, "Where a thread runs"), which the roun
         print(f"| {n} | {floor / 2:.0f} | {(b['p50Us'] + k['p50Us']) / 2:.1f} | {service / 2:.0f} "
               f"| {(m['p50Us'] + s2['p50Us']) / 2:.1f} | {pooled[-1]:.3f} | {m['ratio']:.3f} | {s2['ratio']:.3f} "
               f"| {k['ratio']:.3f} |")
-    med = lambda key: statistics.median(r[key]["ratio"] for r in alternating)
-    print(f"| **median** | | | | | **{statistics.median(pooled):.3f}** | {med('menus'):.3f} | {med('second'):.3f} "
-          f"| **{med('control'):.3f}** |")
+    ratios = lambda key: [r[key]["ratio"] for r in alternating]
+    print(f"| **median** | | | | | {median(pooled)} | {statistics.median(ratios('menus')):.3f} "
+          f"| {statistics.median(ratios('second')):.3f} | {median(ratios('control'))} |")
 print(f"""
 Targets (issue 25): `POST /orders` at least 0.75 of its cheapest ceiling at 16 and at 64
 connections, charges likewise, and `POST /orders` p99 at 64 connections under 110 ms; `GET /menus`
